@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Builds every image bgd's demo, tests and benchmarks use, locally, with no registry:
+#   bgd-demo:v1 .. v4, bgd-demo:unhealthy   the demo app (examples/demo-app), FROM scratch
+#   bgd-nginx:1.30                           nginx from Debian sid, laid out like the official image
+#   bgd-nginx:1.22                           nginx from Debian 12, same layout (the old-nginx baseline)
+# An image is rebuilt only when its inputs changed (their hash is stored as a label), so a
+# warm machine reuses them and a fresh one builds them. Usage: scripts/build-images.sh [demo|nginx]...
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache="$root/target/images"
+mkdir -p "$cache"
+what=("$@")
+[ ${#what[@]} -gt 0 ] || what=(demo nginx)
+
+log() { printf 'build-images: %s\n' "$*" >&2; }
+
+# One build at a time per checkout: tests running in parallel all call this script.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/.lock"
+  flock 9
+fi
+
+need() { command -v "$1" >/dev/null 2>&1 || { log "missing tool: $1 ($2)"; exit 1; }; }
+need docker "install Docker Engine"
+
+# current_rev IMAGE -> the bgd.build-rev label of IMAGE, or nothing
+current_rev() { docker image inspect -f '{{ index .Config.Labels "bgd.build-rev" }}' "$1" 2>/dev/null || true; }
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# docker build, quiet unless it fails (the legacy builder's deprecation notice is noise here)
+dbuild() {
+  local out
+  if ! out=$(docker build --quiet "$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    log "docker build $* failed"
+    exit 1
+  fi
+}
+
+build_demo() {
+  need cargo "install a Rust toolchain"
+  local src="$root/examples/demo-app"
+  local rev
+  rev=$(hash_of "$src/Cargo.toml" "$src/src/"*.rs "$src/Dockerfile" "$0")
+  local todo=()
+  for tag in v1 v2 v3 v4 unhealthy; do
+    [ "$(current_rev "bgd-demo:$tag")" = "$rev" ] || todo+=("$tag")
+  done
+  if [ ${#todo[@]} -eq 0 ]; then log "bgd-demo images are up to date"; return; fi
+
+  log "building the demo app as a static binary"
+  # A target dir of its own: the static RUSTFLAGS would otherwise rebuild bgd's dependencies.
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release \
+    --manifest-path "$root/Cargo.toml" -p demo-app \
+    --target x86_64-unknown-linux-gnu --target-dir "$root/target/static"
+  local ctx="$cache/demo-ctx"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$root/target/static/x86_64-unknown-linux-gnu/release/demo-app" "$ctx/demo-app"
+  cp "$src/Dockerfile" "$ctx/Dockerfile"
+  for tag in "${todo[@]}"; do
+    local version=$tag health_fail=0
+    if [ "$tag" = unhealthy ]; then version=unhealthy; health_fail=1; fi
+    dbuild --label "bgd.build-rev=$rev" \
+      --build-arg "VERSION=$version" --build-arg "FAIL_HEALTH=$health_fail" \
+      -t "bgd-demo:$tag" "$ctx"
+    log "built bgd-demo:$tag"
+  done
+}
+
+# apt_opts SUITE -> apt options for a private sources list and lists directory, so the system's
+# apt configuration is never touched.
+apt_dir() { echo "$cache/apt-$1"; }
+apt_opts() {
+  local d; d=$(apt_dir "$1")
+  # an empty dpkg status of its own too: the host's installed versions must not steer the choice
+  echo "-o Dir::Etc::sourcelist=$d/sources.list -o Dir::Etc::sourceparts=- -o Dir::State::Lists=$d/lists -o Dir::State::status=$d/status -o Dir::Cache::archives=$d/archives -o APT::Get::List-Cleanup=0"
+}
+
+debian_mirror() {
+  local m
+  m=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+      | grep -v security | head -n1 | awk '{print $2}')
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+build_nginx() {
+  local tag=$1 suite=$2
+  local ctx="$root/tests/images/nginx"
+  local rev
+  rev=$(hash_of "$ctx/Dockerfile" "$ctx/nginx.conf" "$ctx/default.conf" "$0")-$suite
+  if [ "$(current_rev "bgd-nginx:$tag")" = "$rev" ]; then log "bgd-nginx:$tag is up to date"; return; fi
+  need apt-get "Debian's apt"; need dpkg "Debian's dpkg"
+
+  local d; d=$(apt_dir "$suite")
+  mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/debs"
+  : > "$d/status"
+  echo "deb $(debian_mirror) $suite main" > "$d/sources.list"
+  log "apt-get update for Debian $suite (private lists in $d)"
+  # shellcheck disable=SC2046
+  apt-get $(apt_opts "$suite") -qq update >/dev/null
+  local out="$cache/nginx-$tag"
+  rm -rf "$out" && mkdir -p "$out/root"
+  (
+    cd "$d/debs"
+    rm -f ./*.deb
+    # shellcheck disable=SC2046
+    apt-get $(apt_opts "$suite") -qq download nginx nginx-common libc6 libcrypt1 libpcre2-8-0 \
+      zlib1g libzstd1 busybox-static "$( [ "$suite" = bookworm ] && echo libssl3 || echo libssl3t64 )" \
+      || { log "apt-get download from Debian $suite failed"; exit 1; }
+    [ "$suite" = bookworm ] && apt-get $(apt_opts "$suite") -qq download nginx-core 2>/dev/null || true
+    for deb in ./*.deb; do dpkg -x "$deb" "$out/root"; done
+  )
+  local r="$out/root"
+  # usrmerge: the loader lives in usr/lib; make the paths the binary asks for exist.
+  for l in lib lib64 bin sbin; do
+    if [ ! -e "$r/$l" ] && [ -d "$r/usr/$l" ]; then ln -s "usr/$l" "$r/$l"; fi
+  done
+  mkdir -p "$r/lib64"
+  local ld; ld=$(cd "$r" && find . -name 'ld-linux-x86-64.so.2' | head -n1)
+  [ -n "$ld" ] || { log "no dynamic loader in the extracted packages"; exit 1; }
+  [ -e "$r/lib64/ld-linux-x86-64.so.2" ] || ln -s "/${ld#./}" "$r/lib64/ld-linux-x86-64.so.2"
+  local nginx_bin; nginx_bin=$(cd "$r" && find . -path '*sbin/nginx' -type f | head -n1)
+  [ -n "$nginx_bin" ] || { log "no nginx binary in the extracted packages"; exit 1; }
+  # Check that every library the binary needs is present, rather than trusting a fixed list.
+  local libdirs="$r/usr/lib/x86_64-linux-gnu:$r/lib/x86_64-linux-gnu"
+  if "$r/${ld#./}" --library-path "$libdirs" --list "$r/${nginx_bin#./}" | grep -q 'not found'; then
+    "$r/${ld#./}" --library-path "$libdirs" --list "$r/${nginx_bin#./}" >&2
+    log "nginx from $suite needs a library the list above lacks; add its package to build-images.sh"
+    exit 1
+  fi
+  # busybox for sh and the few tools bgd's in-container scripts use
+  mkdir -p "$r/bin.busybox" "$r/usr/bin"
+  local bb; bb=$(cd "$r" && find . -path '*bin/busybox' -type f | head -n1)
+  for applet in sh cat cp mv rm ls mkdir sleep tr grep sed kill ps head tail wc date echo test \[ cut sort uniq env id wget true false; do
+    [ -e "$r/usr/bin/$applet" ] || [ -e "$r/bin/$applet" ] || ln -s "/${bb#./}" "$r/usr/bin/$applet"
+  done
+  rmdir "$r/bin.busybox"
+  # the official image's layout
+  rm -rf "$r/etc/nginx/sites-enabled" "$r/etc/nginx/sites-available" "$r/etc/nginx/modules-enabled"
+  mkdir -p "$r/etc/nginx/conf.d" "$r/var/log/nginx" "$r/var/lib/nginx" "$r/var/cache/nginx" "$r/run" "$r/tmp" "$r/usr/share/nginx/html"
+  chmod 1777 "$r/tmp"
+  cp "$ctx/nginx.conf" "$r/etc/nginx/nginx.conf"
+  cp "$ctx/default.conf" "$r/etc/nginx/conf.d/default.conf"
+  echo '<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>' > "$r/usr/share/nginx/html/index.html"
+  echo '<!DOCTYPE html><html><body><h1>An error occurred.</h1></body></html>' > "$r/usr/share/nginx/html/50x.html"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nnginx:x:101:\nnogroup:x:65534:\n' > "$r/etc/group"
+  ln -sf /dev/stdout "$r/var/log/nginx/access.log"
+  ln -sf /dev/stderr "$r/var/log/nginx/error.log"
+  rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/locale" "$r/usr/share/lintian"
+  cp "$ctx/Dockerfile" "$out/Dockerfile"
+  dbuild --label "bgd.build-rev=$rev" -t "bgd-nginx:$tag" "$out"
+  local v; v=$(docker run --rm "bgd-nginx:$tag" nginx -v 2>&1)
+  log "built bgd-nginx:$tag ($v)"
+}
+
+for w in "${what[@]}"; do
+  case "$w" in
+    demo) build_demo ;;
+    nginx) build_nginx 1.30 sid ;;
+    nginx-old) build_nginx 1.22 bookworm ;;
+    *) log "unknown image set: $w (demo, nginx, nginx-old)"; exit 2 ;;
+  esac
+done

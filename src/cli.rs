@@ -1,0 +1,114 @@
+//! The command line, clap derive only. Handlers never see these types: `lib.rs` turns them
+//! into a validated `Config` and plain arguments.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bgd",
+    version,
+    about = "Blue-green deployments of containerised HTTP services on Docker hosts",
+    long_about = "bgd starts the new release beside the live one, gates it (readiness of every \
+                  replica, migration, smoke probes), switches nginx to it in one validated \
+                  reload, and keeps the old release parked for an instant rollback."
+)]
+pub struct Cli {
+    /// Config file [default: ./bgd.yaml]
+    #[arg(short = 'f', long = "file", global = true, env = "BGD_CONFIG")]
+    pub file: Option<PathBuf>,
+    /// Machine output: JSON Lines on stdout, the last line being the result
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Only errors and results
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail (nginx output, container specs)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// How long deploy, switch and rollback wait for a busy deploy lock, e.g. "5m" [default: 0s]
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy IMAGE: start it beside the live release, gate it, switch traffic, park the old one
+    Deploy {
+        /// Image reference, e.g. registry.example.com/web:v2
+        image: String,
+        /// Stop after the gates: the candidate stays up on the preview listener (not yet supported)
+        #[arg(long, conflicts_with = "plan")]
+        no_switch: bool,
+        /// Print what would happen and touch nothing (not yet supported)
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Promote the candidate left by `deploy --no-switch` (not yet supported)
+    Switch,
+    /// Send traffic back to the parked release
+    Rollback {
+        /// Also hold for switch.verify after the switch
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Live and idle colors, images, containers, and what nginx routes to
+    Status,
+    /// Past deploys, switches and rollbacks, as recorded on the Docker host
+    History {
+        /// How many entries, newest last
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Parse and check the config and the template; touch nothing
+    Validate,
+    /// Print the nginx config bgd would write now
+    Render,
+    /// Inspect or clear the deploy lock
+    Lock {
+        #[command(subcommand)]
+        action: LockAction,
+    },
+    /// Write a starter bgd.yaml in the current directory
+    Init {
+        /// Overwrite an existing bgd.yaml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Who holds the lock, since when
+    Status,
+    /// Remove the lock when its holder is gone
+    Release {
+        /// Remove it even if its holder may still be running
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy { .. } => "deploy",
+            Command::Switch => "switch",
+            Command::Rollback { .. } => "rollback",
+            Command::Status => "status",
+            Command::History { .. } => "history",
+            Command::Validate => "validate",
+            Command::Render => "render",
+            Command::Lock { .. } => "lock",
+            Command::Init { .. } => "init",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}

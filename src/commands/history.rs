@@ -1,0 +1,49 @@
+use crate::config::Config;
+use crate::deploy::observe;
+use crate::docker::Docker;
+use crate::output::Output;
+use anyhow::Result;
+use serde_json::{json, Map};
+
+pub async fn run(config: &Config, limit: usize, out: &Output) -> Result<()> {
+    let docker = Docker::connect().await?;
+    let obs = observe(&docker, config).await?;
+    let start = obs.history.len().saturating_sub(limit);
+    let entries = &obs.history[start..];
+    if entries.is_empty() {
+        out.print(&format!(
+            "no history recorded for {} on this host",
+            config.app
+        ));
+    }
+    let mut text = String::new();
+    for e in entries {
+        let arrow = match (e.from, e.to) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            (None, Some(t)) => format!("-> {t}"),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "{}  {:<8} {:<11} {:<14} {}  by {}  ({} ms)\n",
+            e.at,
+            e.command,
+            e.outcome,
+            arrow,
+            e.image.as_deref().unwrap_or("-"),
+            e.who,
+            e.duration_ms
+        ));
+        if e.outcome != "ok" && !e.message.is_empty() {
+            let first = e.message.lines().next().unwrap_or_default();
+            text.push_str(&format!("    {first}\n"));
+        }
+    }
+    if !text.is_empty() {
+        out.print(&text);
+    }
+    let mut f = Map::new();
+    f.insert("app".into(), json!(config.app));
+    f.insert("entries".into(), json!(entries));
+    out.result(true, 0, f);
+    Ok(())
+}

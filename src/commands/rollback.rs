@@ -1,0 +1,31 @@
+use crate::config::Config;
+use crate::deploy::Engine;
+use crate::docker::Docker;
+use crate::output::Output;
+use anyhow::Result;
+
+pub async fn run(
+    config: &Config,
+    verify: bool,
+    lock_wait: std::time::Duration,
+    out: &Output,
+) -> Result<()> {
+    let t = std::time::Instant::now();
+    let docker = Docker::connect().await?;
+    out.detail(&format!(
+        "connected to {} in {}ms",
+        docker.host(),
+        t.elapsed().as_millis()
+    ));
+    let engine = Engine::new(config, &docker, out, lock_wait)?;
+    let report = engine.rollback(verify).await?;
+    let parked = report.parked.as_ref().map_or(String::new(), |p| {
+        format!("; {} parked ({})", p.color, p.image)
+    });
+    out.print(&format!(
+        "rolled back: live on {} ({}, release {}, generation {}){parked}",
+        report.live.color, report.live.image, report.live.release, report.generation
+    ));
+    out.result(true, 0, super::deploy::report_fields(&report));
+    Ok(())
+}

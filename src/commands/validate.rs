@@ -1,0 +1,47 @@
+use crate::config::Config;
+use crate::error;
+use crate::model::{Color, Pool, Server};
+use crate::nginx::render;
+use crate::output::Output;
+use anyhow::Result;
+use serde_json::{json, Map};
+
+/// Parses the config (done by the caller) and renders the template with sample replicas, so a
+/// template error shows now rather than in the middle of a deploy. Touches nothing.
+pub fn run(config: &Config, out: &Output) -> Result<()> {
+    let (template, which) = render::template_for(config.lb.template.as_ref());
+    let sample = |color: Color| Pool {
+        color,
+        release: "sample".into(),
+        servers: (1..=config.replicas)
+            .map(|n| Server {
+                replica: n,
+                addr: format!("10.0.0.{n}:{}", config.container.port),
+            })
+            .collect(),
+    };
+    let input = crate::deploy::plan::render_input(
+        config,
+        1,
+        Some(&sample(Color::Blue)),
+        Some((&sample(Color::Green), crate::state::Role::Parked)),
+        true,
+    );
+    render::render(template, &input)
+        .map_err(|e| error::config(format!("cannot render {which}: {e:#}")))?;
+    out.print(&format!(
+        "{}: ok (app {}, {} replica(s), live listener {} -> {}, preview {} -> {})",
+        config.file.display(),
+        config.app,
+        config.replicas,
+        config.lb.listen,
+        config.lb.url,
+        config.lb.preview_listen,
+        config.lb.preview_url
+    ));
+    let mut f = Map::new();
+    f.insert("app".into(), json!(config.app));
+    f.insert("file".into(), json!(config.file.display().to_string()));
+    out.result(true, 0, f);
+    Ok(())
+}

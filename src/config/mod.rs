@@ -1,0 +1,229 @@
+//! bgd.yaml: raw serde structs (`raw`) -> a validated `Config` (`validate`). Every error names
+//! the file, line, column and key path. serde_yaml stays behind this module.
+
+mod envfile;
+mod locate;
+pub mod raw;
+mod validate;
+
+pub use envfile::{valid_env_name, Secret};
+pub use raw::{parse_duration, ParkMode};
+pub use validate::{check_image_ref, valid_app_name, valid_docker_name};
+
+use crate::error;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest config file bgd reads; anything bigger is not a config.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (for messages)
+    pub file: PathBuf,
+    pub app: String,
+    pub replicas: u32,
+    pub network: String,
+    pub container: ContainerConfig,
+    pub readiness: Readiness,
+    pub smoke: Vec<SmokeProbe>,
+    pub hooks: Hooks,
+    pub lb: Lb,
+    pub switch: Switch,
+    pub park: ParkMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    pub port: u16,
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    /// Values from `env_file`: secrets.
+    pub env_file: Vec<(String, Secret)>,
+    pub env_file_path: Option<PathBuf>,
+    pub volumes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub path: String,
+    pub expect_status: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub successes: u32,
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmokeProbe {
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub status: Vec<u16>,
+    pub body_contains: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub migrate: Option<Migrate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Migrate {
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lb {
+    pub container: String,
+    pub image: Option<String>,
+    pub publish: Vec<Publish>,
+    pub listen: u16,
+    pub preview_listen: u16,
+    pub url: String,
+    pub preview_url: String,
+    /// A custom tera template (its path and text), replacing the built-in one.
+    pub template: Option<(PathBuf, String)>,
+    /// How long nginx keeps an idle connection to a replica; below the app's own idle timeout.
+    pub upstream_keepalive_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub verify: Duration,
+    pub auto_rollback: bool,
+    pub drain: Duration,
+}
+
+impl Config {
+    /// The environment a container of this app gets: `env_file` first, `env` over it.
+    pub fn container_env(&self) -> Vec<String> {
+        let mut merged: BTreeMap<&str, &str> = BTreeMap::new();
+        for (k, v) in &self.container.env_file {
+            merged.insert(k, v.expose());
+        }
+        for (k, v) in &self.container.env {
+            merged.insert(k, v);
+        }
+        merged.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// Every secret value, so output can be scrubbed of them as a last line of defence: all
+    /// `env_file` values, and `env` values whose names say they are secret (TOKEN, PASSWORD...).
+    pub fn secrets(&self) -> Vec<String> {
+        let from_env = self
+            .container
+            .env
+            .iter()
+            .filter(|(k, _)| secret_name(k))
+            .map(|(_, v)| v.clone());
+        self.container
+            .env_file
+            .iter()
+            .map(|(_, v)| v.expose().to_string())
+            .chain(from_env)
+            .filter(|v| v.len() >= 4)
+            .collect()
+    }
+}
+
+/// Names of variables whose values are treated as secrets even in `env`.
+pub fn secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+        "PRIVATE",
+        "DSN",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+}
+
+/// The config file to use: `-f`, `BGD_CONFIG` (clap reads both), else `./bgd.yaml`.
+pub fn default_path(explicit: Option<&Path>) -> PathBuf {
+    explicit.map_or_else(|| PathBuf::from("bgd.yaml"), Path::to_path_buf)
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        error::config(format!(
+            "{shown}: cannot read the config: {e} (create one with `bgd init`, or point -f / BGD_CONFIG at it)"
+        ))
+    })?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(error::config(format!(
+            "{shown}: {} bytes is too large for a config file (limit {MAX_CONFIG_BYTES})",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| error::config(format!("{shown}: cannot read the config: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| error::config(format!("{shown}: not a text file (it is not valid UTF-8)")))?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is used for messages and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let shown = path.display().to_string();
+    if text.contains('\0') {
+        return Err(error::config(format!(
+            "{shown}: not a text file (it contains NUL bytes)"
+        )));
+    }
+    let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let msg = e.to_string();
+        // serde_yaml appends " at line L column C"; the prefix already says where.
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m)
+            .to_string();
+        error::config(format!("{shown}:{line}:{col}: {msg}"))
+    })?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    validate::validate(raw, &dir)
+        .map_err(|issue| {
+            let (line, col) = locate::locate(text, &issue.path).unwrap_or((1, 1));
+            error::config(format!(
+                "{shown}:{line}:{col}: {}: {}",
+                issue.path, issue.message
+            ))
+        })
+        .map(|mut c| {
+            c.file = path.to_path_buf();
+            c
+        })
+}

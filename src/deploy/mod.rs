@@ -1,0 +1,9 @@
+//! Deploying: observe (host -> state), plan (pure decisions), engine (runs the steps and
+//! undoes them on failure).
+
+pub mod engine;
+pub mod observe;
+pub mod plan;
+
+pub use engine::{Engine, SwitchReport};
+pub use observe::{observe, Observed};

@@ -1,0 +1,109 @@
+//! Observe: the host -> what bgd knows. Containers come from labels, the routing from the
+//! config bgd wrote, the rest from the state record beside it. Nothing is remembered locally.
+
+use super::plan::{pool_of, replica_of, LABEL_APP, LABEL_COLOR, LABEL_MANAGED, LABEL_RELEASE};
+use crate::config::Config;
+use crate::docker::{ContainerInfo, Docker};
+use crate::model::{Color, Pool};
+use crate::nginx::{render, Nginx};
+use crate::state::{self, AppState, HistoryEntry};
+use anyhow::Result;
+
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub lb: Option<ContainerInfo>,
+    pub state: AppState,
+    pub history: Vec<HistoryEntry>,
+    /// The config file bgd activated last, as nginx has it
+    pub active_config: Option<String>,
+    /// Every container of this app that bgd manages, any state
+    pub containers: Vec<ContainerInfo>,
+    /// Who holds the deploy lock, if anyone
+    pub lock: Option<crate::lock::Holder>,
+}
+
+impl Observed {
+    /// Containers of one color, by replica number.
+    pub fn of_color(&self, color: Color) -> Vec<&ContainerInfo> {
+        let mut v: Vec<&ContainerInfo> = self
+            .containers
+            .iter()
+            .filter(|c| c.label(LABEL_COLOR) == Some(color.as_str()))
+            .collect();
+        v.sort_by_key(|c| replica_of(c));
+        v
+    }
+
+    /// The pool of a color's running replicas of `release`.
+    pub fn pool(&self, config: &Config, color: Color, release: &str) -> Pool {
+        let cs: Vec<&ContainerInfo> = self
+            .of_color(color)
+            .into_iter()
+            .filter(|c| c.label(LABEL_RELEASE) == Some(release))
+            .collect();
+        pool_of(config, color, release, &cs)
+    }
+
+    /// The generation nginx has now (the larger of the record and the active file's header).
+    pub fn generation(&self) -> u64 {
+        let from_file = self
+            .active_config
+            .as_deref()
+            .and_then(render::read_header)
+            .map_or(0, |h| h.generation);
+        self.state.generation.max(from_file)
+    }
+}
+
+/// Every container of the app that bgd manages (any state), inspected.
+pub async fn list_containers(docker: &Docker, config: &Config) -> Result<Vec<ContainerInfo>> {
+    let names = docker
+        .list_by_labels(&[(LABEL_MANAGED, "true"), (LABEL_APP, &config.app)])
+        .await?;
+    let inspected = futures_util::future::join_all(names.iter().map(|n| docker.inspect(n))).await;
+    let mut containers = Vec::new();
+    for c in inspected {
+        // a container removed between list and inspect is simply gone
+        if let Some(c) = c? {
+            containers.push(c);
+        }
+    }
+    Ok(containers)
+}
+
+/// Reads everything bgd needs about `config.app` from the host. The three reads run at once;
+/// bgd's files come back in one archive read (each costs a container-filesystem operation).
+pub async fn observe(docker: &Docker, config: &Config) -> Result<Observed> {
+    let nginx = Nginx::new(docker, &config.lb.container, &config.app);
+    let list = list_containers(docker, config);
+    let files = async {
+        // a missing nginx container simply has no files
+        match docker.inspect(&config.lb.container).await? {
+            Some(lb) => Ok::<_, anyhow::Error>((Some(lb), nginx.read_files().await?)),
+            None => Ok((None, Vec::new())),
+        }
+    };
+    let (containers, (lb, files)) = tokio::try_join!(list, files)?;
+    let mut observed = Observed {
+        lb,
+        containers,
+        ..Default::default()
+    };
+    for (name, data) in files {
+        match name.as_str() {
+            state::STATE_FILE => {
+                if let Some(s) = state::parse_state(&data) {
+                    observed.state = s;
+                }
+            }
+            state::HISTORY_FILE => observed.history = state::parse_history(&data),
+            "holder.json" => observed.lock = serde_json::from_slice(&data).ok(),
+            state::ACTIVE_FILE => {
+                observed.active_config = Some(String::from_utf8_lossy(&data).into_owned())
+            }
+            _ => {}
+        }
+    }
+    observed.state.app = config.app.clone();
+    Ok(observed)
+}

@@ -1,0 +1,273 @@
+//! Renders the nginx config: pure, no I/O. The built-in template is embedded at build time;
+//! `lb.template` replaces it. bgd prepends a one-line header of its own so it can read back
+//! what it wrote whatever the template does.
+
+use crate::model::{Pool, Server};
+use anyhow::Result;
+use serde::Serialize;
+
+pub const BUILTIN_TEMPLATE: &str = include_str!("../../templates/nginx.conf.tera");
+const HEADER_PREFIX: &str = "# bgd-state: ";
+
+/// Everything the config depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderInput {
+    pub app: String,
+    pub generation: u64,
+    pub listen: u16,
+    pub preview_listen: u16,
+    pub live: Option<Pool>,
+    pub preview: Option<Pool>,
+    /// "candidate" or "parked": what the preview listener's color is
+    pub idle_role: Option<String>,
+    /// Replicas reachable one by one through the preview listener (any color, running).
+    pub probe_routes: Vec<(crate::model::Color, Server)>,
+    /// nginx >= 1.27.4 understands `keepalive_min_timeout`
+    pub keepalive_min_timeout: bool,
+    /// nginx's idle limit for connections to the replicas
+    pub upstream_keepalive_timeout: std::time::Duration,
+}
+
+#[derive(Serialize)]
+struct ProbeRoute<'a> {
+    key: String,
+    color: &'a str,
+    addr: &'a str,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    app: &'a str,
+    ident: String,
+    generation: u64,
+    listen: u16,
+    preview_listen: u16,
+    live: Option<&'a Pool>,
+    preview: Option<&'a Pool>,
+    idle_role: &'a str,
+    probe_routes: Vec<ProbeRoute<'a>>,
+    keepalive_min_timeout: bool,
+    upstream_keepalive_timeout: String,
+}
+
+/// What bgd reads back from the first line of a config it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Header {
+    pub app: String,
+    pub generation: u64,
+    pub live: Option<String>,
+    pub preview: Option<String>,
+}
+
+/// The template in force and how messages name it: `lb.template` (its path and text), else
+/// the built-in one.
+pub fn template_for(custom: Option<&(std::path::PathBuf, String)>) -> (&str, String) {
+    match custom {
+        Some((path, text)) => (text.as_str(), format!("the template {}", path.display())),
+        None => (BUILTIN_TEMPLATE, "the built-in template".to_string()),
+    }
+}
+
+/// Checks that a template parses, without rendering it.
+pub fn check_template(template: &str) -> Result<()> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("nginx.conf", template)
+        .map_err(|e| anyhow::anyhow!("{}", tera_chain(&e)))?;
+    Ok(())
+}
+
+fn tera_chain(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+pub fn render(template: &str, input: &RenderInput) -> Result<String> {
+    let ctx = Context {
+        app: &input.app,
+        ident: input.app.replace('-', "_"),
+        generation: input.generation,
+        listen: input.listen,
+        preview_listen: input.preview_listen,
+        live: input.live.as_ref(),
+        preview: input.preview.as_ref(),
+        idle_role: input.idle_role.as_deref().unwrap_or("none"),
+        probe_routes: input
+            .probe_routes
+            .iter()
+            .map(|(color, s)| ProbeRoute {
+                key: format!("{color}-{}", s.replica),
+                color: color.as_str(),
+                addr: &s.addr,
+            })
+            .collect(),
+        keepalive_min_timeout: input.keepalive_min_timeout,
+        upstream_keepalive_timeout: nginx_duration(input.upstream_keepalive_timeout),
+    };
+    let context = tera::Context::from_serialize(&ctx)?;
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("nginx.conf", template)
+        .map_err(|e| anyhow::anyhow!("{}", tera_chain(&e)))?;
+    let body = tera
+        .render("nginx.conf", &context)
+        .map_err(|e| anyhow::anyhow!("{}", tera_chain(&e)))?;
+    let header = Header {
+        app: input.app.clone(),
+        generation: input.generation,
+        live: input.live.as_ref().map(|p| p.color.to_string()),
+        preview: input.preview.as_ref().map(|p| p.color.to_string()),
+    };
+    let header = serde_json::to_string(&header)?;
+    Ok(format!(
+        "{HEADER_PREFIX}{header}\n# Written by bgd for app {app}. Do not edit: bgd replaces this file on every switch.\n{body}\n",
+        app = input.app,
+        body = body.trim_matches('\n')
+    ))
+}
+
+/// A duration as nginx writes it: `2s`, or `1500ms` when not whole seconds.
+fn nginx_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Reads bgd's header back from a config file it wrote.
+pub fn read_header(config: &str) -> Option<Header> {
+    let first = config.lines().next()?;
+    serde_json::from_str(first.strip_prefix(HEADER_PREFIX)?).ok()
+}
+
+/// nginx >= 1.27.4 has `keepalive_min_timeout`.
+pub fn supports_keepalive_min_timeout(version: (u32, u32, u32)) -> bool {
+    version >= (1, 27, 4)
+}
+
+/// Parses `nginx version: nginx/1.30.6` (what `nginx -v` prints).
+pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let v = text.split("nginx/").nth(1)?;
+    let v: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Color;
+
+    fn pool(color: Color, ips: &[&str]) -> Pool {
+        Pool {
+            color,
+            release: "r1".into(),
+            servers: ips
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| Server {
+                    replica: i as u32 + 1,
+                    addr: format!("{ip}:8080"),
+                })
+                .collect(),
+        }
+    }
+
+    fn input() -> RenderInput {
+        let live = pool(Color::Blue, &["172.18.0.3", "172.18.0.4"]);
+        let preview = pool(Color::Green, &["172.18.0.5", "172.18.0.6"]);
+        let mut probe_routes: Vec<(Color, Server)> = live
+            .servers
+            .iter()
+            .map(|s| (Color::Blue, s.clone()))
+            .collect();
+        probe_routes.extend(preview.servers.iter().map(|s| (Color::Green, s.clone())));
+        RenderInput {
+            app: "web-app".into(),
+            generation: 7,
+            listen: 80,
+            preview_listen: 8081,
+            live: Some(live),
+            preview: Some(preview),
+            idle_role: Some("parked".into()),
+            probe_routes,
+            keepalive_min_timeout: true,
+            upstream_keepalive_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+
+    /// Compares with tests/snapshots/NAME; `BGD_UPDATE_SNAPSHOTS=1` rewrites it (review the diff).
+    fn snapshot(name: &str, text: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(name);
+        if std::env::var_os("BGD_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, text).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, expected, "{name} changed; rendered:\n{text}");
+    }
+
+    /// Snapshot of the built-in template with a live and an idle color.
+    #[test]
+    fn snapshot_live_and_preview() {
+        let text = render(BUILTIN_TEMPLATE, &input()).unwrap();
+        snapshot("nginx-live-preview.conf", &text);
+    }
+
+    /// Snapshot with nothing live yet (first deploy, before the switch) and an old nginx.
+    #[test]
+    fn snapshot_nothing_live() {
+        let mut i = input();
+        i.live = None;
+        i.generation = 1;
+        i.keepalive_min_timeout = false;
+        i.probe_routes.retain(|(c, _)| *c == Color::Green);
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        snapshot("nginx-nothing-live.conf", &text);
+    }
+
+    #[test]
+    fn header_round_trip() {
+        let text = render(BUILTIN_TEMPLATE, &input()).unwrap();
+        let h = read_header(&text).unwrap();
+        assert_eq!(h.generation, 7);
+        assert_eq!(h.live.as_deref(), Some("blue"));
+        assert_eq!(h.preview.as_deref(), Some("green"));
+        assert_eq!(read_header("server {}"), None);
+    }
+
+    #[test]
+    fn broken_template_is_an_error() {
+        assert!(check_template("{% if %}").is_err());
+        assert!(render("{{ nope.field }}", &input()).is_err());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("nginx version: nginx/1.30.6\n"),
+            Some((1, 30, 6))
+        );
+        assert_eq!(
+            parse_version("nginx version: nginx/1.22.1"),
+            Some((1, 22, 1))
+        );
+        assert_eq!(parse_version("garbage"), None);
+        assert!(supports_keepalive_min_timeout((1, 27, 4)));
+        assert!(!supports_keepalive_min_timeout((1, 27, 3)));
+        assert!(!supports_keepalive_min_timeout((1, 22, 1)));
+    }
+}

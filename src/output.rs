@@ -1,0 +1,270 @@
+//! Where everything a user sees goes. Human text and progress go to stderr, results to stdout;
+//! `--json` puts only JSON Lines on stdout, the last being the result; `-q` keeps errors and
+//! results. Every string passes `redact` first: secrets never leave through here.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Human,
+    Json,
+    Quiet,
+}
+
+pub struct Output {
+    mode: Mode,
+    verbose: bool,
+    command: &'static str,
+    tty: bool,
+    secrets: Mutex<Vec<String>>,
+    spinner: Mutex<Option<(ProgressBar, Instant)>>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl Output {
+    pub fn new(mode: Mode, verbose: bool, command: &'static str) -> Output {
+        Output {
+            mode,
+            verbose,
+            command,
+            tty: std::io::stderr().is_terminal(),
+            secrets: Mutex::new(Vec::new()),
+            spinner: Mutex::new(None),
+        }
+    }
+
+    /// Values that must never be printed (env_file values).
+    pub fn add_secrets(&self, secrets: Vec<String>) {
+        if let Ok(mut s) = self.secrets.lock() {
+            s.extend(secrets);
+            // longest first, so a secret containing another is replaced whole
+            s.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        if let Ok(secrets) = self.secrets.lock() {
+            for s in secrets.iter() {
+                if out.contains(s.as_str()) {
+                    out = out.replace(s.as_str(), REDACTED);
+                }
+            }
+        }
+        out
+    }
+
+    fn redact_value(&self, v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.redact_value(v)).collect()),
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, self.redact_value(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    fn json_line(&self, v: Value) {
+        let v = self.redact_value(v);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
+
+    fn stderr_line(&self, line: &str) {
+        let line = self.redact(line);
+        if let Ok(guard) = self.spinner.lock() {
+            if let Some((bar, _)) = guard.as_ref() {
+                bar.suspend(|| eprintln!("{line}"));
+                return;
+            }
+        }
+        eprintln!("{line}");
+    }
+
+    /// A step begins. On a terminal a spinner shows it until `done`/`failed`.
+    pub fn step(&self, step: &str, message: &str) {
+        match self.mode {
+            Mode::Json => self.json_line(
+                json!({"event": "step", "step": step, "status": "started", "message": message}),
+            ),
+            Mode::Quiet => {}
+            Mode::Human => {
+                if self.tty {
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_message(self.redact(message));
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    if let Ok(mut s) = self.spinner.lock() {
+                        if let Some((old, _)) = s.take() {
+                            old.finish_and_clear();
+                        }
+                        *s = Some((bar, Instant::now()));
+                    }
+                } else {
+                    self.stderr_line(&format!("... {message}"));
+                }
+            }
+        }
+    }
+
+    /// Updates the running step's message (e.g. "2/3 replicas ready").
+    pub fn progress(&self, message: &str) {
+        if self.mode == Mode::Human && self.tty {
+            if let Ok(s) = self.spinner.lock() {
+                if let Some((bar, _)) = s.as_ref() {
+                    bar.set_message(self.redact(message));
+                }
+            }
+        }
+    }
+
+    fn end_spinner(&self) {
+        if let Ok(mut s) = self.spinner.lock() {
+            if let Some((bar, _)) = s.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    pub fn done(&self, step: &str, message: &str, took: Duration) {
+        self.end_spinner();
+        match self.mode {
+            Mode::Json => self.json_line(json!({"event": "step", "step": step, "status": "done", "message": message, "ms": took.as_millis() as u64})),
+            Mode::Quiet => {}
+            Mode::Human => self.stderr_line(&format!(" ok  {message} ({})", fmt_duration(took))),
+        }
+    }
+
+    pub fn failed(&self, step: &str, message: &str) {
+        self.end_spinner();
+        match self.mode {
+            Mode::Json => self.json_line(
+                json!({"event": "step", "step": step, "status": "failed", "message": message}),
+            ),
+            Mode::Quiet => {}
+            Mode::Human => self.stderr_line(&format!("FAIL {message}")),
+        }
+    }
+
+    pub fn info(&self, message: &str) {
+        match self.mode {
+            Mode::Json => {
+                self.json_line(json!({"event": "log", "level": "info", "message": message}))
+            }
+            Mode::Quiet => {}
+            Mode::Human => self.stderr_line(&format!("     {message}")),
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        match self.mode {
+            Mode::Json => {
+                self.json_line(json!({"event": "log", "level": "warn", "message": message}))
+            }
+            // warnings matter at 3 a.m.: even -q shows them
+            Mode::Quiet | Mode::Human => self.stderr_line(&format!("warning: {message}")),
+        }
+    }
+
+    /// Only with -v.
+    pub fn detail(&self, message: &str) {
+        if !self.verbose {
+            return;
+        }
+        match self.mode {
+            Mode::Json => {
+                self.json_line(json!({"event": "log", "level": "debug", "message": message}))
+            }
+            Mode::Quiet => {}
+            Mode::Human => self.stderr_line(&format!("     {message}")),
+        }
+    }
+
+    /// A machine event (JSON mode only).
+    pub fn event(&self, event: &str, mut fields: Map<String, Value>) {
+        if self.mode == Mode::Json {
+            fields.insert("event".into(), Value::String(event.into()));
+            self.json_line(Value::Object(fields));
+        }
+    }
+
+    /// The human result on stdout (not in JSON mode).
+    pub fn print(&self, text: &str) {
+        self.end_spinner();
+        if self.mode != Mode::Json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", self.redact(text.trim_end()));
+            let _ = out.flush();
+        }
+    }
+
+    /// The last line in JSON mode: `{"event":"result","command":..,"ok":..,"exit_code":..}`.
+    pub fn result(&self, ok: bool, exit_code: i32, fields: Map<String, Value>) {
+        self.end_spinner();
+        if self.mode != Mode::Json {
+            return;
+        }
+        let mut line = Map::new();
+        line.insert("event".into(), json!("result"));
+        line.insert("command".into(), json!(self.command));
+        line.insert("ok".into(), json!(ok));
+        line.insert("exit_code".into(), json!(exit_code));
+        for (k, v) in fields {
+            line.insert(k, v);
+        }
+        self.json_line(Value::Object(line));
+    }
+
+    /// An error, in the form the mode asks for.
+    pub fn error(&self, err: &anyhow::Error, exit_code: i32) {
+        self.end_spinner();
+        let text = format!("{err:#}");
+        match self.mode {
+            Mode::Json => {
+                let mut f = Map::new();
+                f.insert("error".into(), json!(text));
+                self.result(false, exit_code, f);
+            }
+            Mode::Human | Mode::Quiet => {
+                self.stderr_line(&format!("error: {text}"));
+            }
+        }
+    }
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_longest_first() {
+        let o = Output::new(Mode::Quiet, false, "status");
+        o.add_secrets(vec!["hunter2".into(), "hunter2-extra".into()]);
+        assert_eq!(
+            o.redact("a hunter2-extra b hunter2"),
+            "a <redacted> b <redacted>"
+        );
+        let v = o.redact_value(json!({"m": ["x hunter2"]}));
+        assert_eq!(v, json!({"m": ["x <redacted>"]}));
+    }
+}

@@ -1,0 +1,363 @@
+//! Safety: the deploy lock, interruption, post-switch verification, hostile input.
+
+mod common;
+use common::*;
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn concurrent_deploys_one_runs_the_other_exits_5_naming_the_holder() {
+    let t = TestApp::new("lock");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| t.bgd(&["deploy", "bgd-demo:v2"]));
+        let b = s.spawn(|| t.bgd(&["deploy", "bgd-demo:v3"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [0, 5],
+        "one runs, the other is refused:\n{a:?}\n{b:?}"
+    );
+    let loser = if a.code == 5 { &a } else { &b };
+    assert!(loser.stderr.contains("holds the deploy lock"), "{loser:?}");
+    assert!(
+        loser.stderr.contains("bgd deploy bgd-demo:v"),
+        "names the holder's command: {loser:?}"
+    );
+    assert!(loser.stderr.contains("pid "), "{loser:?}");
+    // the winner released it
+    let s = t.bgd(&["lock", "status", "--json"]).result();
+    assert_eq!(s["held"], false, "{s}");
+    assert!(t.live_version() == "v2" || t.live_version() == "v3");
+}
+
+#[test]
+fn foreign_and_stale_locks() {
+    let t = TestApp::new("lock2");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+
+    // held by a run on another machine: refused, with who and since
+    t.plant_lock("ci-runner-7", 4242, "bgd deploy web:v9");
+    let d = t.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(d.code, 5, "{d:?}");
+    assert!(
+        d.stderr.contains("someone@ci-runner-7") && d.stderr.contains("2026-01-01"),
+        "{d:?}"
+    );
+    let r = t.bgd(&["rollback"]);
+    assert_eq!(r.code, 5, "rollback respects the lock too: {r:?}");
+    assert_eq!(t.live_version(), "v2", "nothing changed");
+    let st = t.bgd(&["lock", "status"]);
+    assert!(st.stdout.contains("ci-runner-7"), "{st:?}");
+    let rel = t.bgd(&["lock", "release"]);
+    assert_eq!(
+        rel.code, 5,
+        "without --force a possibly-running holder is kept: {rel:?}"
+    );
+    assert_eq!(t.bgd(&["lock", "release", "--force"]).code, 0);
+    assert_eq!(t.bgd(&["lock", "status", "--json"]).result()["held"], false);
+
+    // held by a process of this machine that is gone: taken over with a warning
+    t.plant_lock(&this_host(), 999_999_999, "bgd deploy web:v8");
+    let d = t.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(d.stderr.contains("taking over the deploy lock"), "{d:?}");
+    assert_eq!(t.live_version(), "v3");
+
+    // --lock-wait: the deploy waits for the holder to finish
+    t.plant_lock("ci-runner-7", 4242, "bgd deploy web:v9");
+    let dir = t.dir.clone();
+    let waiter =
+        std::thread::spawn(move || bgd_in(&dir, &["deploy", "bgd-demo:v4", "--lock-wait", "20s"]));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(t.bgd(&["lock", "release", "--force"]).code, 0);
+    let w = waiter.join().unwrap();
+    assert_eq!(w.code, 0, "{w:?}");
+    assert!(w.stderr.contains("waiting for the deploy lock"), "{w:?}");
+    assert_eq!(t.live_version(), "v4");
+    let bad = t.bgd(&["deploy", "bgd-demo:v4", "--lock-wait", "soon"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn spawn_bgd(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bgd"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bgd")
+}
+
+fn finish(child: std::process::Child) -> Run {
+    let out = child.wait_with_output().expect("wait for bgd");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigint_during_the_gates_removes_the_candidate() {
+    let t = TestApp::new("sigint");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // the next candidate starts slowly, so the deploy sits in its readiness gate
+    t.write_config(
+        &t.config_text("")
+            .replace(
+                "  stop_timeout: 5s\n",
+                "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
+            )
+            .replace("deadline: 10s", "deadline: 60s"),
+    );
+    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v2"]);
+    wait_for("the candidate to exist", || {
+        t.containers("green").len() == 2
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    signal(&child, "-INT");
+    let r = finish(child);
+    assert_eq!(r.code, 130, "{r:?}");
+    assert!(r.stderr.contains("interrupted by SIGINT"), "{r:?}");
+    assert!(t.containers("green").is_empty(), "candidate left behind");
+    assert_eq!(t.live_version(), "v1");
+    assert_eq!(
+        t.bgd(&["lock", "status", "--json"]).result()["held"],
+        false,
+        "lock released"
+    );
+    let h = t.bgd(&["history", "--json"]).result();
+    assert_eq!(
+        h["entries"].as_array().unwrap().last().unwrap()["outcome"],
+        "interrupted"
+    );
+}
+
+#[test]
+fn a_release_failing_after_the_switch_is_switched_back() {
+    let t = TestApp::new("verify");
+    let smoke = "smoke:\n  - name: home\n    path: /\n";
+    t.write_config(&t.config_text(smoke));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // v2 passes every gate, then starts failing 8 s after it started
+    t.write_config(
+        &t.config_text(smoke)
+            .replace(
+                "  stop_timeout: 5s\n",
+                "  stop_timeout: 5s\n  env: { DEMO_FAIL_AFTER_MS: \"8000\" }\n",
+            )
+            .replace("  verify: 1s\n", "  verify: 20s\n"),
+    );
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("any");
+    let r = t.bgd(&["deploy", "bgd-demo:v2", "--json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let res = r.result();
+    assert!(
+        res["error"]
+            .as_str()
+            .unwrap()
+            .contains("traffic is back on blue"),
+        "{res}"
+    );
+    load.expect("blue");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let summary = load.finish();
+    assert_eq!(t.live_version(), "v1");
+    // while green failed, requests got its 500s (that is what verification caught); none
+    // were dropped by the switches, and none after the switch back came from green
+    assert_eq!(
+        summary["failure_kinds"]["wrong-color"],
+        serde_json::Value::Null,
+        "{summary}"
+    );
+    for kind in ["connect", "reset", "eof", "timeout"] {
+        assert_eq!(
+            summary["failure_kinds"][kind],
+            serde_json::Value::Null,
+            "{kind}: {summary}"
+        );
+    }
+    let s = t.bgd(&["status", "--json"]).result();
+    assert_eq!(s["live"]["image"], "bgd-demo:v1");
+    assert_eq!(
+        s["idle"]["role"], "candidate",
+        "the failed release stays for inspection: {s}"
+    );
+    let h = t.bgd(&["history", "--json"]).result();
+    assert_eq!(
+        h["entries"].as_array().unwrap().last().unwrap()["outcome"],
+        "rolled-back"
+    );
+}
+
+/// bgd killed with SIGKILL at six points of a deploy, under load: no request fails, and the
+/// next deploy succeeds with no manual step.
+#[test]
+fn sigkill_at_any_point_breaks_nothing() {
+    let t = TestApp::new("kill");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let load = Load::start(t.live_port, &t.dir);
+    let delays_ms = [100u64, 400, 800, 1200, 1700, 2300];
+    let mut version = 1;
+    for delay in delays_ms {
+        load.expect("any");
+        version = version % 4 + 1;
+        let child = spawn_bgd(&t.dir, &["deploy", &format!("bgd-demo:v{version}")]);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        signal(&child, "-KILL");
+        let _ = finish(child);
+        // whatever was left, the next deploy takes it from there
+        version = version % 4 + 1;
+        let next = switch_under_load(&t, &load, &["deploy", &format!("bgd-demo:v{version}")]);
+        assert_eq!(next["ok"], true, "after a kill at {delay} ms: {next}");
+        assert_eq!(t.live_version(), format!("v{version}"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "{summary:#}");
+    let s = t.bgd(&["status", "--json"]).result();
+    assert_eq!(s["warnings"], serde_json::json!([]), "{s}");
+}
+
+#[test]
+fn injection_attempts_are_config_errors() {
+    let t = TestApp::new("inject");
+    let base = t.config_text("");
+    let attempts = [
+        base.replace(&format!("app: {}", t.app), "app: \"web;\\n}\""),
+        base.replace(&format!("app: {}", t.app), "app: \"web { return 200; }\""),
+        format!("{base}smoke:\n  - name: x\n    path: \"/ok; return 200\"\n"),
+        format!("{base}smoke:\n  - name: x\n    path: /\n    headers: {{ Host: \"a\\r\\nX-Evil: 1\" }}\n"),
+        format!("{base}smoke:\n  - name: \"x\\ny\"\n    path: /\n"),
+        base.replace("  port: 8080\n", "  port: 8080\n  labels: { \"bgd.color\": green }\n"),
+        base.replace(&format!("network: {}-net", t.app), "network: \"net; rm -rf /\""),
+        base.replace("url: http://127.0.0.1", "url: \"http://127.0.0.1 $host\""),
+    ];
+    for text in attempts {
+        t.write_config(&text);
+        let r = t.bgd(&["validate"]);
+        assert_eq!(r.code, 2, "accepted:\n{text}\n{r:?}");
+    }
+    t.write_config(&base);
+    for image in ["bgd-demo:v1;rm", "bgd-demo:v1\n}", "$(reboot)", "-it"] {
+        let r = t.bgd(&["deploy", image]);
+        assert_eq!(r.code, 2, "{image:?}: {r:?}");
+    }
+    // a config file that is far too large is rejected before parsing
+    std::fs::write(t.dir.join("big.yaml"), "#".repeat(2 * 1024 * 1024)).unwrap();
+    assert_eq!(t.bgd(&["-f", "big.yaml", "validate"]).code, 2);
+}
+
+/// A daemon that accepts connections and never answers: bgd gives up within its connect
+/// timeout with exit 6, instead of hanging.
+#[test]
+fn hanging_docker_daemon_exits_6() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("bgd-hang-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bgd.yaml"),
+        "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: [\"127.0.0.1:8000:80\", \"127.0.0.1:8001:8081\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bgd"))
+        .args(["status"])
+        .current_dir(&dir)
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("no answer within"), "{stderr}");
+}
+
+#[test]
+fn stopped_nginx_and_dying_candidate() {
+    let t = TestApp::new("faults");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+
+    // a candidate that exits during the gates: rejected at once, with its last output
+    t.write_config(&t.config_text("").replace(
+        "  stop_timeout: 5s\n",
+        "  stop_timeout: 5s\n  command: [\"migrate\"]\n",
+    ));
+    let r = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    // caught right after the start or during readiness, depending on timing; both name the
+    // replica and quote its output
+    assert!(
+        r.stderr.contains("stopped right after starting")
+            || r.stderr.contains("is restarting")
+            || r.stderr.contains("is exited"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!("{}-green-", t.app)) && r.stderr.contains("last output"),
+        "{r:?}"
+    );
+    assert!(t.containers("green").is_empty());
+    assert_eq!(t.live_version(), "v1");
+
+    // the nginx container stopped: exit 6 saying how to start it; nothing else touched
+    t.write_config(&t.config_text(""));
+    docker(&["stop", "-t", "1", &t.lb()]);
+    let r = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("docker start {}", t.lb())),
+        "{r:?}"
+    );
+    assert!(t.containers("green").is_empty());
+    let s = t.bgd(&["status", "--json"]).result();
+    assert!(
+        s["warnings"].to_string().contains("nothing is served"),
+        "{s}"
+    );
+    let rb = t.bgd(&["rollback"]);
+    assert_ne!(rb.code, 0, "{rb:?}");
+    docker(&["start", &t.lb()]);
+    let r = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(t.live_version(), "v2");
+}
