@@ -1,0 +1,444 @@
+//! Shared harness for integration tests: each test gets its own app name, network, nginx
+//! container and loopback ports; a guard removes all of it when the test ends (even on
+//! panic) and prints the containers' logs when the test failed.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
+
+pub const NGINX_IMAGE: &str = "bgd-nginx:1.30";
+
+static IMAGES: Once = Once::new();
+
+/// Builds the demo and nginx images unless they are current (scripts/build-images.sh).
+pub fn ensure_images() {
+    IMAGES.call_once(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new("bash")
+            .arg(root.join("scripts/build-images.sh"))
+            .args(["demo", "nginx", "nginx-old"])
+            .status()
+            .expect("run scripts/build-images.sh");
+        assert!(status.success(), "scripts/build-images.sh failed");
+    });
+}
+
+pub fn free_port() -> u16 {
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports. The listeners are held until all are chosen: two
+/// consecutive `bind(0)` calls may otherwise hand out the same port (it happened in CI).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .expect("a bound listener's address")
+            .port()
+    })
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON lines of a `--json` run, each parsed (panics on a line that is not JSON).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+    /// The result line of a `--json` run: the last line, checked for the shape SPEC.md fixes.
+    pub fn result(&self) -> serde_json::Value {
+        let lines = self.json_lines();
+        let last = lines
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no JSON output; stderr:\n{}", self.stderr));
+        assert_eq!(
+            last["event"], "result",
+            "last line is not the result: {last}"
+        );
+        assert!(
+            last["ok"].is_boolean() && last["exit_code"].is_i64(),
+            "{last}"
+        );
+        last
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn bgd_in(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_bgd"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BGD_CONFIG")
+        .output()
+        .expect("run bgd");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A minimal HTTP/1.1 client for loopback: one request on a fresh connection.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<Reply> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// One test's app: its config directory, ports and cleanup.
+pub struct TestApp {
+    pub app: String,
+    pub dir: PathBuf,
+    pub live_port: u16,
+    pub preview_port: u16,
+}
+
+impl TestApp {
+    /// `tag` must be short: the app name is `t-<tag>-<random>` (at most 40 characters).
+    pub fn new(tag: &str) -> TestApp {
+        ensure_images();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let app = format!("t-{tag}-{:x}", (nanos ^ std::process::id()) & 0xffffff);
+        let dir = std::env::temp_dir().join("bgd-tests").join(&app);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let [live_port, preview_port] = free_ports();
+        TestApp {
+            app,
+            dir,
+            live_port,
+            preview_port,
+        }
+    }
+
+    pub fn lb(&self) -> String {
+        format!("{}-lb", self.app)
+    }
+
+    /// A config for the demo app; `extra` is appended (top-level YAML keys).
+    pub fn config_text(&self, extra: &str) -> String {
+        format!(
+            r#"app: {app}
+replicas: 2
+network: {app}-net
+container:
+  port: 8080
+  stop_timeout: 5s
+readiness:
+  path: /health
+  interval: 100ms
+  timeout: 1s
+  successes: 2
+  deadline: 10s
+lb:
+  image: {nginx}
+  publish: ["127.0.0.1:{live}:80", "127.0.0.1:{preview}:8081"]
+  url: http://127.0.0.1:{live}
+  preview_url: http://127.0.0.1:{preview}
+switch:
+  drain: 5s
+  verify: 1s
+{extra}"#,
+            app = self.app,
+            nginx = NGINX_IMAGE,
+            live = self.live_port,
+            preview = self.preview_port,
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.dir.join("bgd.yaml"), text).expect("write bgd.yaml");
+    }
+
+    pub fn bgd(&self, args: &[&str]) -> Run {
+        bgd_in(&self.dir, args)
+    }
+
+    /// What the live listener serves on `/`.
+    pub fn live(&self) -> Option<Reply> {
+        http_get(self.live_port, "/")
+    }
+
+    /// The demo app's version behind the live listener ("v1"...), or a description of why none.
+    pub fn live_version(&self) -> String {
+        match self.live() {
+            Some(r) => r.header("X-App-Version").unwrap_or("none").to_string(),
+            None => "unreachable".into(),
+        }
+    }
+
+    /// Names of this app's containers (any state) of a color.
+    pub fn containers(&self, color: &str) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=bgd.app={}", self.app),
+            "--filter",
+            &format!("label=bgd.color={color}"),
+        ]);
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        v
+    }
+
+    /// The nginx config bgd activated (through the stub in conf.d), read from the container.
+    pub fn active_config(&self) -> String {
+        let stub = docker(&[
+            "exec",
+            &self.lb(),
+            "cat",
+            &format!("/etc/nginx/conf.d/bgd-{}.conf", self.app),
+        ]);
+        assert_eq!(
+            stub.trim(),
+            format!("include /etc/nginx/bgd/{}/active.conf;", self.app),
+            "the stub"
+        );
+        let text = docker(&[
+            "exec",
+            &self.lb(),
+            "cat",
+            &format!("/etc/nginx/bgd/{}/active.conf", self.app),
+        ]);
+        assert!(
+            text.starts_with("# bgd-state: "),
+            "not a config bgd wrote: {text:?}"
+        );
+        text
+    }
+
+    /// Plants a deploy lock as if another run held it.
+    pub fn plant_lock(&self, host: &str, pid: u32, command: &str) {
+        let holder = format!(
+            r#"{{"token":"planted{pid}","user":"someone","host":"{host}","pid":{pid},"ci":null,"command":"{command}","since":"2026-01-01T00:00:00Z"}}"#
+        );
+        let dir = format!("/etc/nginx/bgd/{}/lock", self.app);
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                &self.lb(),
+                "sh",
+                "-c",
+                "mkdir -p \"$1\" && printf '%s' \"$2\" > \"$1/holder.json\"",
+                "plant",
+                &dir,
+                &holder,
+            ])
+            .output()
+            .expect("docker exec");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `server` lines of the live upstream in a config bgd wrote.
+    pub fn live_servers(config: &str) -> Vec<String> {
+        config
+            .split("_live {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("server "))
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let names = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=bgd.app={}", self.app),
+        ]);
+        let mut all: Vec<String> = names.lines().map(String::from).collect();
+        all.push(self.lb());
+        all.push(format!("{}-migrate", self.app));
+        if std::thread::panicking() {
+            for n in &all {
+                eprintln!("=== docker logs {n} (last 40 lines)");
+                let out = Command::new("docker")
+                    .args(["logs", "--tail", "40", n])
+                    .output();
+                if let Ok(out) = out {
+                    eprintln!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(all.iter().map(String::as_str));
+        let _ = Command::new("docker").args(&args).output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &format!("{}-net", self.app)])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// bgd-load running against a listener while a test switches traffic.
+pub struct Load {
+    child: std::process::Child,
+    stop_file: PathBuf,
+    expect_file: PathBuf,
+}
+
+impl Load {
+    /// 20 keep-alive connections (4 saturating, 16 paced), 2 `Connection: close` clients and
+    /// 2 POST clients, none of which retries.
+    pub fn start(port: u16, dir: &Path) -> Load {
+        let stop_file = dir.join("load.stop");
+        let expect_file = dir.join("load.expect");
+        let _ = std::fs::remove_file(&stop_file);
+        std::fs::write(&expect_file, "any").unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_bgd-load"))
+            .args(["--url", &format!("http://127.0.0.1:{port}/")])
+            .args([
+                "--keepalive",
+                "4",
+                "--paced",
+                "16",
+                "--pace-ms",
+                "5",
+                "--close",
+                "2",
+                "--post",
+                "2",
+            ])
+            .args(["--duration", "600"])
+            .arg("--stop-file")
+            .arg(&stop_file)
+            .arg("--expect-file")
+            .arg(&expect_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start bgd-load");
+        // let every client get going before the first switch
+        std::thread::sleep(Duration::from_millis(500));
+        Load {
+            child,
+            stop_file,
+            expect_file,
+        }
+    }
+
+    /// From now on every new request must be served by `color` ("any" while switching).
+    pub fn expect(&self, color: &str) {
+        std::fs::write(&self.expect_file, color).unwrap();
+        // the tool polls the file every 2 ms
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// Stops the load and returns its summary.
+    pub fn finish(mut self) -> serde_json::Value {
+        std::fs::write(&self.stop_file, "").unwrap();
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            s.read_to_string(&mut out).unwrap();
+        }
+        let _ = self.child.wait();
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bgd-load output {out:?}: {e}"))
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop_file, "");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a switching bgd command with the load's expectation set around it: any color while it
+/// runs, then the color it reports (which every later request must see).
+pub fn switch_under_load(t: &TestApp, load: &Load, args: &[&str]) -> serde_json::Value {
+    load.expect("any");
+    let mut full = args.to_vec();
+    full.push("--json");
+    let r = t.bgd(&full);
+    assert_eq!(r.code, 0, "{args:?}: {r:?}");
+    let result = r.result();
+    let color = result["live"]["color"].as_str().unwrap().to_string();
+    load.expect(&color);
+    result
+}
