@@ -39,14 +39,14 @@ pub enum Command {
     Deploy {
         /// Image reference, e.g. registry.example.com/web:v2
         image: String,
-        /// Stop after the gates: the candidate stays up on the preview listener (not yet supported)
-        #[arg(long, conflicts_with = "plan")]
+        /// Stop after the gates: the candidate stays up on the preview listener until `bgd switch`
+        #[arg(long)]
         no_switch: bool,
-        /// Print what would happen and touch nothing (not yet supported)
+        /// Print the steps, the containers and the nginx config diff; touch nothing
         #[arg(long)]
         plan: bool,
     },
-    /// Promote the candidate left by `deploy --no-switch` (not yet supported)
+    /// Promote the candidate left by `deploy --no-switch`: gate it again, switch, verify, park
     Switch,
     /// Send traffic back to the parked release
     Rollback {

@@ -117,3 +117,326 @@ fn failing_or_slow_migration_rejects_the_candidate() {
             .is_empty()
     );
 }
+
+/// Everything a deploy could change on the host for `t`: its containers, its network, the
+/// nginx container and bgd's files in it.
+fn host_snapshot(t: &TestApp) -> String {
+    let containers = docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label=bgd.app={}", t.app),
+        "--format",
+        "{{.ID}} {{.Names}} {{.Image}} {{.State}}",
+    ]);
+    let lb = docker(&["inspect", "-f", "{{.Id}} {{.State.Status}}", &t.lb()]);
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--filter",
+        &format!("name={}", t.app),
+        "--format",
+        "{{.ID}} {{.Name}}",
+    ]);
+    let files = if lb.trim().is_empty() {
+        String::new()
+    } else {
+        docker(&[
+            "exec",
+            &t.lb(),
+            "sh",
+            "-c",
+            "cd /etc/nginx && ls -R conf.d bgd && for f in conf.d/* bgd/*/*; do [ -f \"$f\" ] && echo \"== $f\" && cat \"$f\"; done",
+        ])
+    };
+    let mut lines: Vec<&str> = containers.lines().collect();
+    lines.sort();
+    format!(
+        "{}\n-- lb\n{lb}-- networks\n{networks}-- files\n{files}",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
+    let t = TestApp::new("plan");
+    let secret = "plan-secret-value-31337";
+    t.write_config(&t.config_text("").replace(
+        "  stop_timeout: 5s\n",
+        &format!("  stop_timeout: 5s\n  memory: 128m\n  env: {{ API_TOKEN: {secret}, MODE: blue-green }}\n"),
+    ));
+
+    // a fresh host: nothing is created, not even the network or nginx
+    let before = host_snapshot(&t);
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:v1"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert_eq!(
+        host_snapshot(&t),
+        before,
+        "a plan on a fresh host changed it"
+    );
+    assert!(docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}-net", t.app)
+    ])
+    .trim()
+    .is_empty());
+    assert!(
+        p.stdout
+            .contains(&format!("create the network {}-net", t.app)),
+        "{p:?}"
+    );
+    assert!(
+        p.stdout
+            .contains(&format!("create the nginx container {}", t.lb())),
+        "{p:?}"
+    );
+    assert!(
+        p.stdout.contains("+upstream bgd_"),
+        "the config to be written: {p:?}"
+    );
+
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let before = host_snapshot(&t);
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:v2"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    let blue1 = format!("{}-blue-1", t.app);
+    let green1 = format!("{}-green-1", t.app);
+    for want in [
+        "start 2 green replica(s) of bgd-demo:v2".to_string(),
+        "switch live traffic to green".to_string(),
+        "park blue (bgd-demo:v1)".to_string(),
+        "MODE=blue-green".to_string(),
+        "API_TOKEN=<secret>".to_string(),
+        "memory        128 MiB".to_string(),
+        format!("+    server <{green1}>:8080;"),
+        format!("+upstream bgd_{}_preview {{", t.app.replace('-', "_")),
+    ] {
+        assert!(p.stdout.contains(&want), "plan lacks {want:?}: {p:?}");
+    }
+    assert!(
+        !p.stdout.contains(secret) && !p.stderr.contains(secret),
+        "{p:?}"
+    );
+
+    let j = t.bgd(&["--json", "deploy", "--plan", "--no-switch", "bgd-demo:v2"]);
+    let r = j.result();
+    assert_eq!(r["ok"], true, "{j:?}");
+    assert_eq!(r["target"], "green");
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("stays up as the candidate")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.starts_with("switch live traffic")),
+        "{steps:?}"
+    );
+    assert_eq!(r["create"].as_array().unwrap().len(), 2);
+    let diff = r["nginx"]["diff"].as_str().unwrap();
+    assert!(diff.contains(&format!("<{green1}>:8080")), "{diff}");
+    assert!(!j.stdout.contains(secret));
+
+    // a plan for an image the host lacks says it would pull it, and still touches nothing
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:not-here"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert!(p.stdout.contains("pull bgd-demo:not-here"), "{p:?}");
+
+    assert_eq!(host_snapshot(&t), before, "a plan changed the host");
+    assert!(t.containers("green").is_empty());
+    assert_eq!(t.live_version(), "v1");
+    assert!(docker(&["ps", "--format", "{{.Names}}"]).contains(&blue1));
+}
+
+#[test]
+fn no_switch_leaves_a_candidate_that_switch_promotes() {
+    let t = TestApp::new("noswitch");
+    t.write_config(
+        &t.config_text("smoke:\n  - name: home\n    path: /\n    expect:\n      status: [200]\n"),
+    );
+    // nothing to switch to yet
+    let s = t.bgd(&["switch"]);
+    assert_eq!(s.code, 2, "{s:?}");
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let s = t.bgd(&["switch"]);
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(
+        s.stderr.contains("bgd deploy --no-switch"),
+        "says how to get one: {s:?}"
+    );
+
+    let d = t.bgd(&["--json", "deploy", "--no-switch", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let r = d.result();
+    assert_eq!(r["candidate"]["color"], "green", "{r}");
+    assert_eq!(r["live"]["color"], "blue", "{r}");
+    // live traffic untouched, the preview listener serves the candidate
+    assert_eq!(t.live_version(), "v1");
+    let preview = http_get(t.preview_port, "/").expect("preview answers");
+    assert_eq!(preview.status, 200);
+    assert_eq!(preview.header("X-App-Version"), Some("v2"));
+    assert_eq!(preview.header("X-Bgd-Color"), Some("green"));
+    let st = t.bgd(&["status", "--json"]).result();
+    assert_eq!(st["live"]["image"], "bgd-demo:v1", "{st}");
+    assert_eq!(st["idle"]["role"], "candidate", "{st}");
+    assert_eq!(st["idle"]["image"], "bgd-demo:v2", "{st}");
+    let human = t.bgd(&["status"]);
+    assert!(human.stdout.contains("candidate green"), "{human:?}");
+
+    // a candidate is not a rollback target
+    let rb = t.bgd(&["rollback"]);
+    assert_eq!(rb.code, 2, "{rb:?}");
+    assert!(rb.stderr.contains("bgd switch"), "{rb:?}");
+    assert_eq!(t.live_version(), "v1");
+
+    let s = t.bgd(&["--json", "switch"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let r = s.result();
+    assert_eq!(r["live"]["image"], "bgd-demo:v2", "{r}");
+    assert_eq!(r["parked"]["image"], "bgd-demo:v1", "{r}");
+    let lines = s.json_lines();
+    for step in ["readiness", "smoke", "drift", "switch", "verify"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["step"] == step && l["status"] == "done"),
+            "switch runs {step}: {s:?}"
+        );
+    }
+    assert_eq!(t.live_version(), "v2");
+    let st = t.bgd(&["status", "--json"]).result();
+    assert_eq!(st["idle"]["role"], "parked", "{st}");
+    assert_eq!(st["idle"]["image"], "bgd-demo:v1", "{st}");
+    let h = t.bgd(&["history"]);
+    assert!(
+        h.stdout.contains("deploy --no-switch") && h.stdout.contains("switch "),
+        "{h:?}"
+    );
+
+    // nothing is waiting any more; rollback goes back to v1 as usual
+    assert_eq!(t.bgd(&["switch"]).code, 2);
+    assert_eq!(t.bgd(&["rollback"]).code, 0);
+    assert_eq!(t.live_version(), "v1");
+}
+
+#[test]
+fn a_candidate_changed_by_hand_or_by_config_does_not_take_traffic() {
+    let t = TestApp::new("drift");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "--no-switch", "bgd-demo:v2"]).code, 0);
+    let green1 = format!("{}-green-1", t.app);
+
+    // changed by hand while it waited
+    docker(&["update", "--restart", "no", &green1]);
+    let s = t.bgd(&["switch"]);
+    assert_eq!(s.code, 3, "{s:?}");
+    assert!(
+        s.stderr.contains(&format!(
+            "restart policy no (bgd.yaml: unless-stopped) [{green1}]"
+        )),
+        "{s:?}"
+    );
+    assert_eq!(t.live_version(), "v1", "traffic never moved");
+    docker(&["update", "--restart", "unless-stopped", &green1]);
+
+    // bgd.yaml changed since it started: it is not what the config now describes
+    t.write_config(&t.config_text("").replace(
+        "  stop_timeout: 5s\n",
+        "  stop_timeout: 5s\n  env: { FEATURE_X: \"on\" }\n",
+    ));
+    let s = t.bgd(&["switch"]);
+    assert_eq!(s.code, 3, "{s:?}");
+    assert!(
+        s.stderr
+            .contains("env FEATURE_X: in bgd.yaml, not in the container"),
+        "{s:?}"
+    );
+    assert_eq!(t.live_version(), "v1");
+    let st = t.bgd(&["status", "--json"]).result();
+    assert_eq!(
+        st["idle"]["role"], "candidate",
+        "a rejected switch keeps the candidate: {st}"
+    );
+
+    // a fresh deploy applies the config and goes through
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    assert_eq!(t.live_version(), "v2");
+}
+
+#[test]
+fn config_changes_and_hand_changes_show_as_drift_in_status() {
+    let t = TestApp::new("stdrift");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let st = t.bgd(&["status", "--json"]).result();
+    assert_eq!(st["live"]["drift"], serde_json::json!([]), "{st}");
+
+    let secret = "drift-secret-4242";
+    t.write_config(&t.config_text("").replace(
+        "  stop_timeout: 5s\n",
+        &format!("  stop_timeout: 5s\n  memory: 256m\n  env: {{ DB_PASSWORD: {secret} }}\n"),
+    ));
+    let other = format!("{}-other", t.app);
+    docker(&["network", "create", &other]);
+    let blue2 = format!("{}-blue-2", t.app);
+    docker(&["network", "connect", &other, &blue2]);
+
+    let s = t.bgd(&["status", "--json"]);
+    let st = s.result();
+    let drift: Vec<&str> = st["live"]["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    let blue1 = format!("{}-blue-1", t.app);
+    assert!(
+        drift.contains(
+            &format!("env DB_PASSWORD: in bgd.yaml, not in the container [{blue1}, {blue2}]")
+                .as_str()
+        ),
+        "{drift:?}"
+    );
+    assert!(
+        drift.contains(&format!("memory limit none (bgd.yaml: 256m) [{blue1}, {blue2}]").as_str()),
+        "{drift:?}"
+    );
+    assert!(
+        drift.contains(&format!("network {other}: connected, not in bgd.yaml [{blue2}]").as_str()),
+        "{drift:?}"
+    );
+    let human = t.bgd(&["status"]);
+    assert!(human.stdout.contains("drift from bgd.yaml"), "{human:?}");
+    assert!(!s.stdout.contains(secret) && !human.stdout.contains(secret));
+
+    docker(&["network", "disconnect", &other, &blue2]);
+    docker(&["network", "rm", &other]);
+    // the next deploy applies bgd.yaml: no drift left on the live color
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    let st = t.bgd(&["status", "--json"]).result();
+    assert_eq!(st["live"]["drift"], serde_json::json!([]), "{st}");
+    let mem = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}}",
+        &format!("{}-green-1", t.app),
+    ]);
+    assert_eq!(
+        mem.trim(),
+        (256u64 << 20).to_string(),
+        "container.memory applied"
+    );
+}

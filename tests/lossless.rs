@@ -33,6 +33,12 @@ fn deploys_and_rollbacks_under_load_drop_nothing() {
     let last = switch_under_load(&t, &load, &["rollback"]);
     // v3 replaced the parked v2 in green, so the last rollback returns to v1
     assert_eq!(last["live"]["image"], "bgd-demo:v1");
+    // a candidate held back: its preview reload leaves every live request on blue...
+    let held = t.bgd(&["deploy", "--no-switch", "bgd-demo:v4"]);
+    assert_eq!(held.code, 0, "{held:?}");
+    // ...until `switch` promotes it, on the same lossless path
+    let promoted = switch_under_load(&t, &load, &["switch"]);
+    assert_eq!(promoted["live"]["image"], "bgd-demo:v4");
     std::thread::sleep(Duration::from_millis(300));
     let summary = load.finish();
     assert_no_failures(&summary);
@@ -41,7 +47,7 @@ fn deploys_and_rollbacks_under_load_drop_nothing() {
             && summary["colors"]["green"].as_u64().unwrap() > 0,
         "{summary}"
     );
-    assert_eq!(t.live_version(), "v1");
+    assert_eq!(t.live_version(), "v4");
 }
 
 /// A 3-second request that reached the old color just before the switch completes with 200

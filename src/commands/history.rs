@@ -19,12 +19,14 @@ pub async fn run(config: &Config, limit: usize, out: &Output) -> Result<()> {
     let mut text = String::new();
     for e in entries {
         let arrow = match (e.from, e.to) {
+            // traffic did not move: the release waits in `to` as the candidate
+            (_, Some(t)) if e.command.ends_with("--no-switch") => format!("{t} candidate"),
             (Some(f), Some(t)) => format!("{f} -> {t}"),
             (None, Some(t)) => format!("-> {t}"),
             _ => String::new(),
         };
         text.push_str(&format!(
-            "{}  {:<8} {:<11} {:<14} {}  by {}  ({} ms)\n",
+            "{}  {:<18} {:<11} {:<15} {}  by {}  ({} ms)\n",
             e.at,
             e.command,
             e.outcome,

@@ -9,6 +9,7 @@ mod lock;
 mod render;
 mod rollback;
 mod status;
+mod switch;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -22,13 +23,16 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
         Command::Init { force } => init::run(*force, out),
         Command::Completions { shell } => completions::run(*shell, out),
         Command::Validate => validate::run(&load(cli, out)?, out),
-        Command::Deploy { image, no_switch, plan } => {
-            if *no_switch || *plan {
-                return Err(error::refused(
-                    "deploy --no-switch and --plan are not available in this version of bgd yet",
-                ));
-            }
-            deploy::run(&load(cli, out)?, image, lock_wait(cli)?, out).await
+        Command::Deploy {
+            image,
+            no_switch,
+            plan,
+        } => {
+            let mode = deploy::Mode {
+                no_switch: *no_switch,
+                plan: *plan,
+            };
+            deploy::run(&load(cli, out)?, image, mode, lock_wait(cli)?, out).await
         }
         Command::Rollback { verify } => {
             rollback::run(&load(cli, out)?, *verify, lock_wait(cli)?, out).await
@@ -36,9 +40,7 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
         Command::Status => status::run(&load(cli, out)?, out).await,
         Command::History { limit } => history::run(&load(cli, out)?, *limit, out).await,
         Command::Render => render::run(&load(cli, out)?, out).await,
-        Command::Switch => Err(error::refused(
-            "bgd switch promotes a candidate left by `deploy --no-switch`, which this version of bgd does not have yet",
-        )),
+        Command::Switch => switch::run(&load(cli, out)?, lock_wait(cli)?, out).await,
         Command::Lock { action } => lock::run(&load(cli, out)?, action, out).await,
     }
 }

@@ -1,17 +1,26 @@
 use crate::config::Config;
-use crate::deploy::observe::{observe, Observed};
+use crate::deploy::drift;
+use crate::deploy::observe::{image_defaults, observe, Observed};
 use crate::deploy::plan::{replica_of, LABEL_RELEASE};
 use crate::docker::{ContainerInfo, Docker};
 use crate::model::Color;
 use crate::nginx::render;
 use crate::output::Output;
 use crate::probe::{Prober, PROBE_REPLICA_HEADER};
-use crate::state::Release;
+use crate::state::{Release, Role};
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One color (one release) as status shows it.
+struct ColorView {
+    release: Release,
+    replicas: Vec<Replica>,
+    /// How its containers differ from bgd.yaml
+    drift: Vec<String>,
+}
 
 /// One container's line in the status.
 struct Replica {
@@ -54,18 +63,32 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         .map(|h| h.generation);
     let generation = served_generation.or(file_generation);
 
+    let images = image_defaults(&docker, &obs.containers.iter().collect::<Vec<_>>()).await?;
+    let view = |release: &Release| {
+        let (obs, prober, images) = (&obs, &prober, &images);
+        let release = release.clone();
+        async move {
+            let containers = containers_of(obs, &release);
+            ColorView {
+                replicas: replicas(config, prober, &release, &containers, lb_running).await,
+                drift: drift::color_drift(
+                    config,
+                    release.color,
+                    &release.image,
+                    &release.release,
+                    &containers,
+                    images,
+                ),
+                release,
+            }
+        }
+    };
     let live = match &obs.state.live {
-        Some(l) => Some((
-            l.clone(),
-            replicas(config, &obs, &prober, l, lb_running).await,
-        )),
+        Some(l) => Some(view(l).await),
         None => None,
     };
     let idle = match &obs.state.idle {
-        Some(i) => Some((
-            i.clone(),
-            replicas(config, &obs, &prober, &i.release, lb_running).await,
-        )),
+        Some(i) => Some((i.role, view(&i.release).await)),
         None => None,
     };
 
@@ -123,8 +146,8 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     out.print(&human(
         config,
         &obs,
-        &live,
-        &idle,
+        live.as_ref(),
+        idle.as_ref(),
         routes_to.as_deref(),
         generation,
         &warnings,
@@ -140,13 +163,15 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     f.insert("app".into(), json!(config.app));
     f.insert(
         "live".into(),
-        live.as_ref().map_or(Value::Null, |(l, reps)| {
-            json!({"color": l.color, "image": l.image, "release": l.release, "containers": reps_json(reps)})
+        live.as_ref().map_or(Value::Null, |v| {
+            let l = &v.release;
+            json!({"color": l.color, "image": l.image, "release": l.release, "containers": reps_json(&v.replicas), "drift": v.drift})
         }),
     );
     f.insert(
         "idle".into(),
-        idle.as_ref().map_or(Value::Null, |(i, reps)| {
+        idle.as_ref().map_or(Value::Null, |(role, v)| {
+            let (i, reps) = (&v.release, &v.replicas);
             let state = if reps.is_empty() {
                 "missing"
             } else if reps.iter().all(|r| r.state == "running") {
@@ -155,8 +180,9 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
                 "stopped"
             };
             json!({
-                "color": i.release.color, "image": i.release.image, "release": i.release.release,
-                "role": i.role.as_str(), "state": state, "containers": reps_json(reps)
+                "color": i.color, "image": i.image, "release": i.release,
+                "role": role.as_str(), "state": state, "containers": reps_json(reps),
+                "drift": v.drift
             })
         }),
     );
@@ -196,18 +222,21 @@ fn stray(obs: &Observed) -> Vec<&ContainerInfo> {
         .collect()
 }
 
-async fn replicas(
-    config: &Config,
-    obs: &Observed,
-    prober: &Prober,
-    release: &Release,
-    lb_running: bool,
-) -> Vec<Replica> {
-    let containers: Vec<&ContainerInfo> = obs
-        .of_color(release.color)
+/// The containers of one release.
+fn containers_of<'a>(obs: &'a Observed, release: &Release) -> Vec<&'a ContainerInfo> {
+    obs.of_color(release.color)
         .into_iter()
         .filter(|c| c.label(LABEL_RELEASE) == Some(release.release.as_str()))
-        .collect();
+        .collect()
+}
+
+async fn replicas(
+    config: &Config,
+    prober: &Prober,
+    release: &Release,
+    containers: &[&ContainerInfo],
+    lb_running: bool,
+) -> Vec<Replica> {
     let checks = containers.iter().map(|c| async move {
         let health = if !c.running() {
             "stopped".to_string()
@@ -260,34 +289,41 @@ fn reps_json(reps: &[Replica]) -> Value {
 fn human(
     config: &Config,
     obs: &Observed,
-    live: &Option<(Release, Vec<Replica>)>,
-    idle: &Option<(crate::state::Idle, Vec<Replica>)>,
+    live: Option<&ColorView>,
+    idle: Option<&(Role, ColorView)>,
     routes_to: Option<&str>,
     generation: Option<u64>,
     warnings: &[String],
 ) -> String {
     let mut s = format!("app {}\n", config.app);
-    let block = |s: &mut String, label: &str, r: &Release, reps: &[Replica]| {
+    let block = |s: &mut String, label: &str, v: &ColorView| {
+        let r = &v.release;
         s.push_str(&format!(
             "  {label:<10}{:<6} {}  (release {})\n",
             r.color, r.image, r.release
         ));
-        if reps.is_empty() {
+        if v.replicas.is_empty() {
             s.push_str("              no containers\n");
         }
-        for rep in reps {
+        for rep in &v.replicas {
             s.push_str(&format!(
                 "              {:<28} {:<9} {}\n",
                 rep.name, rep.state, rep.health
             ));
         }
+        if !v.drift.is_empty() {
+            s.push_str("              drift from bgd.yaml (the next deploy applies bgd.yaml):\n");
+            for f in &v.drift {
+                s.push_str(&format!("                - {f}\n"));
+            }
+        }
     };
     match live {
-        Some((l, reps)) => block(&mut s, "live", l, reps),
+        Some(v) => block(&mut s, "live", v),
         None => s.push_str("  live      nothing is live\n"),
     }
     match idle {
-        Some((i, reps)) => block(&mut s, i.role.as_str(), &i.release, reps),
+        Some((role, v)) => block(&mut s, role.as_str(), v),
         None => s.push_str("  idle      empty\n"),
     }
     match &obs.lb {

@@ -46,6 +46,10 @@ pub struct ContainerConfig {
     pub volumes: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_timeout: Duration,
+    /// Memory limit in bytes (`--memory`)
+    pub memory: Option<i64>,
+    /// CPU limit in billionths of a CPU (`--cpus`)
+    pub nano_cpus: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,8 @@ pub struct RawContainer {
     #[serde(default)]
     pub labels: BTreeMap<String, Scalar>,
     pub stop_timeout: Option<DurationStr>,
+    pub memory: Option<Scalar>,
+    pub cpus: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,6 +52,40 @@ pub fn check_image_ref(image: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A memory size as Docker's `--memory` takes it: bytes, or a number with `b`, `k`, `m`, `g`
+/// (binary units, either case). Docker's floor is 6 MiB.
+pub fn parse_memory(text: &str) -> std::result::Result<i64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let bad = || format!("{text:?} is not a memory size: use e.g. \"512m\" or \"2g\"");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let scale: i64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(scale).ok_or_else(bad)?;
+    if bytes < 6 << 20 {
+        return Err(format!("{text:?} is below Docker's minimum of 6m"));
+    }
+    Ok(bytes)
+}
+
+/// A CPU limit as Docker's `--cpus` takes it (e.g. `0.5`, `2`), in billionths of a CPU.
+pub fn parse_cpus(text: &str) -> std::result::Result<i64, String> {
+    let n: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of CPUs (e.g. 0.5 or 2)"))?;
+    if !(0.01..=1024.0).contains(&n) {
+        return Err(format!("{text:?} must be between 0.01 and 1024"));
+    }
+    Ok((n * 1e9).round() as i64)
+}
+
 /// HTTP request paths bgd sends: absolute, printable, no spaces.
 fn check_path(key: &str, path: &str) -> Checked<()> {
     if !path.starts_with('/') {
@@ -287,6 +321,14 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         labels.insert(k, v.0);
     }
     let stop_timeout = c.stop_timeout.map_or(Duration::from_secs(10), |d| d.0);
+    let memory = c
+        .memory
+        .map(|m| parse_memory(&m.0).map_err(|e| issue("container.memory", e)))
+        .transpose()?;
+    let nano_cpus = c
+        .cpus
+        .map(|m| parse_cpus(&m.0).map_err(|e| issue("container.cpus", e)))
+        .transpose()?;
     let container = ContainerConfig {
         port: c.port,
         command: c.command,
@@ -296,6 +338,8 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         volumes: c.volumes,
         labels,
         stop_timeout,
+        memory,
+        nano_cpus,
     };
 
     let r = raw.readiness;
@@ -491,6 +535,20 @@ mod tests {
         assert!(parse_publish("x:80").is_err());
         assert!(parse_publish("1.2.3:8000:80").is_err());
         assert!(parse_publish("0:80").is_err());
+    }
+
+    #[test]
+    fn resources() {
+        assert_eq!(parse_memory("512m"), Ok(512 << 20));
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("10485760"), Ok(10 << 20));
+        assert!(parse_memory("1k").is_err(), "below Docker's floor");
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("-1g").is_err());
+        assert_eq!(parse_cpus("0.5"), Ok(500_000_000));
+        assert_eq!(parse_cpus("2"), Ok(2_000_000_000));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("many").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! order where every failure before the switch can be undone (start the candidate, gate it,
 //! switch, verify, then park the old color), and records the outcome on the host.
 
+use super::drift;
 use super::observe::{observe, Observed};
 use super::plan::{self, LABEL_RELEASE};
 use crate::config::{Config, ParkMode};
@@ -61,7 +62,31 @@ struct FastView {
     keepalive_min_timeout: bool,
 }
 
+/// `deploy --plan`'s answer.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    pub plan: plan::DeployPlan,
+    /// The config nginx has now, if bgd wrote one
+    pub active: Option<String>,
+    /// The config the deploy would leave active
+    pub after: String,
+}
+
+/// What `deploy` ended with.
+#[derive(Debug, Clone)]
+pub enum Deployed {
+    /// The candidate passed the gates and went live.
+    Switched(SwitchReport),
+    /// `--no-switch`: the candidate passed the gates and waits on the preview listener.
+    Candidate {
+        candidate: Release,
+        live: Option<Release>,
+        generation: u64,
+    },
+}
+
 /// A step outcome that needs the undo path: what was done so far.
+#[derive(Default)]
 struct Undo {
     candidates: Vec<String>,
     /// nginx routes the preview listener to the candidate
@@ -305,8 +330,17 @@ impl<'a> Engine<'a> {
         preview: Option<(&Pool, Role)>,
         kmt: bool,
     ) -> Result<String> {
-        let input = plan::render_input(self.config, generation, live, preview, kmt);
-        render::render(self.template, &input).map_err(|e| {
+        self.render_input(&plan::render_input(
+            self.config,
+            generation,
+            live,
+            preview,
+            kmt,
+        ))
+    }
+
+    fn render_input(&self, input: &render::RenderInput) -> Result<String> {
+        render::render(self.template, input).map_err(|e| {
             let (_, which) = render::template_for(self.config.lb.template.as_ref());
             error::config(format!("cannot render {which}: {e:#}"))
         })
@@ -810,17 +844,23 @@ impl<'a> Engine<'a> {
     }
 
     /// `bgd deploy IMAGE`: the whole pipeline. On failure before the switch, the candidate
-    /// is removed and nginx routes live traffic as before.
-    pub async fn deploy(&self, image: &str) -> Result<SwitchReport> {
+    /// is removed and nginx routes live traffic as before. With `no_switch` it stops after
+    /// the gates and leaves the candidate on the preview listener.
+    pub async fn deploy(&self, image: &str, no_switch: bool) -> Result<Deployed> {
         let started = Instant::now();
         let t = Instant::now();
         self.out
             .step("prepare", "checking the image, network and nginx");
         self.ensure_image(image).await?;
         let lb = self.ensure_lb().await?;
+        let command = if no_switch {
+            format!("bgd deploy --no-switch {image}")
+        } else {
+            format!("bgd deploy {image}")
+        };
         self.locked(
-            &format!("bgd deploy {image}"),
-            self.deploy_locked(image, lb, started, t),
+            &command,
+            self.deploy_locked(image, lb, started, t, no_switch),
         )
         .await
     }
@@ -831,7 +871,8 @@ impl<'a> Engine<'a> {
         lb: ContainerInfo,
         started: Instant,
         t: Instant,
-    ) -> Result<SwitchReport> {
+        no_switch: bool,
+    ) -> Result<Deployed> {
         let mut obs = observe(self.docker, self.config).await?;
         let kmt = self.keepalive_min_timeout(&mut obs, &lb).await?;
         self.out
@@ -845,8 +886,11 @@ impl<'a> Engine<'a> {
             recorded: false,
         };
         journal.entry.image = Some(image.to_string());
+        if no_switch {
+            journal.entry.command = "deploy --no-switch".into();
+        }
         let result = self
-            .deploy_steps(image, &mut obs, &mut state, &mut journal, kmt)
+            .deploy_steps(image, &mut obs, &mut state, &mut journal, kmt, no_switch)
             .await;
         self.finish_journal(&result, &state, history, journal).await;
         result
@@ -854,9 +898,9 @@ impl<'a> Engine<'a> {
 
     /// Records the outcome of a deploy or rollback on the host, unless the switch already
     /// recorded it and nothing changed since.
-    async fn finish_journal(
+    async fn finish_journal<T>(
         &self,
-        result: &Result<SwitchReport>,
+        result: &Result<T>,
         state: &AppState,
         mut history: Vec<HistoryEntry>,
         mut journal: Journal,
@@ -891,7 +935,8 @@ impl<'a> Engine<'a> {
         state: &mut AppState,
         journal: &mut Journal,
         kmt: bool,
-    ) -> Result<SwitchReport> {
+        no_switch: bool,
+    ) -> Result<Deployed> {
         let entry = &mut journal.entry;
         let old_live = state.live.clone();
         let live_pool = old_live
@@ -940,10 +985,7 @@ impl<'a> Engine<'a> {
             ),
         );
         let specs = plan::replica_specs(self.config, target, image, &release);
-        let mut undo = Undo {
-            candidates: Vec::new(),
-            preview_installed: false,
-        };
+        let mut undo = Undo::default();
         let started = async {
             for spec in &specs {
                 self.docker.create(spec).await?;
@@ -972,6 +1014,7 @@ impl<'a> Engine<'a> {
                     kmt,
                     &mut undo,
                     journal,
+                    no_switch,
                 )
                 .await
             }
@@ -1016,6 +1059,7 @@ impl<'a> Engine<'a> {
         state.idle = None;
     }
 
+    /// The gates, then the switch (or, with `--no-switch`, a candidate left waiting).
     #[allow(clippy::too_many_arguments)]
     async fn gate_and_switch(
         &self,
@@ -1028,7 +1072,46 @@ impl<'a> Engine<'a> {
         kmt: bool,
         undo: &mut Undo,
         journal: &mut Journal,
-    ) -> Result<SwitchReport> {
+        no_switch: bool,
+    ) -> Result<Deployed> {
+        let pool = self
+            .gate(image, release, target, obs, state, live_pool, kmt, undo)
+            .await?;
+        let candidate = Release {
+            color: target,
+            image: image.to_string(),
+            release: release.to_string(),
+        };
+        if no_switch {
+            self.check_candidate(&candidate, &pool).await?;
+            // From here the candidate stays: it waits on the preview listener for `bgd switch`.
+            undo.candidates.clear();
+            journal.entry.message = format!("{target} waits as the candidate (--no-switch)");
+            return Ok(Deployed::Candidate {
+                candidate,
+                live: state.live.clone(),
+                generation: state.generation,
+            });
+        }
+        self.promote(&candidate, &pool, obs, state, live_pool, kmt, undo, journal)
+            .await
+            .map(Deployed::Switched)
+    }
+
+    /// The candidate's gates: route the preview listener to it, readiness of every replica,
+    /// the migration and the compatibility check, the smoke probes. Returns its pool.
+    #[allow(clippy::too_many_arguments)]
+    async fn gate(
+        &self,
+        image: &str,
+        release: &str,
+        target: Color,
+        obs: &mut Observed,
+        state: &mut AppState,
+        live_pool: Option<&Pool>,
+        kmt: bool,
+        undo: &mut Undo,
+    ) -> Result<Pool> {
         // Addresses come from Docker, read now, never names nginx would resolve at load.
         let mut candidates = Vec::new();
         for name in &undo.candidates {
@@ -1050,11 +1133,6 @@ impl<'a> Engine<'a> {
                 logs.trim()
             )));
         }
-        let candidate = Release {
-            color: target,
-            image: image.to_string(),
-            release: release.to_string(),
-        };
 
         // Route the preview listener to the candidate; live routing is unchanged.
         let t = Instant::now();
@@ -1070,7 +1148,11 @@ impl<'a> Engine<'a> {
         self.install(&text, "the preview of the candidate").await?;
         undo.preview_installed = true;
         state.idle = Some(Idle {
-            release: candidate.clone(),
+            release: Release {
+                color: target,
+                image: image.to_string(),
+                release: release.to_string(),
+            },
             role: Role::Candidate,
         });
         self.out.done(
@@ -1079,22 +1161,7 @@ impl<'a> Engine<'a> {
             t.elapsed(),
         );
 
-        let t = Instant::now();
-        self.out.step(
-            "readiness",
-            &format!(
-                "readiness of {target} (0/{} replicas ready)",
-                pool.servers.len()
-            ),
-        );
-        self.wait_ready(&pool, self.config.readiness.successes)
-            .await?;
-        self.out.done(
-            "readiness",
-            &format!("all {} replica(s) of {target} ready", pool.servers.len()),
-            t.elapsed(),
-        );
-
+        self.readiness_gate(&pool).await?;
         if let Some(migrate) = &self.config.hooks.migrate {
             crate::interrupt::check("before the migration; nothing was migrated")?;
             self.run_migration(migrate, image, release).await?;
@@ -1102,22 +1169,146 @@ impl<'a> Engine<'a> {
                 self.compatibility_gate(live.color).await?;
             }
         }
+        self.smoke_gate(target).await?;
+        Ok(pool)
+    }
 
-        if !self.config.smoke.is_empty() {
-            let t = Instant::now();
-            self.out
-                .step("smoke", "smoke probes through the preview listener");
-            self.smoke(&self.config.lb.preview_url, target, "preview")
-                .await?;
-            self.out.done(
-                "smoke",
-                &format!(
-                    "{} smoke probe(s) passed on {target}",
-                    self.config.smoke.len()
-                ),
-                t.elapsed(),
-            );
+    /// Readiness of every replica of a candidate: `readiness.successes` passes each.
+    async fn readiness_gate(&self, pool: &Pool) -> Result<()> {
+        let t = Instant::now();
+        self.out.step(
+            "readiness",
+            &format!(
+                "readiness of {} (0/{} replicas ready)",
+                pool.color,
+                pool.servers.len()
+            ),
+        );
+        self.wait_ready(pool, self.config.readiness.successes)
+            .await?;
+        self.out.done(
+            "readiness",
+            &format!(
+                "all {} replica(s) of {} ready",
+                pool.servers.len(),
+                pool.color
+            ),
+            t.elapsed(),
+        );
+        Ok(())
+    }
+
+    /// The smoke probes against a candidate, through the preview listener.
+    async fn smoke_gate(&self, target: Color) -> Result<()> {
+        if self.config.smoke.is_empty() {
+            return Ok(());
         }
+        let t = Instant::now();
+        self.out
+            .step("smoke", "smoke probes through the preview listener");
+        self.smoke(&self.config.lb.preview_url, target, "preview")
+            .await?;
+        self.out.done(
+            "smoke",
+            &format!(
+                "{} smoke probe(s) passed on {target}",
+                self.config.smoke.len()
+            ),
+            t.elapsed(),
+        );
+        Ok(())
+    }
+
+    /// Just before a candidate may take traffic: its containers are the ones the gates
+    /// proved (running, same addresses, not restarted since) and match bgd.yaml (no drift:
+    /// changed by hand, or bgd.yaml changed since they were started). Exit 3 otherwise.
+    async fn check_candidate(&self, candidate: &Release, pool: &Pool) -> Result<()> {
+        let t = Instant::now();
+        self.out.step(
+            "drift",
+            "checking the candidate's containers against bgd.yaml",
+        );
+        let containers: Vec<ContainerInfo> =
+            super::observe::list_containers(self.docker, self.config)
+                .await?
+                .into_iter()
+                .filter(|c| {
+                    c.label(plan::LABEL_COLOR) == Some(candidate.color.as_str())
+                        && c.label(LABEL_RELEASE) == Some(candidate.release.as_str())
+                })
+                .collect();
+        let refs: Vec<&ContainerInfo> = containers.iter().collect();
+        let mut problems = Vec::new();
+        for c in &refs {
+            if !c.running() {
+                problems.push(format!(
+                    "{} is {} (exit code {})",
+                    c.name,
+                    c.state,
+                    c.exit_code.unwrap_or(-1)
+                ));
+            } else if c.restart_count > 0 {
+                problems.push(format!(
+                    "{} restarted {} time(s) since it was started",
+                    c.name, c.restart_count
+                ));
+            }
+        }
+        let now = plan::pool_of(self.config, candidate.color, &candidate.release, &refs);
+        for s in &pool.servers {
+            let name = crate::model::container_name(&self.config.app, pool.color, s.replica);
+            match now.servers.iter().find(|n| n.replica == s.replica) {
+                Some(n) if n.addr == s.addr => {}
+                Some(n) => problems.push(format!(
+                    "{name} moved from {} to {} since the gates",
+                    s.addr, n.addr
+                )),
+                None if refs.iter().any(|c| c.name == name) => {}
+                None => problems.push(format!("{name} is gone")),
+            }
+        }
+        let images = super::observe::image_defaults(self.docker, &refs).await?;
+        problems.extend(drift::color_drift(
+            self.config,
+            candidate.color,
+            &candidate.image,
+            &candidate.release,
+            &refs,
+            &images,
+        ));
+        if !problems.is_empty() {
+            return Err(error::rejected(format!(
+                "the candidate {} ({}) is not what the gates proved, so traffic was not switched:\n  - {}\n\
+                 If bgd.yaml changed since the candidate started, or someone changed its containers by hand, deploy again",
+                candidate.color,
+                candidate.image,
+                problems.join("\n  - ")
+            )));
+        }
+        self.out.done(
+            "drift",
+            "the candidate's containers match bgd.yaml",
+            t.elapsed(),
+        );
+        Ok(())
+    }
+
+    /// A proven candidate takes traffic: one validated switch, verification through `lb.url`
+    /// (switching back on failure with `auto_rollback`), then the old color is parked.
+    #[allow(clippy::too_many_arguments)]
+    async fn promote(
+        &self,
+        candidate: &Release,
+        pool: &Pool,
+        obs: &Observed,
+        state: &mut AppState,
+        live_pool: Option<&Pool>,
+        kmt: bool,
+        undo: &mut Undo,
+        journal: &mut Journal,
+    ) -> Result<SwitchReport> {
+        let target = candidate.color;
+        self.check_candidate(candidate, pool).await?;
 
         // The switch: one validated reload; the old live color becomes the preview target.
         crate::interrupt::check("before the switch; live traffic was not touched")?;
@@ -1129,9 +1320,9 @@ impl<'a> Engine<'a> {
         let installed = self
             .switch_live(
                 state,
-                &pool,
+                pool,
                 live_pool.map(|p| (p, Role::Parked)),
-                (live_pool, Some((&pool, Role::Candidate))),
+                (live_pool, Some((pool, Role::Candidate))),
                 kmt,
                 "the switch",
                 Some(journal),
@@ -1147,12 +1338,12 @@ impl<'a> Engine<'a> {
         undo.candidates.clear();
         crate::interrupt::check(&format!("after the switch: {target} is live"))?;
 
-        if let Err(e) = self.verify_live(&pool).await {
+        if let Err(e) = self.verify_live(pool).await {
             if error::exit_code(&e) > 128 {
                 return Err(e);
             }
             return self
-                .switch_back_after_failed_verify(e, state, &pool, live_pool, kmt)
+                .switch_back_after_failed_verify(e, state, pool, live_pool, kmt)
                 .await;
         }
 
@@ -1160,7 +1351,7 @@ impl<'a> Engine<'a> {
             self.park_stopped(obs, old).await;
         }
         Ok(SwitchReport {
-            live: candidate,
+            live: candidate.clone(),
             parked: old_live,
             generation: state.generation,
             switch_took: installed.took,
@@ -1313,6 +1504,9 @@ impl<'a> Engine<'a> {
             }
             // the lock was busy at the switch: the full path waits for it or reports it
         }
+        // the lock lives in the nginx container: without one there is nothing to lock
+        let lb = self.docker.inspect(&self.config.lb.container).await?;
+        self.running_lb(lb, "roll back to")?;
         self.locked("bgd rollback", self.rollback_full(started, verify))
             .await
     }
@@ -1323,18 +1517,7 @@ impl<'a> Engine<'a> {
             "observed the host in {}ms",
             started.elapsed().as_millis()
         ));
-        let lb = obs.lb.clone().ok_or_else(|| {
-            error::refused(format!(
-                "nothing to roll back to: there is no nginx container {} (nothing was ever deployed here?)",
-                self.config.lb.container
-            ))
-        })?;
-        if !lb.running() {
-            return Err(error::environment(format!(
-                "the nginx container {} is {}; start it (docker start {}) first",
-                lb.name, lb.state, lb.name
-            )));
-        }
+        let lb = self.running_lb(obs.lb.clone(), "roll back to")?;
         let mut state = obs.state.clone();
         let history = obs.history.clone();
         let mut journal = Journal {
@@ -1553,7 +1736,7 @@ impl<'a> Engine<'a> {
         let Some(parked) = state.idle.clone().filter(|i| i.role == Role::Parked) else {
             let why = match &state.idle {
                 Some(i) => format!(
-                    "the idle color {} holds a candidate ({}), not a parked release",
+                    "the idle color {} holds a candidate ({}), not a parked release; `bgd switch` promotes it, the next deploy replaces it",
                     i.release.color, i.release.image
                 ),
                 None => "no release is parked".to_string(),
@@ -1611,27 +1794,8 @@ impl<'a> Engine<'a> {
             )));
         }
 
-        // The preview listener must route to the parked replicas' current addresses.
-        let current = obs.generation();
-        let wanted = self.render(
-            current,
-            live_pool.as_ref(),
-            Some((&pool, Role::Parked)),
-            kmt,
-        )?;
-        if obs.active_config.as_deref() != Some(wanted.as_str()) {
-            state.generation = current + 1;
-            let text = self.render(
-                state.generation,
-                live_pool.as_ref(),
-                Some((&pool, Role::Parked)),
-                kmt,
-            )?;
-            self.install(&text, "the preview of the parked release")
-                .await?;
-        } else {
-            state.generation = current;
-        }
+        self.route_preview(obs, state, live_pool.as_ref(), &pool, Role::Parked, kmt)
+            .await?;
 
         self.rollback_to(
             state,
@@ -1644,6 +1808,50 @@ impl<'a> Engine<'a> {
             verify,
         )
         .await
+    }
+
+    /// Makes the preview listener route to `pool` (the idle color at its current addresses:
+    /// Docker gives a restarted container a new one) unless the active config already does.
+    async fn route_preview(
+        &self,
+        obs: &Observed,
+        state: &mut AppState,
+        live_pool: Option<&Pool>,
+        pool: &Pool,
+        role: Role,
+        kmt: bool,
+    ) -> Result<()> {
+        let current = obs.generation();
+        let wanted = self.render(current, live_pool, Some((pool, role)), kmt)?;
+        if obs.active_config.as_deref() == Some(wanted.as_str()) {
+            state.generation = current;
+            return Ok(());
+        }
+        state.generation = current + 1;
+        let text = self.render(state.generation, live_pool, Some((pool, role)), kmt)?;
+        self.install(
+            &text,
+            &format!("the preview of the {} release", role.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The nginx container a rollback or switch drives: it must exist and run.
+    fn running_lb(&self, lb: Option<ContainerInfo>, command: &str) -> Result<ContainerInfo> {
+        let lb = lb.ok_or_else(|| {
+            error::refused(format!(
+                "nothing to {command}: there is no nginx container {} (nothing was ever deployed here?)",
+                self.config.lb.container
+            ))
+        })?;
+        if !lb.running() {
+            return Err(error::environment(format!(
+                "the nginx container {} is {}; start it (docker start {}) first",
+                lb.name, lb.state, lb.name
+            )));
+        }
+        Ok(lb)
     }
 
     /// The common part of both rollback paths: one readiness pass over the parked replicas,
@@ -1721,6 +1929,149 @@ impl<'a> Engine<'a> {
             parked: old_live,
             generation: state.generation,
             switch_took: installed.took,
+        })
+    }
+
+    /// `bgd switch`: the candidate left by `deploy --no-switch` goes live. It waited for a
+    /// while, so it is gated again (readiness of every replica, smoke probes, drift) before
+    /// the same switch, verification and parking as a deploy. The migration is not rerun.
+    pub async fn switch(&self) -> Result<SwitchReport> {
+        let started = Instant::now();
+        // the lock lives in the nginx container: without one there is nothing to lock
+        let lb = self.docker.inspect(&self.config.lb.container).await?;
+        self.running_lb(lb, "switch to")?;
+        self.locked("bgd switch", self.switch_locked(started)).await
+    }
+
+    async fn switch_locked(&self, started: Instant) -> Result<SwitchReport> {
+        let mut obs = observe(self.docker, self.config).await?;
+        let lb = self.running_lb(obs.lb.clone(), "switch to")?;
+        let kmt = self.keepalive_min_timeout(&mut obs, &lb).await?;
+        let mut state = obs.state.clone();
+        let history = obs.history.clone();
+        let mut journal = Journal {
+            entry: self.entry("switch", started),
+            started,
+            recorded: false,
+        };
+        let result = self
+            .switch_steps(&mut obs, &mut state, &mut journal, kmt)
+            .await;
+        if let Err(e) = &result {
+            if error::exit_code(e) == 2 {
+                return result; // refused: nothing happened, nothing to record
+            }
+        }
+        self.finish_journal(&result, &state, history, journal).await;
+        result
+    }
+
+    async fn switch_steps(
+        &self,
+        obs: &mut Observed,
+        state: &mut AppState,
+        journal: &mut Journal,
+        kmt: bool,
+    ) -> Result<SwitchReport> {
+        let Some(candidate) = state
+            .idle
+            .clone()
+            .filter(|i| i.role == Role::Candidate)
+            .map(|i| i.release)
+        else {
+            let why = match &state.idle {
+                Some(i) => format!(
+                    "the idle color {} holds the parked release {} ({}); `bgd rollback` sends traffic to it",
+                    i.release.color, i.release.release, i.release.image
+                ),
+                None => "no candidate is waiting (`bgd deploy --no-switch IMAGE` leaves one)".into(),
+            };
+            return Err(error::refused(format!("nothing to switch to: {why}")));
+        };
+        let entry = &mut journal.entry;
+        entry.image = Some(candidate.image.clone());
+        entry.release = Some(candidate.release.clone());
+        entry.from = state.live.as_ref().map(|l| l.color);
+        entry.to = Some(candidate.color);
+        let containers: Vec<&ContainerInfo> = obs
+            .of_color(candidate.color)
+            .into_iter()
+            .filter(|c| c.label(LABEL_RELEASE) == Some(candidate.release.as_str()))
+            .collect();
+        if containers.is_empty() {
+            return Err(error::refused(format!(
+                "nothing to switch to: the candidate's containers ({}, release {}) are gone; deploy again",
+                candidate.color, candidate.release
+            )));
+        }
+        let down: Vec<String> = containers
+            .iter()
+            .filter(|c| !c.running())
+            .map(|c| format!("{} is {}", c.name, c.state))
+            .collect();
+        if !down.is_empty() {
+            return Err(error::rejected(format!(
+                "the candidate {} ({}) is not running ({}); traffic was not switched. Deploy again",
+                candidate.color,
+                candidate.image,
+                down.join(", ")
+            )));
+        }
+        let live_pool = state
+            .live
+            .as_ref()
+            .map(|l| obs.pool(self.config, l.color, &l.release));
+        let pool = obs.pool(self.config, candidate.color, &candidate.release);
+        self.route_preview(obs, state, live_pool.as_ref(), &pool, Role::Candidate, kmt)
+            .await?;
+        self.readiness_gate(&pool).await?;
+        self.smoke_gate(candidate.color).await?;
+        // Nothing of this run's to remove if the switch fails: the candidate stays a candidate.
+        let mut undo = Undo::default();
+        self.promote(
+            &candidate,
+            &pool,
+            obs,
+            state,
+            live_pool.as_ref(),
+            kmt,
+            &mut undo,
+            journal,
+        )
+        .await
+    }
+
+    /// What `deploy IMAGE` would do now (`deploy --plan`): read-only looks at the host, the
+    /// pure plan, and the nginx config the deploy would leave active. Touches nothing: no
+    /// pull, no network, no container, no lock, no history entry.
+    pub async fn plan(&self, image: &str, no_switch: bool) -> Result<PlanReport> {
+        let (image_present, network_present, mut obs) = tokio::try_join!(
+            self.docker.image_present(image),
+            self.docker.network_exists(&self.config.network),
+            observe(self.docker, self.config)
+        )?;
+        let kmt = match obs.lb.clone() {
+            Some(lb) if lb.running() => self.keepalive_min_timeout(&mut obs, &lb).await?,
+            // read when the deploy creates or starts it
+            _ => true,
+        };
+        let plan = plan::deploy_plan(
+            self.config,
+            image,
+            &state::new_release_id(),
+            no_switch,
+            &plan::HostFacts {
+                image_present,
+                network_present,
+                observed: &obs,
+                keepalive_min_timeout: kmt,
+            },
+        );
+        let after = self.render_input(&plan.nginx_after)?;
+        Ok(PlanReport {
+            plan,
+            active: obs.active_config.clone(),
+            after,
         })
     }
 

@@ -3,11 +3,12 @@
 
 use super::plan::{pool_of, replica_of, LABEL_APP, LABEL_COLOR, LABEL_MANAGED, LABEL_RELEASE};
 use crate::config::Config;
-use crate::docker::{ContainerInfo, Docker};
+use crate::docker::{ContainerInfo, Docker, ImageDefaults};
 use crate::model::{Color, Pool};
 use crate::nginx::{render, Nginx};
 use crate::state::{self, AppState, HistoryEntry};
 use anyhow::Result;
+use std::collections::HashMap;
 
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -69,6 +70,26 @@ pub async fn list_containers(docker: &Docker, config: &Config) -> Result<Vec<Con
         }
     }
     Ok(containers)
+}
+
+/// What the images of `containers` contribute to them (env, command, labels), by image ID,
+/// for drift checks. An image no longer on the host is left out.
+pub async fn image_defaults(
+    docker: &Docker,
+    containers: &[&ContainerInfo],
+) -> Result<HashMap<String, ImageDefaults>> {
+    let mut ids: Vec<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    let found =
+        futures_util::future::join_all(ids.iter().map(|id| docker.image_defaults(id))).await;
+    let mut out = HashMap::new();
+    for (id, d) in ids.into_iter().zip(found) {
+        if let Some(d) = d? {
+            out.insert(id.to_string(), d);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads everything bgd needs about `config.app` from the host. The three reads run at once;

@@ -1,7 +1,8 @@
 //! Pure decisions: container specs, labels and the nginx render input. No I/O, so tests can
 //! compare them exactly.
 
-use crate::config::Config;
+use super::observe::Observed;
+use crate::config::{Config, ParkMode};
 use crate::docker::{ContainerInfo, ContainerSpec};
 use crate::model::{container_name, Color, Pool, Server};
 use crate::nginx::render::RenderInput;
@@ -49,6 +50,8 @@ pub fn replica_specs(
                 stop_timeout: Some(config.container.stop_timeout),
                 restart: true,
                 publish: Vec::new(),
+                memory: config.container.memory,
+                nano_cpus: config.container.nano_cpus,
             }
         })
         .collect()
@@ -78,6 +81,7 @@ pub fn migration_spec(
         stop_timeout: Some(Duration::from_secs(5)),
         restart: false,
         publish: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -112,6 +116,7 @@ pub fn lb_spec(config: &Config, image: &str) -> ContainerSpec {
             .iter()
             .map(|p| (p.host_ip.clone(), p.host_port, p.container_port))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -174,6 +179,269 @@ pub fn render_input(
         keepalive_min_timeout,
         upstream_keepalive_timeout: config.lb.upstream_keepalive_timeout,
     }
+}
+
+/// What a deploy would meet on the host, read without changing anything.
+pub struct HostFacts<'a> {
+    pub image_present: bool,
+    pub network_present: bool,
+    pub observed: &'a Observed,
+    /// nginx understands `keepalive_min_timeout` (assumed when its container does not exist)
+    pub keepalive_min_timeout: bool,
+}
+
+/// What `deploy --plan` shows: the steps in order, what they would create and remove, and
+/// the nginx config the deploy would leave active.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    pub target: Color,
+    pub steps: Vec<String>,
+    /// Reasons the deploy would stop or misbehave as things stand
+    pub warnings: Vec<String>,
+    pub create: Vec<ContainerSpec>,
+    pub remove: Vec<String>,
+    /// The config after the deploy; the new replicas' addresses are placeholders
+    /// (`<name>:port`), as Docker assigns them when they start.
+    pub nginx_after: RenderInput,
+}
+
+/// The plan of `deploy IMAGE` (with `no_switch`, of `deploy --no-switch IMAGE`) on `host`.
+pub fn deploy_plan(
+    config: &Config,
+    image: &str,
+    release: &str,
+    no_switch: bool,
+    host: &HostFacts,
+) -> DeployPlan {
+    let obs = host.observed;
+    let state = &obs.state;
+    let lb = &config.lb;
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    steps.push(if host.image_present {
+        format!("use the image {image} (it is on the Docker host)")
+    } else {
+        format!("pull {image} (it is not on the Docker host)")
+    });
+    if !host.network_present {
+        steps.push(format!("create the network {}", config.network));
+    }
+    match (&obs.lb, &lb.image) {
+        (Some(c), _) if !c.running() => warnings.push(format!(
+            "the nginx container {} is {}: the deploy would stop with exit 6 until it is started",
+            c.name, c.state
+        )),
+        (Some(_), _) => {}
+        (None, Some(img)) => {
+            let published: Vec<String> = lb
+                .publish
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}{}{}",
+                        p.host_ip.as_deref().map_or(String::new(), |ip| format!("{ip}:")),
+                        p.host_port.map_or(String::new(), |hp| format!("{hp}:")),
+                        p.container_port
+                    )
+                })
+                .collect();
+            steps.push(format!(
+                "create the nginx container {} from {img} on {}, publishing {}",
+                lb.container,
+                config.network,
+                if published.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    published.join(", ")
+                }
+            ));
+        }
+        (None, None) => warnings.push(format!(
+            "there is no nginx container {} and lb.image is not set: the deploy would stop with exit 6",
+            lb.container
+        )),
+    }
+    if let Some(h) = &obs.lock {
+        warnings.push(format!(
+            "the deploy lock is held by {}: the deploy would wait (--lock-wait) or exit 5",
+            h.describe()
+        ));
+    }
+
+    let live = state.live.as_ref();
+    let target = live.map_or(Color::Blue, |l| l.color.other());
+    let live_pool = live.map(|l| obs.pool(config, l.color, &l.release));
+    match live {
+        Some(l) => steps.push(format!(
+            "{} ({}, release {}) keeps serving live traffic until the switch",
+            l.color, l.image, l.release
+        )),
+        None => steps.push("nothing is live yet: this is the first deploy".to_string()),
+    }
+    let remove: Vec<String> = obs
+        .of_color(target)
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    if !remove.is_empty() {
+        let what = match state.idle.as_ref().filter(|i| i.release.color == target) {
+            Some(i) => format!(
+                "the {} release {} ({})",
+                i.role.as_str(),
+                i.release.release,
+                i.release.image
+            ),
+            None => "containers a killed run left".to_string(),
+        };
+        steps.push(format!(
+            "remove {what} from {target}: {}",
+            remove.join(", ")
+        ));
+    }
+    let create = replica_specs(config, target, image, release);
+    let names: Vec<&str> = create.iter().map(|c| c.name.as_str()).collect();
+    steps.push(format!(
+        "start {} {target} replica(s) of {image} (release {release}): {}",
+        create.len(),
+        names.join(", ")
+    ));
+    steps.push(format!(
+        "route the preview listener (port {}, {}) to {target}",
+        lb.preview_listen, lb.preview_url
+    ));
+    let r = &config.readiness;
+    steps.push(format!(
+        "readiness of every replica: GET {} answers {}, {} time(s) in a row, every {}, all within {}",
+        r.path,
+        r.expect_status,
+        r.successes,
+        crate::output::fmt_duration(r.interval),
+        crate::output::fmt_duration(r.deadline)
+    ));
+    if let Some(m) = &config.hooks.migrate {
+        steps.push(format!(
+            "migrate: run {:?} in a one-off container {}-migrate from {image} (limit {})",
+            m.command.join(" "),
+            config.app,
+            crate::output::fmt_duration(m.timeout)
+        ));
+        if let Some(l) = live {
+            steps.push(format!(
+                "compatibility: {} (live) must still pass the {} through {} after the migration",
+                l.color,
+                if config.smoke.is_empty() {
+                    "readiness probe".to_string()
+                } else {
+                    format!("{} smoke probe(s)", config.smoke.len())
+                },
+                lb.url
+            ));
+        }
+    }
+    if config.smoke.is_empty() {
+        steps.push("smoke probes: none configured".to_string());
+    } else {
+        let probes: Vec<String> = config
+            .smoke
+            .iter()
+            .map(|p| format!("{} ({} {})", p.name, p.method, p.path))
+            .collect();
+        steps.push(format!(
+            "smoke probes through the preview listener: {}",
+            probes.join(", ")
+        ));
+    }
+    steps.push(
+        "check that the candidate's containers match bgd.yaml (drift) and did not restart"
+            .to_string(),
+    );
+    let placeholder = Pool {
+        color: target,
+        release: release.to_string(),
+        servers: create
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Server {
+                replica: i as u32 + 1,
+                addr: format!("<{}>:{}", spec.name, config.container.port),
+            })
+            .collect(),
+    };
+    let generation = obs.generation();
+    let nginx_after = if no_switch {
+        steps.push(format!(
+            "stop there: {target} stays up as the candidate on the preview listener; `bgd switch` promotes it"
+        ));
+        render_input(
+            config,
+            generation + 1,
+            live_pool.as_ref(),
+            Some((&placeholder, Role::Candidate)),
+            host.keepalive_min_timeout,
+        )
+    } else {
+        steps.push(format!(
+            "switch live traffic to {target}: one validated reload (nginx -t, atomic swap, reload), wait until no old nginx worker remains (drain up to {}), confirm through {}",
+            crate::output::fmt_duration(config.switch.drain),
+            lb.url
+        ));
+        let on_failure = match (live, config.switch.auto_rollback) {
+            (Some(l), true) => format!("switch back to {} (exit 4)", l.color),
+            (Some(_), false) => "stop with exit 7 and the rollback command".to_string(),
+            (None, _) => "stop with exit 7 (nothing to go back to)".to_string(),
+        };
+        steps.push(format!(
+            "verify {target} through {} for {}: smoke probes and readiness of every replica; on failure {on_failure}",
+            lb.url,
+            crate::output::fmt_duration(config.switch.verify)
+        ));
+        if let Some(l) = live {
+            steps.push(match config.park {
+                ParkMode::Running => format!(
+                    "park {} ({}): it keeps running, `bgd rollback` returns to it",
+                    l.color, l.image
+                ),
+                ParkMode::Stopped => format!(
+                    "park {} ({}): stop it after the drain (park.mode: stopped)",
+                    l.color, l.image
+                ),
+            });
+        }
+        render_input(
+            config,
+            generation + 2,
+            Some(&placeholder),
+            live_pool.as_ref().map(|p| (p, Role::Parked)),
+            host.keepalive_min_timeout,
+        )
+    };
+    steps.push("record the outcome in the history on the Docker host".to_string());
+    DeployPlan {
+        target,
+        steps,
+        warnings,
+        create,
+        remove,
+        nginx_after,
+    }
+}
+
+/// How the plan shows a container's environment: `env` values unless their names say they
+/// are secret, and only the names of `env_file` variables.
+pub fn env_display(config: &Config) -> Vec<String> {
+    let mut shown: std::collections::BTreeMap<&str, String> = Default::default();
+    for (k, _) in &config.container.env_file {
+        shown.insert(k, format!("{k}=<from env_file>"));
+    }
+    for (k, v) in &config.container.env {
+        let value = if crate::config::secret_name(k) {
+            "<secret>".to_string()
+        } else {
+            v.clone()
+        };
+        shown.insert(k, format!("{k}={value}"));
+    }
+    shown.into_values().collect()
 }
 
 /// Whether an nginx config text has a `listen` directive on one of `ports` (any address).

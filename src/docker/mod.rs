@@ -46,6 +46,40 @@ pub struct ContainerInfo {
     /// network name -> IPv4 address
     pub networks: HashMap<String, String>,
     pub exit_code: Option<i64>,
+    /// The image's ID (`sha256:...`), which stays put when the tag moves
+    pub image_id: String,
+    /// How often Docker restarted it (restart policy)
+    pub restart_count: i64,
+    /// What it runs with, as Docker reports it (for drift checks)
+    pub settings: RunSettings,
+}
+
+/// The settings a container runs with, as Docker reports them. Env and labels include what
+/// the image contributed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSettings {
+    /// `NAME=value`
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    /// `source:/target[:mode]` as given at creation
+    pub binds: Vec<String>,
+    /// `no`, `always`, `unless-stopped`, `on-failure` (empty on some daemons for `no`)
+    pub restart_policy: String,
+    /// bytes, 0 = unlimited
+    pub memory: i64,
+    /// billionths of a CPU, 0 = unlimited
+    pub nano_cpus: i64,
+    /// seconds
+    pub stop_timeout: Option<i64>,
+}
+
+/// What an image contributes to every container made from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageDefaults {
+    /// `NAME=value`
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub labels: HashMap<String, String>,
 }
 
 impl ContainerInfo {
@@ -79,6 +113,10 @@ pub struct ContainerSpec {
     pub restart: bool,
     /// (host ip, host port, container port)
     pub publish: Vec<(Option<String>, Option<u16>, u16)>,
+    /// bytes, None = unlimited
+    pub memory: Option<i64>,
+    /// billionths of a CPU, None = unlimited
+    pub nano_cpus: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -207,14 +245,7 @@ impl Docker {
         name: &str,
         labels: HashMap<String, String>,
     ) -> Result<bool> {
-        let exists = self
-            .call_opt(
-                || format!("inspect network {name}"),
-                self.api.inspect_network::<String>(name, None),
-            )
-            .await?
-            .is_some();
-        if exists {
+        if self.network_exists(name).await? {
             return Ok(false);
         }
         let created = tokio::time::timeout(
@@ -242,14 +273,37 @@ impl Docker {
         }
     }
 
-    pub async fn image_present(&self, image: &str) -> Result<bool> {
+    pub async fn network_exists(&self, name: &str) -> Result<bool> {
         Ok(self
+            .call_opt(
+                || format!("inspect network {name}"),
+                self.api.inspect_network::<String>(name, None),
+            )
+            .await?
+            .is_some())
+    }
+
+    pub async fn image_present(&self, image: &str) -> Result<bool> {
+        Ok(self.image_defaults(image).await?.is_some())
+    }
+
+    /// The env, command and labels an image gives its containers; `None` when the image is
+    /// not on the host.
+    pub async fn image_defaults(&self, image: &str) -> Result<Option<ImageDefaults>> {
+        let found = self
             .call_opt(
                 || format!("inspect image {image}"),
                 self.api.inspect_image(image),
             )
-            .await?
-            .is_some())
+            .await?;
+        Ok(found.map(|i| {
+            let config = i.config.unwrap_or_default();
+            ImageDefaults {
+                env: config.env.unwrap_or_default(),
+                cmd: config.cmd,
+                labels: config.labels.unwrap_or_default(),
+            }
+        }))
     }
 
     /// Pulls `image`, bounded by `limit`. Any failure is an environment error naming it.
@@ -305,6 +359,8 @@ impl Docker {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
+            memory: spec.memory,
+            nano_cpus: spec.nano_cpus,
             ..Default::default()
         };
         let config = BollardConfig {
@@ -409,6 +465,20 @@ impl Docker {
         Ok(found.map(|c| {
             let state = c.state.as_ref();
             let config = c.config.as_ref();
+            let host = c.host_config.as_ref();
+            let settings = RunSettings {
+                env: config.and_then(|c| c.env.clone()).unwrap_or_default(),
+                cmd: config.and_then(|c| c.cmd.clone()),
+                binds: host.and_then(|h| h.binds.clone()).unwrap_or_default(),
+                restart_policy: host
+                    .and_then(|h| h.restart_policy.as_ref())
+                    .and_then(|r| r.name)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                memory: host.and_then(|h| h.memory).unwrap_or(0),
+                nano_cpus: host.and_then(|h| h.nano_cpus).unwrap_or(0),
+                stop_timeout: config.and_then(|c| c.stop_timeout),
+            };
             ContainerInfo {
                 id: c.id.clone().unwrap_or_default(),
                 name: c
@@ -438,6 +508,9 @@ impl Docker {
                     })
                     .unwrap_or_default(),
                 exit_code: state.and_then(|s| s.exit_code),
+                image_id: c.image.clone().unwrap_or_default(),
+                restart_count: c.restart_count.unwrap_or(0),
+                settings,
             }
         }))
     }

@@ -2,6 +2,7 @@
 //! install a config (validate, activate atomically, reload, confirm the handover, drain), read
 //! back what is active, and keep bgd's state files beside it.
 
+pub mod diff;
 pub mod render;
 
 use crate::docker::Docker;

@@ -1,0 +1,382 @@
+//! Drift: where the containers of a color differ from what bgd would create from bgd.yaml now.
+//! Pure: it compares the spec (`plan::replica_specs`) with what Docker reports, knowing what the
+//! image itself contributes (its env, command and labels are not drift).
+//!
+//! Both colors come from the same spec, so drift means either bgd.yaml changed since the color
+//! was started (the next deploy applies it) or a container was changed by hand (`docker
+//! update`, `docker network connect`). Findings name env variables, never their values.
+
+use super::plan::{replica_of, replica_specs};
+use crate::config::Config;
+use crate::docker::{ContainerInfo, ContainerSpec, ImageDefaults};
+use crate::model::Color;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Every way one container differs from `expected`. `image` is what the container's image
+/// contributes, when known; without it, variables and labels the container has beyond the
+/// spec cannot be judged and are not reported.
+pub fn container_drift(
+    expected: &ContainerSpec,
+    actual: &ContainerInfo,
+    image: Option<&ImageDefaults>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let s = &actual.settings;
+    if actual.image != expected.image {
+        found.push(format!(
+            "image {} (expected {})",
+            actual.image, expected.image
+        ));
+    }
+
+    let spec_env = env_map(&expected.env);
+    let mut want_env = image.map_or_else(BTreeMap::new, |i| env_map(&i.env));
+    want_env.extend(spec_env.clone());
+    let have_env = env_map(&s.env);
+    for (name, want) in &want_env {
+        let from = if spec_env.contains_key(name) {
+            "bgd.yaml"
+        } else {
+            "the image"
+        };
+        match have_env.get(name) {
+            None => found.push(format!("env {name}: in {from}, not in the container")),
+            Some(have) if have != want => found.push(format!(
+                "env {name}: the container's value differs from {from} (values are not shown)"
+            )),
+            Some(_) => {}
+        }
+    }
+    if image.is_some() {
+        for name in have_env.keys().filter(|n| !want_env.contains_key(*n)) {
+            found.push(format!("env {name}: in the container, not in bgd.yaml"));
+        }
+    }
+
+    let want_cmd = expected
+        .cmd
+        .as_ref()
+        .map(|c| (c, "bgd.yaml"))
+        .or_else(|| image.and_then(|i| i.cmd.as_ref()).map(|c| (c, "the image")));
+    if let Some((want, from)) = want_cmd {
+        if s.cmd.as_ref() != Some(want) {
+            found.push(format!(
+                "command {:?} ({from}: {want:?})",
+                s.cmd.clone().unwrap_or_default()
+            ));
+        }
+    }
+
+    let want_binds: BTreeSet<&String> = expected.binds.iter().collect();
+    let have_binds: BTreeSet<&String> = s.binds.iter().collect();
+    for b in want_binds.difference(&have_binds) {
+        found.push(format!("volume {b}: in bgd.yaml, not mounted"));
+    }
+    for b in have_binds.difference(&want_binds) {
+        found.push(format!("volume {b}: mounted, not in bgd.yaml"));
+    }
+
+    if !actual.networks.contains_key(&expected.network) {
+        found.push(format!("network {}: not connected", expected.network));
+    }
+    let mut extra_nets: Vec<&String> = actual
+        .networks
+        .keys()
+        .filter(|n| **n != expected.network)
+        .collect();
+    extra_nets.sort();
+    for n in extra_nets {
+        found.push(format!("network {n}: connected, not in bgd.yaml"));
+    }
+
+    let mut want_labels: BTreeMap<&String, &String> =
+        image.map(|i| i.labels.iter().collect()).unwrap_or_default();
+    want_labels.extend(expected.labels.iter());
+    for (k, want) in &want_labels {
+        match actual.labels.get(*k) {
+            None => found.push(format!("label {k}: in bgd.yaml, not on the container")),
+            Some(have) if have != *want => {
+                found.push(format!("label {k}: {have:?} (bgd.yaml: {want:?})"))
+            }
+            Some(_) => {}
+        }
+    }
+    if image.is_some() {
+        let mut extra: Vec<&String> = actual
+            .labels
+            .keys()
+            .filter(|k| !want_labels.contains_key(k))
+            .collect();
+        extra.sort();
+        for k in extra {
+            found.push(format!("label {k}: on the container, not in bgd.yaml"));
+        }
+    }
+
+    let want_restart = if expected.restart {
+        "unless-stopped"
+    } else {
+        "no"
+    };
+    let have_restart = if s.restart_policy.is_empty() {
+        "no"
+    } else {
+        s.restart_policy.as_str()
+    };
+    if have_restart != want_restart {
+        found.push(format!(
+            "restart policy {have_restart} (bgd.yaml: {want_restart})"
+        ));
+    }
+    if s.memory != expected.memory.unwrap_or(0) {
+        found.push(format!(
+            "memory limit {} (bgd.yaml: {})",
+            fmt_bytes(s.memory),
+            fmt_bytes(expected.memory.unwrap_or(0))
+        ));
+    }
+    if s.nano_cpus != expected.nano_cpus.unwrap_or(0) {
+        found.push(format!(
+            "cpus {} (bgd.yaml: {})",
+            fmt_cpus(s.nano_cpus),
+            fmt_cpus(expected.nano_cpus.unwrap_or(0))
+        ));
+    }
+    let want_stop = expected.stop_timeout.map(|d| d.as_secs().max(1) as i64);
+    if want_stop.is_some() && s.stop_timeout != want_stop {
+        found.push(format!(
+            "stop timeout {} (bgd.yaml: {})",
+            s.stop_timeout
+                .map_or("Docker's default".into(), |t| format!("{t}s")),
+            want_stop.map_or("Docker's default".into(), |t| format!("{t}s"))
+        ));
+    }
+    found
+}
+
+/// Drift of one color's containers (one release) from bgd.yaml: each finding once, naming
+/// the containers it applies to. `images` maps image IDs to what they contribute.
+pub fn color_drift(
+    config: &Config,
+    color: Color,
+    image: &str,
+    release: &str,
+    containers: &[&ContainerInfo],
+    images: &HashMap<String, ImageDefaults>,
+) -> Vec<String> {
+    let specs = replica_specs(config, color, image, release);
+    let mut findings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for c in containers {
+        let Some(spec) = replica_of(c)
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| specs.get(i as usize))
+        else {
+            continue;
+        };
+        for f in container_drift(spec, c, images.get(&c.image_id)) {
+            let names = findings.entry(f.clone()).or_default();
+            if names.is_empty() {
+                order.push(f);
+            }
+            names.push(&c.name);
+        }
+    }
+    let mut out = Vec::new();
+    if containers.len() != config.replicas as usize {
+        out.push(format!(
+            "replicas: {} container(s), bgd.yaml says {}",
+            containers.len(),
+            config.replicas
+        ));
+    }
+    for f in order {
+        let names = &findings[&f];
+        out.push(format!("{f} [{}]", names.join(", ")));
+    }
+    out
+}
+
+fn env_map(env: &[String]) -> BTreeMap<String, String> {
+    env.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect()
+}
+
+fn fmt_bytes(b: i64) -> String {
+    match b {
+        0 => "none".into(),
+        b if b % (1 << 30) == 0 => format!("{}g", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn fmt_cpus(n: i64) -> String {
+    if n == 0 {
+        "none".into()
+    } else {
+        format!("{}", n as f64 / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::RunSettings;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        crate::config::parse(
+            Path::new("bgd.yaml"),
+            &format!(
+                "app: web\nreplicas: 2\ncontainer:\n  port: 8080\n  env: {{ A: '1', B: '2' }}\n  labels: {{ team: pay }}\n  volumes: ['data:/data']\n  stop_timeout: 5s\n{extra}lb:\n  publish: ['127.0.0.1:8000:80', '127.0.0.1:8001:8081']\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            env: vec!["PATH=/bin".into(), "B=image".into()],
+            cmd: Some(vec!["serve".into()]),
+            labels: [(
+                "org.opencontainers.image.title".to_string(),
+                "web".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    /// The container Docker makes from `spec` with `image`: what a faithful create gives.
+    fn created(spec: &ContainerSpec, image: &ImageDefaults) -> ContainerInfo {
+        let mut env = env_map(&image.env);
+        env.extend(env_map(&spec.env));
+        let mut labels = image.labels.clone();
+        labels.extend(spec.labels.clone());
+        ContainerInfo {
+            id: "id".into(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            labels,
+            state: "running".into(),
+            health: None,
+            networks: [(spec.network.clone(), "10.0.0.2".to_string())]
+                .into_iter()
+                .collect(),
+            exit_code: None,
+            image_id: "sha256:img".into(),
+            restart_count: 0,
+            settings: RunSettings {
+                env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                cmd: spec.cmd.clone().or(image.cmd.clone()),
+                binds: spec.binds.clone(),
+                restart_policy: "unless-stopped".into(),
+                memory: spec.memory.unwrap_or(0),
+                nano_cpus: spec.nano_cpus.unwrap_or(0),
+                stop_timeout: spec.stop_timeout.map(|d| d.as_secs() as i64),
+            },
+        }
+    }
+
+    #[test]
+    fn a_faithful_container_has_no_drift() {
+        let c = config("");
+        let spec = &replica_specs(&c, Color::Blue, "web:v1", "r1")[0];
+        let img = image();
+        assert_eq!(
+            container_drift(spec, &created(spec, &img), Some(&img)),
+            Vec::<String>::new()
+        );
+        // without the image's defaults, nothing is invented either
+        assert_eq!(
+            container_drift(spec, &created(spec, &img), None),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn hand_changes_and_config_changes_are_named() {
+        let old = config("");
+        let spec = &replica_specs(&old, Color::Blue, "web:v1", "r1")[0];
+        let img = image();
+        let mut c = created(spec, &img);
+        c.settings.restart_policy = "no".into();
+        c.settings.memory = 1 << 30;
+        c.networks.insert("other".into(), "10.1.0.2".into());
+        c.settings.env.push("DEBUG=1".into());
+        let found = container_drift(spec, &c, Some(&img));
+        assert_eq!(
+            found,
+            vec![
+                "env DEBUG: in the container, not in bgd.yaml",
+                "network other: connected, not in bgd.yaml",
+                "restart policy no (bgd.yaml: unless-stopped)",
+                "memory limit 1g (bgd.yaml: none)",
+            ]
+        );
+
+        // bgd.yaml changed since the container was made
+        let new = config("  memory: 512m\n  command: ['serve', '--fast']\n");
+        let mut new_spec = replica_specs(&new, Color::Blue, "web:v1", "r1")[0].clone();
+        new_spec.env.push("SECRET_TOKEN=hunter22".into());
+        let found = container_drift(&new_spec, &created(spec, &img), Some(&img));
+        assert_eq!(
+            found,
+            vec![
+                "env SECRET_TOKEN: in bgd.yaml, not in the container",
+                "command [\"serve\"] (bgd.yaml: [\"serve\", \"--fast\"])",
+                "memory limit none (bgd.yaml: 512m)",
+            ]
+        );
+        assert!(
+            !found.iter().any(|f| f.contains("hunter22")),
+            "values never shown"
+        );
+    }
+
+    #[test]
+    fn a_changed_value_is_reported_without_it() {
+        let c = config("");
+        let spec = &replica_specs(&c, Color::Blue, "web:v1", "r1")[0];
+        let img = image();
+        let mut actual = created(spec, &img);
+        for kv in actual.settings.env.iter_mut() {
+            if kv.starts_with("A=") {
+                *kv = "A=old-value".into();
+            }
+        }
+        let found = container_drift(spec, &actual, Some(&img));
+        assert_eq!(
+            found,
+            vec!["env A: the container's value differs from bgd.yaml (values are not shown)"]
+        );
+    }
+
+    #[test]
+    fn a_color_reports_each_finding_once_with_its_containers() {
+        let c = config("");
+        let img = image();
+        let specs = replica_specs(&c, Color::Green, "web:v2", "r2");
+        let mut one = created(&specs[0], &img);
+        let mut two = created(&specs[1], &img);
+        one.settings.nano_cpus = 500_000_000;
+        two.settings.nano_cpus = 500_000_000;
+        two.settings.restart_policy = String::new();
+        let images = [("sha256:img".to_string(), img)].into_iter().collect();
+        let found = color_drift(&c, Color::Green, "web:v2", "r2", &[&one, &two], &images);
+        assert_eq!(
+            found,
+            vec![
+                "cpus 0.5 (bgd.yaml: none) [web-green-1, web-green-2]",
+                "restart policy no (bgd.yaml: unless-stopped) [web-green-2]",
+            ]
+        );
+        let found = color_drift(&c, Color::Green, "web:v2", "r2", &[&one], &images);
+        assert_eq!(found[0], "replicas: 1 container(s), bgd.yaml says 2");
+    }
+}
