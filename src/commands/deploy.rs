@@ -35,15 +35,12 @@ pub async fn run(
     }
     match engine.deploy(image, mode.no_switch).await? {
         Deployed::Switched(report) => {
-            let parked = report.parked.as_ref().map_or(String::new(), |p| {
-                format!(
-                    "; {} parked ({}), `bgd rollback` returns to it",
-                    p.color, p.image
-                )
-            });
             out.print(&format!(
-                "deployed {image}: live on {} (release {}, generation {}){parked}",
-                report.live.color, report.live.release, report.generation
+                "deployed {image}: live on {} (release {}, generation {}){}",
+                report.live.color,
+                report.live.release,
+                report.generation,
+                parked_note(&report)
             ));
             out.detail(&format!("switch took {}", fmt_duration(report.switch_took)));
             out.result(true, 0, report_fields(&report));
@@ -79,6 +76,16 @@ fn release_json(r: Option<&Release>) -> Value {
         Value::Null,
         |r| json!({"color": r.color, "image": r.image, "release": r.release}),
     )
+}
+
+/// "; blue parked (web:v1), `bgd rollback` returns to it", or nothing on a first deploy.
+pub fn parked_note(r: &SwitchReport) -> String {
+    r.parked.as_ref().map_or(String::new(), |p| {
+        format!(
+            "; {} parked ({}), `bgd rollback` returns to it",
+            p.color, p.image
+        )
+    })
 }
 
 pub fn report_fields(r: &SwitchReport) -> Map<String, Value> {

@@ -9,15 +9,13 @@ pub async fn run(config: &Config, lock_wait: std::time::Duration, out: &Output) 
     let docker = Docker::connect().await?;
     let engine = Engine::new(config, &docker, out, lock_wait)?;
     let report = engine.switch().await?;
-    let parked = report.parked.as_ref().map_or(String::new(), |p| {
-        format!(
-            "; {} parked ({}), `bgd rollback` returns to it",
-            p.color, p.image
-        )
-    });
     out.print(&format!(
-        "switched: live on {} ({}, release {}, generation {}){parked}",
-        report.live.color, report.live.image, report.live.release, report.generation
+        "switched: live on {} ({}, release {}, generation {}){}",
+        report.live.color,
+        report.live.image,
+        report.live.release,
+        report.generation,
+        super::deploy::parked_note(&report)
     ));
     out.result(true, 0, super::deploy::report_fields(&report));
     Ok(())
