@@ -12,6 +12,10 @@ use crate::docker::{ContainerInfo, ContainerSpec, ImageDefaults};
 use crate::model::Color;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// Variables a container runtime may add on its own (Docker for an image without PATH,
+/// Podman's `container`, ...): present without being asked for, they are not drift.
+const RUNTIME_ENV: &[&str] = &["PATH", "HOSTNAME", "HOME", "TERM", "container"];
+
 /// Every way one container differs from `expected`. `image` is what the container's image
 /// contributes, when known; without it, variables and labels the container has beyond the
 /// spec cannot be judged and are not reported.
@@ -48,7 +52,10 @@ pub fn container_drift(
         }
     }
     if image.is_some() {
-        for name in have_env.keys().filter(|n| !want_env.contains_key(*n)) {
+        let extra = have_env
+            .keys()
+            .filter(|n| !want_env.contains_key(*n) && !RUNTIME_ENV.contains(&n.as_str()));
+        for name in extra {
             found.push(format!("env {name}: in the container, not in bgd.yaml"));
         }
     }
@@ -309,6 +316,7 @@ mod tests {
         c.settings.memory = 1 << 30;
         c.networks.insert("other".into(), "10.1.0.2".into());
         c.settings.env.push("DEBUG=1".into());
+        c.settings.env.push("container=podman".into());
         let found = container_drift(spec, &c, Some(&img));
         assert_eq!(
             found,
