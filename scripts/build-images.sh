@@ -3,8 +3,10 @@
 #   bgd-demo:v1 .. v4, bgd-demo:unhealthy   the demo app (examples/demo-app), FROM scratch
 #   bgd-nginx:1.30                           nginx from Debian sid, laid out like the official image
 #   bgd-nginx:1.22                           nginx from Debian 12, same layout (the old-nginx baseline)
+#   bgd-sshd:test                            sshd from Debian 12 and the host's docker CLI: a Docker
+#                                            host reached over ssh:// (the daemon's socket is mounted)
 # An image is rebuilt only when its inputs changed (their hash is stored as a label), so a
-# warm machine reuses them and a fresh one builds them. Usage: scripts/build-images.sh [demo|nginx]...
+# warm machine reuses them and a fresh one builds them. Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd]...
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,43 +95,15 @@ build_nginx() {
   if [ "$(current_rev "bgd-nginx:$tag")" = "$rev" ]; then log "bgd-nginx:$tag is up to date"; return; fi
   need apt-get "Debian's apt"; need dpkg "Debian's dpkg"
 
-  local d; d=$(apt_dir "$suite")
-  mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/debs"
-  : > "$d/status"
-  echo "deb $(debian_mirror) $suite main" > "$d/sources.list"
-  log "apt-get update for Debian $suite (private lists in $d)"
-  # shellcheck disable=SC2046
-  apt-get $(apt_opts "$suite") -qq update >/dev/null
   local out="$cache/nginx-$tag"
   rm -rf "$out" && mkdir -p "$out/root"
-  (
-    cd "$d/debs"
-    rm -f ./*.deb
-    # shellcheck disable=SC2046
-    apt-get $(apt_opts "$suite") -qq download nginx nginx-common libc6 libcrypt1 libpcre2-8-0 \
-      zlib1g libzstd1 busybox-static "$( [ "$suite" = bookworm ] && echo libssl3 || echo libssl3t64 )" \
-      || { log "apt-get download from Debian $suite failed"; exit 1; }
-    [ "$suite" = bookworm ] && apt-get $(apt_opts "$suite") -qq download nginx-core 2>/dev/null || true
-    for deb in ./*.deb; do dpkg -x "$deb" "$out/root"; done
-  )
   local r="$out/root"
-  # usrmerge: the loader lives in usr/lib; make the paths the binary asks for exist.
-  for l in lib lib64 bin sbin; do
-    if [ ! -e "$r/$l" ] && [ -d "$r/usr/$l" ]; then ln -s "usr/$l" "$r/$l"; fi
-  done
-  mkdir -p "$r/lib64"
-  local ld; ld=$(cd "$r" && find . -name 'ld-linux-x86-64.so.2' | head -n1)
-  [ -n "$ld" ] || { log "no dynamic loader in the extracted packages"; exit 1; }
-  [ -e "$r/lib64/ld-linux-x86-64.so.2" ] || ln -s "/${ld#./}" "$r/lib64/ld-linux-x86-64.so.2"
+  extract_debs "$suite" "$r" nginx nginx-common libc6 libcrypt1 libpcre2-8-0 zlib1g libzstd1 \
+    busybox-static "$( [ "$suite" = bookworm ] && echo libssl3 || echo libssl3t64 )"
   local nginx_bin; nginx_bin=$(cd "$r" && find . -path '*sbin/nginx' -type f | head -n1)
   [ -n "$nginx_bin" ] || { log "no nginx binary in the extracted packages"; exit 1; }
   # Check that every library the binary needs is present, rather than trusting a fixed list.
-  local libdirs="$r/usr/lib/x86_64-linux-gnu:$r/lib/x86_64-linux-gnu"
-  if "$r/${ld#./}" --library-path "$libdirs" --list "$r/${nginx_bin#./}" | grep -q 'not found'; then
-    "$r/${ld#./}" --library-path "$libdirs" --list "$r/${nginx_bin#./}" >&2
-    log "nginx from $suite needs a library the list above lacks; add its package to build-images.sh"
-    exit 1
-  fi
+  check_libs "$r" "/${nginx_bin#./}"
   # busybox for sh and the few tools bgd's in-container scripts use
   mkdir -p "$r/bin.busybox" "$r/usr/bin"
   local bb; bb=$(cd "$r" && find . -path '*bin/busybox' -type f | head -n1)
@@ -156,11 +130,95 @@ build_nginx() {
   log "built bgd-nginx:$tag ($v)"
 }
 
+# extract_debs SUITE ROOT PACKAGE...: downloads the packages from Debian SUITE (private apt
+# lists) and unpacks them into ROOT, with the loader where binaries look for it.
+extract_debs() {
+  local suite=$1 r=$2; shift 2
+  local d; d=$(apt_dir "$suite")
+  mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/debs" "$r"
+  : > "$d/status"
+  echo "deb $(debian_mirror) $suite main" > "$d/sources.list"
+  log "apt-get update for Debian $suite (private lists in $d)"
+  # shellcheck disable=SC2046
+  apt-get $(apt_opts "$suite") -qq update >/dev/null
+  (
+    cd "$d/debs"
+    rm -f ./*.deb
+    # shellcheck disable=SC2046
+    apt-get $(apt_opts "$suite") -qq download "$@" || { log "apt-get download from Debian $suite failed"; exit 1; }
+    for deb in ./*.deb; do dpkg -x "$deb" "$r"; done
+  )
+  for l in lib lib64 bin sbin; do
+    if [ ! -e "$r/$l" ] && [ -d "$r/usr/$l" ]; then ln -s "usr/$l" "$r/$l"; fi
+  done
+  mkdir -p "$r/lib64"
+  local ld; ld=$(cd "$r" && find . -name 'ld-linux-x86-64.so.2' | head -n1)
+  [ -n "$ld" ] || { log "no dynamic loader in the extracted packages"; exit 1; }
+  [ -e "$r/lib64/ld-linux-x86-64.so.2" ] || ln -s "/${ld#./}" "$r/lib64/ld-linux-x86-64.so.2"
+}
+
+# check_libs ROOT BINARY: every library BINARY (a path inside ROOT) needs is in ROOT (a first
+# check: the loader also looks in the host's directories, so the image is tried as well)
+check_libs() {
+  local r=$1 bin=$2
+  local ld; ld=$(cd "$r" && find . -name 'ld-linux-x86-64.so.2' -type f | head -n1)
+  local libdirs="$r/usr/lib/x86_64-linux-gnu:$r/lib/x86_64-linux-gnu"
+  if "$r/${ld#./}" --library-path "$libdirs" --list "$r$bin" | grep -q 'not found'; then
+    "$r/${ld#./}" --library-path "$libdirs" --list "$r$bin" >&2
+    log "$bin needs a library the list above lacks; add its package to build-images.sh"
+    exit 1
+  fi
+}
+
+build_sshd() {
+  local ctx="$root/tests/images/sshd"
+  local docker_cli; docker_cli=$(command -v docker)
+  local rev
+  rev=$(hash_of "$ctx/Dockerfile" "$ctx/sshd_config" "$0" "$docker_cli")
+  if [ "$(current_rev bgd-sshd:test)" = "$rev" ]; then log "bgd-sshd:test is up to date"; return; fi
+  need apt-get "Debian's apt"; need dpkg "Debian's dpkg"; need ssh-keygen "OpenSSH's ssh-keygen"
+  local out="$cache/sshd"
+  rm -rf "$out" && mkdir -p "$out/root"
+  local r="$out/root"
+  extract_debs bookworm "$r" openssh-server libc6 libcrypt1 libwrap0 libaudit1 libcap-ng0 \
+    libpam0g libsystemd0 libselinux1 libgssapi-krb5-2 libkrb5-3 libcom-err2 libssl3 zlib1g \
+    libcap2 libgcrypt20 liblzma5 libzstd1 liblz4-1 libpcre2-8-0 libk5crypto3 libkrb5support0 \
+    libkeyutils1 libgpg-error0 libnsl2 libtirpc3 busybox-static
+  check_libs "$r" /usr/sbin/sshd
+  mkdir -p "$r/usr/bin"
+  cp "$docker_cli" "$r/usr/bin/docker"
+  check_libs "$r" /usr/bin/docker
+  local bb; bb=$(cd "$r" && find . -path '*bin/busybox' -type f | head -n1)
+  mkdir -p "$r/bin"
+  for applet in sh cat mkdir chmod printf ls; do
+    [ -e "$r/usr/bin/$applet" ] || [ -e "$r/bin/$applet" ] || ln -s "/${bb#./}" "$r/bin/$applet"
+  done
+  mkdir -p "$r/etc/ssh" "$r/run/sshd" "$r/root" "$r/tmp"
+  chmod 755 "$r/run/sshd"; chmod 700 "$r/root"; chmod 1777 "$r/tmp"
+  cp "$ctx/sshd_config" "$r/etc/ssh/sshd_config"
+  ssh-keygen -q -t ed25519 -N '' -f "$r/etc/ssh/ssh_host_ed25519_key" -C bgd-test-host
+  printf 'root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$r/etc/group"
+  rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/locale" "$r/usr/share/lintian"
+  cp "$ctx/Dockerfile" "$out/Dockerfile"
+  dbuild --label "bgd.build-rev=$rev" -t bgd-sshd:test "$out"
+  # sshd -t checks its config and keys; both binaries must start inside the image
+  local v
+  if ! v=$(docker run --rm bgd-sshd:test sh -c '/usr/sbin/sshd -t && docker --version' 2>&1); then
+    printf '%s\n' "$v" >&2
+    docker rmi bgd-sshd:test >/dev/null 2>&1 || true
+    log "bgd-sshd:test does not run; see above"
+    exit 1
+  fi
+  log "built bgd-sshd:test ($v)"
+}
+
 for w in "${what[@]}"; do
   case "$w" in
     demo) build_demo ;;
     nginx) build_nginx 1.30 sid ;;
     nginx-old) build_nginx 1.22 bookworm ;;
-    *) log "unknown image set: $w (demo, nginx, nginx-old)"; exit 2 ;;
+    sshd) build_sshd ;;
+    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd)"; exit 2 ;;
   esac
 done

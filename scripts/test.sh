@@ -7,7 +7,13 @@ if ! docker info >/dev/null 2>&1; then
   echo "test.sh: no Docker daemon is reachable (docker info failed). Start one, or set DOCKER_HOST." >&2
   exit 1
 fi
-scripts/build-images.sh demo nginx nginx-old
+for tool in ssh ssh-keygen; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "test.sh: $tool is missing: the ssh:// tests need OpenSSH's client (apt-get install openssh-client)" >&2
+    exit 1
+  }
+done
+scripts/build-images.sh demo nginx nginx-old sshd
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --no-fail-fast "$@"
 else

@@ -2,6 +2,8 @@
 //! an environment error (exit 6) that names the operation and the object, and every call is
 //! bounded by a timeout so a hung daemon cannot hang bgd.
 
+mod ssh;
+
 use crate::error;
 use anyhow::Result;
 use bollard::container::{
@@ -30,6 +32,8 @@ pub struct Docker {
     api: bollard::Docker,
     /// Where the daemon is, for messages.
     host: String,
+    /// With `ssh://`: the local socket whose connections ssh carries (kept open while used)
+    _tunnel: Option<std::sync::Arc<ssh::Tunnel>>,
 }
 
 /// A container as bgd sees it.
@@ -158,40 +162,60 @@ fn is_conflict(e: &bollard::errors::Error) -> bool {
 
 impl Docker {
     /// Connects as the docker CLI does: `DOCKER_HOST` (unix://, tcp://, https:// with
-    /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) or the local socket, then agrees on an API version
-    /// the daemon speaks (Engine 20.10 and newer).
+    /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ssh://) or the local socket, then agrees on an API
+    /// version the daemon speaks (Engine 20.10 and newer).
     pub async fn connect() -> Result<Docker> {
         let host = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
         let unreachable = |why: String| {
             error::environment(format!(
                 "cannot reach the Docker daemon at {host}: {why}. Is it running, and is DOCKER_HOST right?"
             ))
         };
-        if host.starts_with("ssh://") {
-            return Err(unreachable(
-                "ssh:// is not supported yet; forward the socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and set DOCKER_HOST=unix:///tmp/docker.sock".into(),
-            ));
-        }
-        let api =
-            if host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_some() {
-                bollard::Docker::connect_with_ssl_defaults()
-            } else {
-                bollard::Docker::connect_with_defaults()
-            }
-            .map_err(|e| unreachable(describe(&e)))?
-            .with_timeout(CALL_TIMEOUT);
-        let api = match tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version()).await {
-            Ok(Ok(api)) => api,
-            Ok(Err(e)) => return Err(unreachable(describe(&e))),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )))
-            }
+        let tunnel = if host.starts_with("ssh://") {
+            let target = ssh::parse(&host).map_err(error::config)?;
+            let tunnel = ssh::Tunnel::open(&target)
+                .map_err(|e| unreachable(format!("cannot make a local socket for ssh: {e}")))?;
+            Some((std::sync::Arc::new(tunnel), target))
+        } else {
+            None
         };
-        Ok(Docker { api, host })
+        let api = match &tunnel {
+            Some((t, _)) => bollard::Docker::connect_with_unix(
+                &t.socket().to_string_lossy(),
+                CALL_TIMEOUT.as_secs(),
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None if host.starts_with("tcp://")
+                && std::env::var_os("DOCKER_TLS_VERIFY").is_some() =>
+            {
+                bollard::Docker::connect_with_ssl_defaults()
+            }
+            None => bollard::Docker::connect_with_defaults(),
+        }
+        .map_err(|e| unreachable(describe(&e)))?
+        .with_timeout(CALL_TIMEOUT);
+        let why = match tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version()).await {
+            Ok(Ok(api)) => {
+                return Ok(Docker {
+                    api,
+                    host,
+                    _tunnel: tunnel.map(|(t, _)| t),
+                })
+            }
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        };
+        match &tunnel {
+            Some((t, target)) => Err(error::environment(format!(
+                "cannot reach the Docker daemon at {host} over ssh: {}. Check that `{} docker version` works from here (BGD_SSH_COMMAND sets ssh and its options)",
+                ssh_error(t).await.unwrap_or(why),
+                target.ssh_line()
+            ))),
+            None => Err(unreachable(why)),
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -794,6 +818,18 @@ impl Docker {
         let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
         out
     }
+}
+
+/// What ssh said when the connection failed; it may take a moment to exit and say it.
+async fn ssh_error(t: &ssh::Tunnel) -> Option<String> {
+    for _ in 0..20 {
+        let said = t.last_error();
+        if !said.is_empty() {
+            return Some(format!("ssh said: {}", said.trim_end_matches('.')));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 fn now_secs() -> u64 {

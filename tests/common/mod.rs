@@ -20,7 +20,7 @@ pub fn ensure_images() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new("bash")
             .arg(root.join("scripts/build-images.sh"))
-            .args(["demo", "nginx", "nginx-old"])
+            .args(["demo", "nginx", "nginx-old", "sshd"])
             .status()
             .expect("run scripts/build-images.sh");
         assert!(status.success(), "scripts/build-images.sh failed");
@@ -89,10 +89,16 @@ impl std::fmt::Debug for Run {
 }
 
 pub fn bgd_in(dir: &Path, args: &[&str]) -> Run {
+    bgd_env(dir, &[], args)
+}
+
+/// Runs bgd in `dir` with extra environment variables.
+pub fn bgd_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_bgd"))
         .args(args)
         .current_dir(dir)
         .env_remove("BGD_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .expect("run bgd");
     Run {

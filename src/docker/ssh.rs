@@ -1,0 +1,304 @@
+//! `DOCKER_HOST=ssh://[user@]host[:port]`, the way the docker CLI does it: every connection to
+//! the Engine API is one `ssh [user@]host docker system dial-stdio` process whose stdin and
+//! stdout carry the bytes. bgd listens on a private unix socket and hands each connection
+//! bollard opens to a new ssh process, so bollard itself only ever sees a unix socket.
+//!
+//! ssh's own configuration applies (`~/.ssh/config`, the agent, known_hosts); `BGD_SSH_COMMAND`
+//! replaces `ssh` and its options, like git's `GIT_SSH_COMMAND`. bgd adds `BatchMode=yes`: a
+//! deploy must never stop at a password prompt. The remote host needs the docker CLI.
+//!
+//! The processes die with bgd: when bgd exits, their stdin closes and ssh ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+
+/// Where `DOCKER_HOST=ssh://...` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Target {
+    /// How a user would run ssh to it: `ssh -p 2222 deploy@host`.
+    pub fn ssh_line(&self) -> String {
+        let port = self.port.map_or(String::new(), |p| format!("-p {p} "));
+        let user = self
+            .user
+            .as_deref()
+            .map_or(String::new(), |u| format!("{u}@"));
+        format!("ssh {port}{user}{}", self.host)
+    }
+}
+
+/// Parses `ssh://[user@]host[:port]`. Anything that ssh could read as an option, or that is
+/// not a plain user, host or port, is refused.
+pub fn parse(url: &str) -> Result<Target, String> {
+    let bad = |why: &str| {
+        format!("{url:?} is not an ssh:// Docker host ({why}); use ssh://[user@]host[:port]")
+    };
+    let rest = url.strip_prefix("ssh://").ok_or_else(|| bad("no ssh://"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+        return Err(bad("a path is not supported"));
+    }
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    if let Some(u) = user {
+        let ok = !u.is_empty()
+            && !u.starts_with('-')
+            && u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return Err(bad("the user name"));
+        }
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed ["))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !host_ok {
+        return Err(bad("the host name"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("the port"))?,
+        ),
+    };
+    Ok(Target {
+        user: user.map(str::to_string),
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The command line of one connection: `ssh` (or `BGD_SSH_COMMAND`, split on whitespace),
+/// bgd's options, the target, and `docker system dial-stdio`.
+pub fn command(ssh: Option<&str>, t: &Target, control: &Path) -> Vec<String> {
+    let mut argv: Vec<String> = ssh
+        .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec!["ssh".to_string()]);
+    // One ssh connection carries them all: the first process becomes the master and the
+    // others open sessions through it (`ControlPersist=no`: it ends with its last session).
+    let control = format!("ControlPath={}", control.display());
+    for opt in [
+        "BatchMode=yes",
+        "ConnectTimeout=8",
+        "ControlMaster=auto",
+        control.as_str(),
+        "ControlPersist=no",
+    ] {
+        argv.push("-o".into());
+        argv.push(opt.into());
+    }
+    argv.push("-T".into());
+    if let Some(p) = t.port {
+        argv.push("-p".into());
+        argv.push(p.to_string());
+    }
+    if let Some(u) = &t.user {
+        argv.push("-l".into());
+        argv.push(u.clone());
+    }
+    argv.push("--".into());
+    argv.push(t.host.clone());
+    for a in ["docker", "system", "dial-stdio"] {
+        argv.push(a.into());
+    }
+    argv
+}
+
+/// The private socket and the task that serves it. Dropping it stops accepting and removes
+/// the socket's directory.
+pub struct Tunnel {
+    dir: PathBuf,
+    socket: PathBuf,
+    accept: tokio::task::JoinHandle<()>,
+    last_error: Arc<Mutex<String>>,
+}
+
+impl Tunnel {
+    /// Starts listening; nothing connects to the remote host until bollard connects here.
+    pub fn open(target: &Target) -> std::io::Result<Tunnel> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("bgd-ssh-{}-{nanos:x}", std::process::id()));
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)?;
+        let socket = dir.join("docker.sock");
+        let argv = command(
+            std::env::var("BGD_SSH_COMMAND").ok().as_deref(),
+            target,
+            &dir.join("ssh"),
+        );
+        let listener = match UnixListener::bind(&socket) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let last_error: Arc<Mutex<String>> = Arc::default();
+        let errors = last_error.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (argv, errors) = (argv.clone(), errors.clone());
+                tokio::spawn(async move {
+                    if let Err(why) = carry(stream, &argv).await {
+                        if let Ok(mut e) = errors.lock() {
+                            *e = why;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Tunnel {
+            dir,
+            socket,
+            accept,
+            last_error,
+        })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// What the last failed ssh said (its stderr), if one failed.
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.accept.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Carries one connection through one ssh process. `Err` is what ssh said when it failed.
+async fn carry(stream: UnixStream, argv: &[String]) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let (Some(mut to_ssh), Some(mut from_ssh), Some(mut ssh_err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("ssh started without its pipes".into());
+    };
+    let said = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut ssh_err, &mut text).await;
+        String::from_utf8_lossy(&text).trim().to_string()
+    });
+    let (mut from_client, mut to_client) = stream.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut from_client, &mut to_ssh).await;
+        // the client is done sending: ssh passes the end on
+        let _ = to_ssh.shutdown().await;
+        drop(to_ssh);
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut from_ssh, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::join!(up, down);
+    let status = child.wait().await;
+    let said = said.await.unwrap_or_default();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(if said.is_empty() {
+            format!("ssh exited with {s}")
+        } else {
+            said
+        }),
+        Err(e) => Err(format!("waiting for ssh: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_forms_docker_accepts() {
+        assert_eq!(
+            parse("ssh://deploy@build-1.example.com:2222"),
+            Ok(Target {
+                user: Some("deploy".into()),
+                host: "build-1.example.com".into(),
+                port: Some(2222)
+            })
+        );
+        assert_eq!(
+            parse("ssh://host"),
+            Ok(Target {
+                user: None,
+                host: "host".into(),
+                port: None
+            })
+        );
+        assert_eq!(parse("ssh://root@[::1]:22").unwrap().host, "::1");
+        for bad in [
+            "ssh://",
+            "ssh://-oProxyCommand=evil",
+            "ssh://-l@host",
+            "ssh://host:0",
+            "ssh://host:ssh",
+            "ssh://host/var/run/docker.sock",
+            "ssh://us er@host",
+            "ssh://host;reboot",
+            "tcp://host",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_line() {
+        let t = parse("ssh://deploy@host:2222").unwrap();
+        let cm = Path::new("/tmp/b/ssh");
+        let opts = "-o BatchMode=yes -o ConnectTimeout=8 -o ControlMaster=auto -o ControlPath=/tmp/b/ssh -o ControlPersist=no -T";
+        assert_eq!(
+            command(None, &t, cm).join(" "),
+            format!("ssh {opts} -p 2222 -l deploy -- host docker system dial-stdio")
+        );
+        let t = parse("ssh://host").unwrap();
+        assert_eq!(
+            command(Some("ssh -i /keys/id -F none"), &t, cm).join(" "),
+            format!("ssh -i /keys/id -F none {opts} -- host docker system dial-stdio")
+        );
+        assert_eq!(command(Some("  "), &t, cm)[0], "ssh");
+        assert_eq!(parse("ssh://u@h:2").unwrap().ssh_line(), "ssh -p 2 u@h");
+    }
+}
