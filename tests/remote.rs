@@ -1,6 +1,8 @@
-//! bgd on another machine than the Docker host: `DOCKER_HOST=ssh://...`. The "remote host" is
+//! bgd on another machine than the Docker host. `DOCKER_HOST=ssh://...`: the "remote host" is
 //! a container running sshd and the docker CLI with the daemon's socket mounted, so every
 //! Engine API call bgd makes goes through ssh and `docker system dial-stdio`.
+//! `DOCKER_HOST=tcp://` with `DOCKER_TLS_VERIFY`: a TLS endpoint that requires a client
+//! certificate (as `dockerd --tlsverify` does) in front of the daemon's socket.
 
 mod common;
 use common::*;
@@ -159,4 +161,133 @@ fn an_unreachable_ssh_host_is_exit_6_with_what_ssh_said() {
         &["status"],
     );
     assert_eq!(r.code, 2, "{r:?}");
+}
+
+/// Certificates for a TLS Docker endpoint: a CA, the server's (127.0.0.1) and a client's, in
+/// `dir` as DOCKER_CERT_PATH expects them (ca.pem, cert.pem, key.pem). Returns the server's
+/// TLS config, which only accepts clients with a certificate from that CA.
+fn tls_certs(dir: &std::path::Path) -> std::sync::Arc<tokio_rustls::rustls::ServerConfig> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    use tokio_rustls::rustls;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "bgd test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let signed = |purpose: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        p.extended_key_usages = vec![purpose];
+        (p.signed_by(&key, &ca_cert, &ca_key).unwrap(), key)
+    };
+    let (server, server_key) = signed(ExtendedKeyUsagePurpose::ServerAuth);
+    let (client, client_key) = signed(ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), client.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), client_key.serialize_pem()).unwrap();
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap();
+    std::sync::Arc::new(config)
+}
+
+/// A TLS endpoint in front of the daemon's unix socket, as `dockerd --tlsverify` offers one:
+/// it carries each connection to the socket and closes TLS properly (close_notify).
+fn start_tls_proxy(config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let socket = daemon_socket();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, socket) = (acceptor.clone(), socket.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return; // no or a foreign client certificate
+                    };
+                    let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut unix).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn deploys_and_rolls_back_through_a_tls_docker_host() {
+    let t = TestApp::new("tls");
+    t.write_config(&t.config_text(""));
+    let certs = t.dir.join("certs");
+    let port = start_tls_proxy(tls_certs(&certs));
+    let host = format!("tcp://127.0.0.1:{port}");
+    let certs_s = certs.display().to_string();
+    let env = [
+        ("DOCKER_HOST", host.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", certs_s.as_str()),
+    ];
+    let remote = |args: &[&str]| bgd_env(&t.dir, &env, args);
+    let v1 = remote(&["deploy", "bgd-demo:v1"]);
+    assert_eq!(v1.code, 0, "{v1:?}");
+    let v2 = remote(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(v2.code, 0, "{v2:?}");
+    assert_eq!(t.live_version(), "v2");
+    let rb = remote(&["rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(t.live_version(), "v1");
+    let st = remote(&["status", "--json"]).result();
+    assert_eq!(st["idle"]["image"], "bgd-demo:v2", "{st}");
+
+    // the endpoint refuses a client whose certificate another CA signed: exit 6
+    let other = t.dir.join("other-certs");
+    let _ = tls_certs(&other);
+    std::fs::copy(certs.join("ca.pem"), other.join("ca.pem")).unwrap();
+    let other_s = other.display().to_string();
+    let r = bgd_env(
+        &t.dir,
+        &[
+            ("DOCKER_HOST", host.as_str()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", other_s.as_str()),
+        ],
+        &["status"],
+    );
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stderr.contains(&host), "{r:?}");
+    // plain HTTP to a TLS endpoint: exit 6 too
+    let r = bgd_env(&t.dir, &[("DOCKER_HOST", host.as_str())], &["status"]);
+    assert_eq!(r.code, 6, "{r:?}");
 }
