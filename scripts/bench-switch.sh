@@ -38,6 +38,7 @@ cleanup() {
     # shellcheck disable=SC2086
     [ -z "${ids// /}" ] || docker rm -f $ids >/dev/null 2>&1 || true
     docker rm -f "$app-lb" >/dev/null 2>&1 || true
+    docker volume rm -f "$app-lb-bgd" >/dev/null 2>&1 || true
     docker network rm "$app-net" >/dev/null 2>&1 || true
   done
   rm -rf "$work"

@@ -15,6 +15,7 @@ served() { printf '  live listener serves: %s\n' "$(curl -s http://127.0.0.1:180
 
 # start from a clean slate: remove what an earlier demo left
 docker rm -f $(docker ps -aq --filter label=bgd.app=quickstart) quickstart-lb >/dev/null 2>&1 || true
+docker volume rm -f quickstart-lb-bgd >/dev/null 2>&1 || true   # bgd's record of the app
 
 echo "== bgd deploy bgd-demo:v1"; bgd deploy bgd-demo:v1; served
 echo "== bgd deploy bgd-demo:v2"; bgd deploy bgd-demo:v2; served
@@ -23,4 +24,4 @@ echo "== bgd rollback"; bgd rollback; served
 echo "== bgd history"; bgd history
 echo
 echo "The demo is still running. Look around with: ./target/debug/bgd -f examples/quickstart/bgd.yaml status"
-echo "Remove it with: docker rm -f \$(docker ps -aq --filter label=bgd.app=quickstart) quickstart-lb"
+echo "Remove it with: docker rm -f \$(docker ps -aq --filter label=bgd.app=quickstart) quickstart-lb; docker volume rm quickstart-lb-bgd"

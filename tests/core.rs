@@ -380,3 +380,40 @@ fn broken_custom_template_leaves_nginx_untouched() {
     assert_eq!(v.code, 2, "{v:?}");
     assert!(v.stderr.contains("broken.conf.tera"), "{v:?}");
 }
+
+/// Replacing the nginx container bgd created (an nginx upgrade, say) keeps bgd's record: the
+/// live and parked releases and the history live in a volume, so the next deploy keeps the
+/// live release as the one to roll back to.
+#[test]
+fn the_record_survives_replacing_the_nginx_container() {
+    let t = TestApp::new("lbnew");
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    docker(&["rm", "-f", &t.lb()]);
+
+    // no nginx: nothing to roll back through (the record is read through the container)
+    assert_eq!(t.bgd(&["rollback"]).code, 2);
+
+    let v3 = t.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(v3.code, 0, "{v3:?}");
+    assert!(v3.stderr.contains("creating nginx container"), "{v3:?}");
+    assert_eq!(t.live_version(), "v3");
+    // v3 replaced the parked v1; v2, live before nginx was replaced, is parked
+    let rb = t.bgd(&["--json", "rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(rb.result()["live"]["image"], "bgd-demo:v2");
+    assert_eq!(t.live_version(), "v2");
+    let h = t.bgd(&["history", "--json"]).result();
+    let images: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["image"].as_str())
+        .collect();
+    assert_eq!(
+        images,
+        ["bgd-demo:v1", "bgd-demo:v2", "bgd-demo:v3", "bgd-demo:v2"],
+        "{h}"
+    );
+}

@@ -107,7 +107,9 @@ pub fn lb_spec(config: &Config, image: &str) -> ContainerSpec {
         ]),
         labels,
         network: config.network.clone(),
-        binds: Vec::new(),
+        // bgd's record (state, history, the lock, the active config) outlives the container:
+        // replacing nginx (an upgrade) keeps the live and parked releases and the history
+        binds: vec![format!("{}:/etc/nginx/bgd", lb_state_volume(config))],
         stop_timeout: Some(Duration::from_secs(10)),
         restart: true,
         publish: config
@@ -118,6 +120,11 @@ pub fn lb_spec(config: &Config, image: &str) -> ContainerSpec {
             .collect(),
         ..Default::default()
     }
+}
+
+/// The named volume that holds bgd's files in an nginx container bgd creates.
+pub fn lb_state_volume(config: &Config) -> String {
+    format!("{}-bgd", config.lb.container)
 }
 
 /// The replica number a container carries, from its label.
@@ -515,5 +522,6 @@ mod tests {
         assert_eq!(s.name, "web-lb");
         assert_eq!(s.publish[0], (Some("127.0.0.1".into()), Some(8000), 80));
         assert!(s.cmd.unwrap()[2].contains("worker_shutdown_timeout 35s"));
+        assert_eq!(s.binds, vec!["web-lb-bgd:/etc/nginx/bgd".to_string()]);
     }
 }

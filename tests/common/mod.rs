@@ -356,6 +356,9 @@ impl Drop for TestApp {
         args.extend(all.iter().map(String::as_str));
         let _ = Command::new("docker").args(&args).output();
         let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &format!("{}-bgd", self.lb())])
+            .output();
+        let _ = Command::new("docker")
             .args(["network", "rm", &format!("{}-net", self.app)])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
