@@ -203,14 +203,14 @@ impl Engine<'_> {
         journal: &mut Journal,
         no_switch: bool,
     ) -> Result<Deployed> {
-        let pool = self
-            .gate(image, release, target, obs, state, live_pool, kmt, undo)
-            .await?;
         let candidate = Release {
             color: target,
             image: image.to_string(),
             release: release.to_string(),
         };
+        let pool = self
+            .gate(&candidate, obs, state, live_pool, kmt, undo)
+            .await?;
         if no_switch {
             self.check_candidate(&candidate, &pool).await?;
             // From here the candidate stays: it waits on the preview listener for `bgd switch`.
@@ -229,12 +229,9 @@ impl Engine<'_> {
 
     /// The candidate's gates: route the preview listener to it, readiness of every replica,
     /// the migration and the compatibility check, the smoke probes. Returns its pool.
-    #[allow(clippy::too_many_arguments)]
     async fn gate(
         &self,
-        image: &str,
-        release: &str,
-        target: Color,
+        candidate: &Release,
         obs: &mut Observed,
         state: &mut AppState,
         live_pool: Option<&Pool>,
@@ -247,6 +244,7 @@ impl Engine<'_> {
             candidates.push(self.inspect_required(name).await?);
         }
         let refs: Vec<&ContainerInfo> = candidates.iter().collect();
+        let (target, image, release) = (candidate.color, &candidate.image, &candidate.release);
         let pool = plan::pool_of(self.config, target, release, &refs);
         if pool.servers.len() != candidates.len() {
             let down: Vec<&str> = candidates
@@ -277,11 +275,7 @@ impl Engine<'_> {
         self.install(&text, "the preview of the candidate").await?;
         undo.preview_installed = true;
         state.idle = Some(Idle {
-            release: Release {
-                color: target,
-                image: image.to_string(),
-                release: release.to_string(),
-            },
+            release: candidate.clone(),
             role: Role::Candidate,
         });
         self.out.done(
