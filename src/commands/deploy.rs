@@ -152,24 +152,24 @@ fn print_plan(config: &Config, image: &str, report: &PlanReport, out: &Output) {
     f.insert("warnings".into(), json!(plan.warnings));
     f.insert(
         "create".into(),
-        Value::Array(
-            plan.create
-                .iter()
-                .map(|spec| {
-                    let mut c: Map<String, Value> = spec_lines(spec, &env)
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), json!(v)))
-                        .collect();
-                    c.insert("name".into(), json!(spec.name));
-                    c.insert("env".into(), json!(env));
-                    c.insert("volumes".into(), json!(spec.binds));
-                    c.insert("labels".into(), json!(spec.labels));
-                    c.insert("command".into(), json!(spec.cmd));
-                    c
+        plan.create
+            .iter()
+            .map(|spec| {
+                json!({
+                    "name": spec.name,
+                    "image": spec.image,
+                    "command": spec.cmd,
+                    "env": env,
+                    "volumes": spec.binds,
+                    "network": spec.network,
+                    "labels": spec.labels,
+                    "restart_policy": if spec.restart { "unless-stopped" } else { "no" },
+                    "stop_timeout_ms": spec.stop_timeout.map(|d| d.as_millis() as u64),
+                    "memory_bytes": spec.memory,
+                    "cpus": spec.nano_cpus.map(|n| n as f64 / 1e9),
                 })
-                .map(Value::Object)
-                .collect(),
-        ),
+            })
+            .collect(),
     );
     f.insert("remove".into(), json!(plan.remove));
     f.insert(

@@ -37,9 +37,12 @@ pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<(
             Ok(())
         }
         LockAction::Release { force } => {
+            let mut f = Map::new();
+            f.insert("app".into(), json!(config.app));
             let Some(h) = holder else {
                 out.print(&format!("the deploy lock of {} is free", config.app));
-                out.result(true, 0, Map::new());
+                f.insert("released".into(), Value::Null);
+                out.result(true, 0, f);
                 return Ok(());
             };
             if !force && !h.provably_gone() {
@@ -62,7 +65,6 @@ pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<(
                 config.app,
                 h.describe()
             ));
-            let mut f = Map::new();
             f.insert("released".into(), holder_json(Some(&h)));
             out.result(true, 0, f);
             Ok(())
