@@ -42,6 +42,8 @@ impl fmt::Display for Color {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Server {
     pub replica: u32,
+    /// the container (normally `<app>-<color>-<n>`)
+    pub name: String,
     /// `ip:port`, an IP read from Docker, never a name
     pub addr: String,
 }

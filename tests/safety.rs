@@ -361,3 +361,89 @@ fn stopped_nginx_and_dying_candidate() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(t.live_version(), "v2");
 }
+
+/// A failed deploy must not cost the rollback target: while the candidate is gated, the parked
+/// release is set aside (renamed, running); a rejected or interrupted candidate gives it back,
+/// a killed run leaves it where rollback still finds it, and a candidate that goes live lets
+/// it go.
+#[test]
+fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
+    let t = TestApp::new("keep");
+    t.write_config(&t.config_text("").replace("deadline: 10s", "deadline: 3s"));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    let parked_is_v1 = |when: &str| {
+        let s = t.bgd(&["status", "--json"]).result();
+        assert_eq!(s["live"]["image"], "bgd-demo:v2", "{when}: {s}");
+        assert_eq!(s["idle"]["image"], "bgd-demo:v1", "{when}: {s}");
+        assert_eq!(s["idle"]["role"], "parked", "{when}: {s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{when}: {s}");
+        assert_eq!(
+            t.containers("blue"),
+            [format!("{}-blue-1", t.app), format!("{}-blue-2", t.app)],
+            "{when}: its own names back"
+        );
+        let preview = http_get(t.preview_port, "/").expect("preview answers");
+        assert_eq!(
+            preview.header("X-App-Version"),
+            Some("v1"),
+            "{when}: preview"
+        );
+    };
+
+    let bad = t.bgd(&["deploy", "bgd-demo:unhealthy"]);
+    assert_eq!(bad.code, 3, "{bad:?}");
+    assert!(bad.stderr.contains("setting the parked release"), "{bad:?}");
+    parked_is_v1("after a rejected candidate");
+
+    // interrupted in its readiness gate
+    t.write_config(
+        &t.config_text("")
+            .replace(
+                "  stop_timeout: 5s\n",
+                "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
+            )
+            .replace("deadline: 10s", "deadline: 60s"),
+    );
+    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v3"]);
+    wait_for("the candidate to exist", || {
+        docker(&["ps", "-a", "--format", "{{.Names}}"])
+            .contains(&format!("{}-blue-1-parked", t.app))
+            && t.containers("blue").len() == 4
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    signal(&child, "-INT");
+    let r = finish(child);
+    assert_eq!(r.code, 130, "{r:?}");
+    parked_is_v1("after an interrupted deploy");
+
+    // killed in its readiness gate: the parked release stays set aside, and rollback still
+    // finds it by its labels
+    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v3"]);
+    wait_for("the candidate to exist", || {
+        docker(&["ps", "-a", "--format", "{{.Names}}"])
+            .contains(&format!("{}-blue-1-parked", t.app))
+            && t.containers("blue").len() == 4
+    });
+    signal(&child, "-KILL");
+    let _ = finish(child);
+    let rb = t.bgd(&["rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(t.live_version(), "v1");
+
+    // the next deploy clears what the killed run left, gives the live release its own names
+    // back, and the candidate that goes live lets the parked release it replaced go
+    t.write_config(&t.config_text(""));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v3"]).code, 0);
+    let names = docker(&["ps", "-a", "--format", "{{.Names}}"]);
+    let ours: Vec<&str> = names.lines().filter(|n| n.starts_with(&t.app)).collect();
+    assert!(!ours.iter().any(|n| n.ends_with("-parked")), "{ours:?}");
+    assert_eq!(t.containers("green").len(), 2);
+    assert_eq!(
+        t.containers("blue"),
+        [format!("{}-blue-1", t.app), format!("{}-blue-2", t.app)]
+    );
+    let s = t.bgd(&["status", "--json"]).result();
+    assert_eq!(s["idle"]["image"], "bgd-demo:v1", "{s}");
+    assert_eq!(s["warnings"], serde_json::json!([]), "{s}");
+}

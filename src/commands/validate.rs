@@ -16,6 +16,7 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
         servers: (1..=config.replicas)
             .map(|n| Server {
                 replica: n,
+                name: crate::model::container_name(&config.app, color, n),
                 addr: format!("10.0.0.{n}:{}", config.container.port),
             })
             .collect(),

@@ -127,6 +127,50 @@ pub fn lb_state_volume(config: &Config) -> String {
     format!("{}-bgd", config.lb.container)
 }
 
+/// How a deploy frees the idle color (`target`) for the candidate. The parked release there
+/// is set aside: renamed (see `aside_name`) and left running until the candidate is live, so a
+/// rejected candidate gives it back and the rollback target survives a failed deploy. Other
+/// containers of that color (a candidate a killed run left) and containers of the live color
+/// that are not the live release are removed.
+pub struct Freeing<'a> {
+    pub set_aside: Vec<&'a ContainerInfo>,
+    pub remove: Vec<&'a ContainerInfo>,
+}
+
+pub fn free_idle_color(obs: &Observed, target: Color) -> Freeing<'_> {
+    let state = &obs.state;
+    let release_of = |c: &ContainerInfo| c.label(LABEL_RELEASE).map(str::to_string);
+    let parked = state
+        .idle
+        .as_ref()
+        .filter(|i| i.role == Role::Parked && i.release.color == target)
+        .map(|i| i.release.release.clone());
+    let mut freeing = Freeing {
+        set_aside: Vec::new(),
+        remove: Vec::new(),
+    };
+    for c in obs.of_color(target) {
+        if parked.is_some() && release_of(c) == parked && replica_of(c).is_some() {
+            freeing.set_aside.push(c);
+        } else {
+            freeing.remove.push(c);
+        }
+    }
+    if let Some(live) = &state.live {
+        freeing.remove.extend(
+            obs.of_color(live.color)
+                .into_iter()
+                .filter(|c| release_of(c).as_deref() != Some(live.release.as_str())),
+        );
+    }
+    freeing
+}
+
+/// The name a parked replica has while a candidate holds its color's names.
+pub fn aside_name(app: &str, color: Color, replica: u32) -> String {
+    format!("{}-parked", container_name(app, color, replica))
+}
+
 /// The replica number a container carries, from its label.
 pub fn replica_of(c: &ContainerInfo) -> Option<u32> {
     c.label(LABEL_REPLICA)?.parse().ok()
@@ -146,6 +190,7 @@ pub fn pool_of(
         .filter_map(|c| {
             Some(Server {
                 replica: replica_of(c)?,
+                name: c.name.clone(),
                 addr: format!("{}:{}", c.ip_on(&config.network)?, config.container.port),
             })
         })
@@ -285,26 +330,24 @@ pub fn deploy_plan(
         )),
         None => steps.push("nothing is live yet: this is the first deploy".to_string()),
     }
-    let remove: Vec<String> = obs
-        .of_color(target)
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    if !remove.is_empty() {
-        let what = match state.idle.as_ref().filter(|i| i.release.color == target) {
-            Some(i) => format!(
-                "the {} release {} ({})",
-                i.role.as_str(),
-                i.release.release,
-                i.release.image
-            ),
-            None => "containers a killed run left".to_string(),
-        };
+    let freeing = free_idle_color(obs, target);
+    let names = |cs: &[&ContainerInfo]| cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let (stale, aside) = (names(&freeing.remove), names(&freeing.set_aside));
+    if !stale.is_empty() {
         steps.push(format!(
-            "remove {what} from {target}: {}",
-            remove.join(", ")
+            "remove containers that are neither live nor parked (left by a killed run, or a candidate): {}",
+            stale.join(", ")
         ));
     }
+    if let Some(p) = state.idle.as_ref().filter(|_| !aside.is_empty()) {
+        steps.push(format!(
+            "set the parked release {} ({}) aside, still running: {} (it comes back if the candidate is rejected, and is removed once the candidate is live)",
+            p.release.release,
+            p.release.image,
+            aside.join(", ")
+        ));
+    }
+    let remove: Vec<String> = stale.into_iter().chain(aside).collect();
     let create = replica_specs(config, target, image, release);
     let names: Vec<&str> = create.iter().map(|c| c.name.as_str()).collect();
     steps.push(format!(
@@ -370,6 +413,7 @@ pub fn deploy_plan(
             .enumerate()
             .map(|(i, spec)| Server {
                 replica: i as u32 + 1,
+                name: spec.name.clone(),
                 addr: format!("<{}>:{}", spec.name, config.container.port),
             })
             .collect(),

@@ -412,6 +412,17 @@ impl Docker {
         Ok(created.id)
     }
 
+    pub async fn rename(&self, name: &str, to: &str) -> Result<()> {
+        self.call(
+            || format!("rename container {name} to {to}"),
+            self.api.rename_container(
+                name,
+                bollard::container::RenameContainerOptions { name: to },
+            ),
+        )
+        .await
+    }
+
     pub async fn start(&self, name: &str) -> Result<()> {
         self.call(
             || format!("start container {name}"),

@@ -179,6 +179,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, ip)| Server {
                     replica: i as u32 + 1,
+                    name: format!("web-{color}-{}", i + 1),
                     addr: format!("{ip}:8080"),
                 })
                 .collect(),

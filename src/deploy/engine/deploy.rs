@@ -83,28 +83,15 @@ impl Engine<'_> {
         entry.from = old_live.as_ref().map(|l| l.color);
         entry.to = Some(target);
 
-        // The idle color is replaced: a parked release, or a candidate a dead run left.
-        let leftovers: Vec<String> = obs
-            .of_color(target)
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        if !leftovers.is_empty() {
-            if let Some(idle) = state.idle.as_ref().filter(|i| i.release.color == target) {
-                self.out.info(&format!(
-                    "replacing the {} release {} ({}) in {target}",
-                    idle.role.as_str(),
-                    idle.release.release,
-                    idle.release.image
-                ));
-            }
-            self.remove_all(&leftovers).await;
-            state.idle = None;
-        }
+        let mut undo = Undo::default();
+        self.free_idle_color(obs, state, target, &mut undo).await?;
 
         let release = state::new_release_id();
         entry.release = Some(release.clone());
-        crate::interrupt::check("before the candidate was started; nothing changed")?;
+        if let Err(e) = crate::interrupt::check("before the candidate was started") {
+            self.undo(&mut undo, state, live_pool.as_ref(), kmt).await;
+            return Err(e);
+        }
         let t = Instant::now();
         self.out.step(
             "start",
@@ -114,7 +101,6 @@ impl Engine<'_> {
             ),
         );
         let specs = plan::replica_specs(self.config, target, image, &release);
-        let mut undo = Undo::default();
         let started = async {
             for spec in &specs {
                 self.docker.create(spec).await?;
@@ -154,23 +140,128 @@ impl Engine<'_> {
             Err(e) => {
                 self.out
                     .failed("deploy", &self.out.redact(&format!("{e:#}")));
-                self.undo(&undo, state, live_pool.as_ref(), kmt).await;
+                self.undo(&mut undo, state, live_pool.as_ref(), kmt).await;
                 Err(e)
             }
         }
     }
 
-    /// Puts the host back as it was before the candidate: nginx routes live as before and
-    /// nothing to the removed candidate; the candidate containers are gone.
-    async fn undo(&self, undo: &Undo, state: &mut AppState, live_pool: Option<&Pool>, kmt: bool) {
-        if undo.candidates.is_empty() {
+    /// Frees the idle color for the candidate (`plan::free_idle_color`): the parked release
+    /// is renamed and keeps running, leftovers are removed.
+    async fn free_idle_color(
+        &self,
+        obs: &Observed,
+        state: &mut AppState,
+        target: Color,
+        undo: &mut Undo,
+    ) -> Result<()> {
+        let freeing = plan::free_idle_color(obs, target);
+        if !freeing.remove.is_empty() {
+            let names: Vec<String> = freeing.remove.iter().map(|c| c.name.clone()).collect();
+            self.out.info(&format!(
+                "removing containers of {} that are neither live nor parked: {}",
+                self.config.app,
+                names.join(", ")
+            ));
+            self.remove_all(&names).await;
+        }
+        // A rollback after a killed deploy may have made set-aside containers live under their
+        // aside names: give them their own names back now that nothing else holds them.
+        if let Some(live) = &state.live {
+            for c in obs.of_color(live.color) {
+                let own = plan::replica_of(c)
+                    .map(|n| crate::model::container_name(&self.config.app, live.color, n));
+                match own {
+                    Some(own)
+                        if c.label(plan::LABEL_RELEASE) == Some(live.release.as_str())
+                            && c.name != own =>
+                    {
+                        if let Err(e) = self.docker.rename(&c.name, &own).await {
+                            self.out.warn(&format!("{e:#}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let parked = state
+            .idle
+            .take()
+            .filter(|i| i.release.color == target && i.role == Role::Parked);
+        let (Some(parked), false) = (parked, freeing.set_aside.is_empty()) else {
+            return Ok(());
+        };
+        self.out.info(&format!(
+            "setting the parked release {} ({}) aside while the candidate is gated: it comes back if the candidate is rejected",
+            parked.release.release, parked.release.image
+        ));
+        let mut set_aside = SetAside {
+            release: parked.release,
+            containers: Vec::new(),
+        };
+        for c in freeing.set_aside {
+            let Some(n) = plan::replica_of(c) else {
+                continue;
+            };
+            let (canonical, aside) = (
+                crate::model::container_name(&self.config.app, target, n),
+                plan::aside_name(&self.config.app, target, n),
+            );
+            if c.name != aside {
+                self.docker.rename(&c.name, &aside).await?;
+            }
+            set_aside.containers.push((aside, canonical));
+        }
+        undo.set_aside = Some(set_aside);
+        Ok(())
+    }
+
+    /// Once the candidate holds the idle color for good (live, or left waiting), the parked
+    /// release it replaced goes.
+    async fn drop_set_aside(&self, undo: &mut Undo) {
+        if let Some(aside) = undo.set_aside.take() {
+            let names: Vec<String> = aside.containers.into_iter().map(|(now, _)| now).collect();
+            self.remove_all(&names).await;
+        }
+    }
+
+    /// Puts the host back as it was before the candidate: nginx routes live as before, the
+    /// candidate containers are gone, and a parked release set aside is parked again.
+    async fn undo(
+        &self,
+        undo: &mut Undo,
+        state: &mut AppState,
+        live_pool: Option<&Pool>,
+        kmt: bool,
+    ) {
+        if undo.candidates.is_empty() && undo.set_aside.is_none() {
             return;
         }
         self.out
             .info("undoing: the candidate is removed, live traffic stays where it was");
+        self.remove_all(&undo.candidates).await;
+        undo.candidates.clear();
+        state.idle = None;
+        let mut parked_pool = None;
+        if let Some(aside) = undo.set_aside.take() {
+            match self.give_back(&aside).await {
+                Ok(pool) => {
+                    state.idle = Some(Idle {
+                        release: aside.release.clone(),
+                        role: Role::Parked,
+                    });
+                    parked_pool = Some(pool);
+                }
+                Err(e) => self.out.warn(&format!(
+                    "could not give the parked release {} its names back: {e:#}; `bgd status` shows what is there, the next deploy clears it",
+                    aside.release.release
+                )),
+            }
+        }
         if undo.preview_installed {
             state.generation += 1;
-            let restored = match self.render(state.generation, live_pool, None, kmt) {
+            let preview = parked_pool.as_ref().map(|p| (p, Role::Parked));
+            let restored = match self.render(state.generation, live_pool, preview, kmt) {
                 Ok(text) => self
                     .install(&text, "restoring the routing")
                     .await
@@ -184,8 +275,22 @@ impl Engine<'_> {
                 ));
             }
         }
-        self.remove_all(&undo.candidates).await;
-        state.idle = None;
+    }
+
+    /// Renames a set-aside parked release back; its pool (addresses do not change).
+    async fn give_back(&self, aside: &SetAside) -> Result<Pool> {
+        let mut containers = Vec::new();
+        for (now, canonical) in &aside.containers {
+            self.docker.rename(now, canonical).await?;
+            containers.push(self.inspect_required(canonical).await?);
+        }
+        let refs: Vec<&ContainerInfo> = containers.iter().collect();
+        Ok(plan::pool_of(
+            self.config,
+            aside.release.color,
+            &aside.release.release,
+            &refs,
+        ))
     }
 
     /// The gates, then the switch (or, with `--no-switch`, a candidate left waiting).
@@ -215,6 +320,7 @@ impl Engine<'_> {
             self.check_candidate(&candidate, &pool).await?;
             // From here the candidate stays: it waits on the preview listener for `bgd switch`.
             undo.candidates.clear();
+            self.drop_set_aside(undo).await;
             journal.entry.message = format!("{target} waits as the candidate (--no-switch)");
             return Ok(Deployed::Candidate {
                 candidate,
@@ -339,6 +445,7 @@ impl Engine<'_> {
 
         // From here the candidate is live: the undo path no longer applies.
         undo.candidates.clear();
+        self.drop_set_aside(undo).await;
         crate::interrupt::check(&format!("after the switch: {target} is live"))?;
 
         if let Err(e) = self.verify_live(pool).await {

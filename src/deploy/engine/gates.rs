@@ -12,9 +12,9 @@ impl Engine<'_> {
         let total = pool.servers.len();
         let ready = std::sync::atomic::AtomicUsize::new(0);
         let last_failure: std::sync::Mutex<Vec<(String, String)>> = Default::default();
-        let one = |replica: u32| {
-            let name = crate::model::container_name(&self.config.app, pool.color, replica);
-            let key = format!("{}-{replica}", pool.color);
+        let one = |server: &Server| {
+            let name = server.name.clone();
+            let key = format!("{}-{}", pool.color, server.replica);
             let url = format!("{}{}", self.config.lb.preview_url, r.path);
             let (ready, last_failure) = (&ready, &last_failure);
             async move {
@@ -74,7 +74,7 @@ impl Engine<'_> {
                 }
             }
         };
-        let all = futures_util::future::try_join_all(pool.servers.iter().map(|s| one(s.replica)));
+        let all = futures_util::future::try_join_all(pool.servers.iter().map(one));
         match tokio::time::timeout(r.deadline, all).await {
             Ok(result) => result.map(|_| ()),
             Err(_) => {
@@ -300,14 +300,14 @@ impl Engine<'_> {
         }
         let now = plan::pool_of(self.config, candidate.color, &candidate.release, &refs);
         for s in &pool.servers {
-            let name = crate::model::container_name(&self.config.app, pool.color, s.replica);
+            let name = &s.name;
             match now.servers.iter().find(|n| n.replica == s.replica) {
                 Some(n) if n.addr == s.addr => {}
                 Some(n) => problems.push(format!(
                     "{name} moved from {} to {} since the gates",
                     s.addr, n.addr
                 )),
-                None if refs.iter().any(|c| c.name == name) => {}
+                None if refs.iter().any(|c| c.name == *name) => {}
                 None => problems.push(format!("{name} is gone")),
             }
         }
@@ -358,8 +358,7 @@ impl Engine<'_> {
             for server in &pool.servers {
                 let key = format!("{}-{}", pool.color, server.replica);
                 let url = format!("{}{}", self.config.lb.preview_url, r.path);
-                let name =
-                    crate::model::container_name(&self.config.app, pool.color, server.replica);
+                let name = &server.name;
                 match self
                     .prober
                     .request("GET", &url, &[(PROBE_REPLICA_HEADER, &key)], "", r.timeout)

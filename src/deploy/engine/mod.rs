@@ -14,7 +14,7 @@ use crate::config::{Config, ParkMode};
 use crate::docker::{ContainerInfo, Docker};
 use crate::error::{self, Failure};
 use crate::lock::{self, Holder};
-use crate::model::{Color, Pool};
+use crate::model::{Color, Pool, Server};
 use crate::nginx::{render, InstallError, Installed, LockUse, Nginx};
 use crate::output::{fmt_duration, Output};
 use crate::probe::{judge, Prober, PROBE_REPLICA_HEADER};
@@ -96,7 +96,17 @@ struct Undo {
     candidates: Vec<String>,
     /// nginx routes the preview listener to the candidate
     preview_installed: bool,
+    /// The parked release, renamed while the candidate holds its color's names
+    set_aside: Option<SetAside>,
 }
+
+/// A parked release set aside during a deploy: its release and its containers as
+/// (name now, name to give back).
+struct SetAside {
+    release: Release,
+    containers: Vec<(String, String)>,
+}
+
 impl<'a> Engine<'a> {
     pub fn new(
         config: &'a Config,
