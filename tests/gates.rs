@@ -165,7 +165,7 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
     let secret = "plan-secret-value-31337";
     t.write_config(&t.config_text("").replace(
         "  stop_timeout: 5s\n",
-        &format!("  stop_timeout: 5s\n  memory: 128m\n  env: {{ API_TOKEN: {secret}, MODE: blue-green }}\n"),
+        &format!("  stop_timeout: 5s\n  memory: 128m\n  env: {{ API_TOKEN: {secret}, MODE: blue-green, DATABASE_URL: \"postgres://shop:{secret}x@db/shop\" }}\n"),
     ));
 
     // a fresh host: nothing is created, not even the network or nginx
@@ -213,6 +213,7 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
         "park blue (bgd-demo:v1)".to_string(),
         "MODE=blue-green".to_string(),
         "API_TOKEN=<secret>".to_string(),
+        "DATABASE_URL=<secret>".to_string(),
         "memory        128 MiB".to_string(),
         format!("+    server <{green1}>:8080;"),
         format!("+upstream bgd_{}_preview {{", t.app.replace('-', "_")),

@@ -133,13 +133,13 @@ impl Config {
     }
 
     /// Every secret value, so output can be scrubbed of them as a last line of defence: all
-    /// `env_file` values, and `env` values whose names say they are secret (TOKEN, PASSWORD...).
+    /// `env_file` values, and `env` values that look secret (`secret_env`).
     pub fn secrets(&self) -> Vec<String> {
         let from_env = self
             .container
             .env
             .iter()
-            .filter(|(k, _)| secret_name(k))
+            .filter(|(k, v)| secret_env(k, v))
             .map(|(_, v)| v.clone());
         self.container
             .env_file
@@ -149,6 +149,19 @@ impl Config {
             .filter(|v| v.len() >= 4)
             .collect()
     }
+}
+
+/// Whether an `env` entry is treated as a secret: its name says so (`secret_name`), or its
+/// value is a URL carrying credentials (`postgres://user:pass@db/...`).
+pub fn secret_env(name: &str, value: &str) -> bool {
+    secret_name(name) || url_with_credentials(value)
+}
+
+fn url_with_credentials(value: &str) -> bool {
+    value.split("://").skip(1).any(|rest| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        authority.contains('@')
+    })
 }
 
 /// Names of variables whose values are treated as secrets even in `env`.
@@ -230,4 +243,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             c.file = path.to_path_buf();
             c
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_env;
+
+    #[test]
+    fn secret_env_entries() {
+        assert!(secret_env("API_TOKEN", "x"));
+        assert!(secret_env(
+            "DATABASE_URL",
+            "postgres://shop:pw@db:5432/shop"
+        ));
+        assert!(secret_env("CACHE", "redis://:pw@cache:6379/0"));
+        assert!(!secret_env("DATABASE_URL", "postgres://db:5432/shop"));
+        assert!(!secret_env("HOMEPAGE", "https://example.com/a@b"));
+        assert!(!secret_env("LOG_LEVEL", "info"));
+    }
 }

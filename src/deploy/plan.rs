@@ -485,7 +485,7 @@ pub fn env_display(config: &Config) -> Vec<String> {
         shown.insert(k, format!("{k}=<from env_file>"));
     }
     for (k, v) in &config.container.env {
-        let value = if crate::config::secret_name(k) {
+        let value = if crate::config::secret_env(k, v) {
             "<secret>".to_string()
         } else {
             v.clone()
