@@ -295,6 +295,12 @@ fn no_switch_leaves_a_candidate_that_switch_promotes() {
     assert_eq!(st["idle"]["image"], "bgd-demo:v2", "{st}");
     let human = t.bgd(&["status"]);
     assert!(human.stdout.contains("candidate green"), "{human:?}");
+    assert!(
+        human
+            .stdout
+            .contains("`bgd switch` promotes the candidate green"),
+        "says what to do next: {human:?}"
+    );
 
     // a candidate is not a rollback target
     let rb = t.bgd(&["rollback"]);
@@ -320,6 +326,13 @@ fn no_switch_leaves_a_candidate_that_switch_promotes() {
     let st = t.bgd(&["status", "--json"]).result();
     assert_eq!(st["idle"]["role"], "parked", "{st}");
     assert_eq!(st["idle"]["image"], "bgd-demo:v1", "{st}");
+    let human = t.bgd(&["status"]);
+    assert!(
+        human
+            .stdout
+            .contains("`bgd rollback` sends traffic back to blue (bgd-demo:v1)"),
+        "{human:?}"
+    );
     let h = t.bgd(&["history"]);
     assert!(
         h.stdout.contains("deploy --no-switch") && h.stdout.contains("switch "),

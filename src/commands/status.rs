@@ -346,5 +346,17 @@ fn human(
     for w in warnings {
         s.push_str(&format!("  warning: {w}\n"));
     }
+    // what can be done from here, for whoever reads this during an incident
+    match idle {
+        Some((Role::Candidate, v)) => s.push_str(&format!(
+            "  next      `bgd switch` promotes the candidate {} ({}); the next deploy replaces it\n",
+            v.release.color, v.release.image
+        )),
+        Some((Role::Parked, v)) if live.is_some() => s.push_str(&format!(
+            "  next      `bgd rollback` sends traffic back to {} ({})\n",
+            v.release.color, v.release.image
+        )),
+        _ => {}
+    }
     s
 }
