@@ -1,4 +1,5 @@
-//! Release gates: the migration hook and the old-version compatibility check.
+//! Release gates: the migration hook and the old-version compatibility check, drift, `deploy
+//! --plan`, `deploy --no-switch` and `switch`.
 
 mod common;
 use common::*;
@@ -17,19 +18,9 @@ fn config_with_migration(t: &TestApp, migrate_env: &str) -> String {
     )
 }
 
-struct Volume(String);
-impl Drop for Volume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["volume", "rm", "-f", &self.0])
-            .output();
-    }
-}
-
 #[test]
 fn compatible_migration_passes_and_breaking_one_is_caught() {
     let t = TestApp::new("migrate");
-    let _volume = Volume(format!("{}-data", t.app));
     t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_SCHEMA: \"1\""));
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
@@ -91,7 +82,6 @@ fn compatible_migration_passes_and_breaking_one_is_caught() {
 #[test]
 fn failing_or_slow_migration_rejects_the_candidate() {
     let t = TestApp::new("migfail");
-    let _volume = Volume(format!("{}-data", t.app));
     t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_SCHEMA: \"1\""));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
 

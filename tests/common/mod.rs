@@ -355,9 +355,20 @@ impl Drop for TestApp {
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(all.iter().map(String::as_str));
         let _ = Command::new("docker").args(&args).output();
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &format!("{}-bgd", self.lb())])
-            .output();
+        // after the containers, which may still hold them: this app's volumes (bgd's record in
+        // `<lb>-bgd`, and any a test made with the app's name as prefix)
+        let volumes = docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^{}-", self.app),
+        ]);
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(volumes.lines());
+        if args.len() > 3 {
+            let _ = Command::new("docker").args(&args).output();
+        }
         let _ = Command::new("docker")
             .args(["network", "rm", &format!("{}-net", self.app)])
             .output();
