@@ -100,6 +100,16 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A config whose candidates take 30 s to become ready: a deploy sits in its readiness gate.
+fn slow_start_config(t: &TestApp) -> String {
+    t.config_text("")
+        .replace(
+            "  stop_timeout: 5s\n",
+            "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
+        )
+        .replace("deadline: 10s", "deadline: 60s")
+}
+
 fn spawn_bgd(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_bgd"))
         .args(args)
@@ -133,14 +143,7 @@ fn sigint_during_the_gates_removes_the_candidate() {
     t.write_config(&t.config_text(""));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     // the next candidate starts slowly, so the deploy sits in its readiness gate
-    t.write_config(
-        &t.config_text("")
-            .replace(
-                "  stop_timeout: 5s\n",
-                "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
-            )
-            .replace("deadline: 10s", "deadline: 60s"),
-    );
+    t.write_config(&slow_start_config(&t));
     let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v2"]);
     wait_for("the candidate to exist", || {
         t.containers("green").len() == 2
@@ -397,14 +400,7 @@ fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
     parked_is_v1("after a rejected candidate");
 
     // interrupted in its readiness gate
-    t.write_config(
-        &t.config_text("")
-            .replace(
-                "  stop_timeout: 5s\n",
-                "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
-            )
-            .replace("deadline: 10s", "deadline: 60s"),
-    );
+    t.write_config(&slow_start_config(&t));
     let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v3"]);
     wait_for("the candidate to exist", || {
         docker(&["ps", "-a", "--format", "{{.Names}}"])

@@ -41,11 +41,7 @@ impl Engine<'_> {
 
         let mut state = obs.state.clone();
         let history = obs.history.clone();
-        let mut journal = Journal {
-            entry: self.entry("deploy", started),
-            started,
-            recorded: false,
-        };
+        let mut journal = self.journal("deploy", started);
         journal.entry.image = Some(image.to_string());
         if no_switch {
             journal.entry.command = "deploy --no-switch".into();
@@ -565,11 +561,7 @@ impl Engine<'_> {
         let kmt = self.keepalive_min_timeout(&mut obs, &lb).await?;
         let mut state = obs.state.clone();
         let history = obs.history.clone();
-        let mut journal = Journal {
-            entry: self.entry("switch", started),
-            started,
-            recorded: false,
-        };
+        let mut journal = self.journal("switch", started);
         let result = self
             .switch_steps(&mut obs, &mut state, &mut journal, kmt)
             .await;

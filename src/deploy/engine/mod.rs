@@ -392,19 +392,24 @@ impl<'a> Engine<'a> {
             .context("recording the state on the Docker host")
     }
 
-    fn entry(&self, command: &str, started: Instant) -> HistoryEntry {
-        HistoryEntry {
-            at: state::now(),
-            command: command.to_string(),
-            who: state::who(),
-            image: None,
-            release: None,
-            from: None,
-            to: None,
-            outcome: "ok".into(),
-            exit_code: 0,
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: String::new(),
+    /// The history entry of a command that started at `started`, not yet recorded.
+    fn journal(&self, command: &str, started: Instant) -> Journal {
+        Journal {
+            entry: HistoryEntry {
+                at: state::now(),
+                command: command.to_string(),
+                who: state::who(),
+                image: None,
+                release: None,
+                from: None,
+                to: None,
+                outcome: "ok".into(),
+                exit_code: 0,
+                duration_ms: started.elapsed().as_millis() as u64,
+                message: String::new(),
+            },
+            started,
+            recorded: false,
         }
     }
 

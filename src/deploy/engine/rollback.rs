@@ -30,11 +30,7 @@ impl Engine<'_> {
         let lb = self.running_lb(obs.lb.clone(), "roll back to")?;
         let mut state = obs.state.clone();
         let history = obs.history.clone();
-        let mut journal = Journal {
-            entry: self.entry("rollback", started),
-            started,
-            recorded: false,
-        };
+        let mut journal = self.journal("rollback", started);
         let result = self
             .rollback_steps(&mut obs, &lb, &mut state, &mut journal, verify)
             .await;
@@ -174,11 +170,7 @@ impl Engine<'_> {
         else {
             return Err(anyhow::anyhow!("fast rollback without a parked release"));
         };
-        let mut journal = Journal {
-            entry: self.entry("rollback", started),
-            started,
-            recorded: false,
-        };
+        let mut journal = self.journal("rollback", started);
         journal.entry.image = Some(parked.image.clone());
         journal.entry.release = Some(parked.release.clone());
         journal.entry.from = old_live.as_ref().map(|l| l.color);
