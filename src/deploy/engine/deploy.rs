@@ -79,12 +79,14 @@ impl Engine<'_> {
         entry.from = old_live.as_ref().map(|l| l.color);
         entry.to = Some(target);
 
-        let mut undo = Undo::default();
-        self.free_idle_color(obs, state, target, &mut undo).await?;
-
         let release = state::new_release_id();
         entry.release = Some(release.clone());
-        if let Err(e) = crate::interrupt::check("before the candidate was started") {
+        let mut undo = Undo::default();
+        let freed = self
+            .free_idle_color(obs, state, target, &mut undo)
+            .await
+            .and_then(|()| crate::interrupt::check("before the candidate was started"));
+        if let Err(e) = freed {
             self.undo(&mut undo, state, live_pool.as_ref(), kmt).await;
             return Err(e);
         }
@@ -191,10 +193,11 @@ impl Engine<'_> {
             "setting the parked release {} ({}) aside while the candidate is gated: it comes back if the candidate is rejected",
             parked.release.release, parked.release.image
         ));
-        let mut set_aside = SetAside {
+        // Recorded as it goes, so that a rename failing half way is undone too.
+        let set_aside = undo.set_aside.insert(SetAside {
             release: parked.release,
             containers: Vec::new(),
-        };
+        });
         for c in freeing.set_aside {
             let Some(n) = plan::replica_of(c) else {
                 continue;
@@ -203,12 +206,19 @@ impl Engine<'_> {
                 crate::model::container_name(&self.config.app, target, n),
                 plan::aside_name(&self.config.app, target, n),
             );
-            if c.name != aside {
-                self.docker.rename(&c.name, &aside).await?;
-            }
-            set_aside.containers.push((aside, canonical));
+            let renamed = if c.name == aside {
+                Ok(())
+            } else {
+                self.docker.rename(&c.name, &aside).await
+            };
+            let now = if renamed.is_ok() {
+                aside
+            } else {
+                c.name.clone()
+            };
+            set_aside.containers.push((now, canonical));
+            renamed?;
         }
-        undo.set_aside = Some(set_aside);
         Ok(())
     }
 
@@ -277,7 +287,9 @@ impl Engine<'_> {
     async fn give_back(&self, aside: &SetAside) -> Result<Pool> {
         let mut containers = Vec::new();
         for (now, canonical) in &aside.containers {
-            self.docker.rename(now, canonical).await?;
+            if now != canonical {
+                self.docker.rename(now, canonical).await?;
+            }
             containers.push(self.inspect_required(canonical).await?);
         }
         let refs: Vec<&ContainerInfo> = containers.iter().collect();
