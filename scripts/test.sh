@@ -13,6 +13,10 @@ for tool in ssh ssh-keygen; do
     exit 1
   }
 done
+command -v shellcheck >/dev/null 2>&1 || {
+  echo "test.sh: shellcheck is missing: the tests check bgd's in-container scripts with it (apt-get install shellcheck)" >&2
+  exit 1
+}
 scripts/build-images.sh demo nginx nginx-old sshd
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --no-fail-fast "$@"

@@ -1,7 +1,9 @@
 //! Error kinds that decide bgd's exit code. docs/exit-codes.md says the same.
 //!
 //! Code deep inside raises one of these; commands add context with anyhow. `exit_code` finds
-//! the first kind in the chain, so context never changes the code a script sees.
+//! the first kind in the chain, so context never changes the code a script sees. Decisions
+//! about an error (record it? fall back? switch back?) match its kind with `failure`, never
+//! its exit code.
 
 use thiserror::Error;
 
@@ -46,13 +48,35 @@ impl Failure {
             Failure::Interrupted(signo, _) => 128 + signo,
         }
     }
+
+    /// How the history names a command that ended with this failure.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Failure::Rejected(_) => "rejected",
+            Failure::RolledBack(_) => "rolled-back",
+            Failure::Interrupted(..) => "interrupted",
+            _ => "failed",
+        }
+    }
+}
+
+/// The first `Failure` in an error chain, if any.
+pub fn failure(err: &anyhow::Error) -> Option<&Failure> {
+    err.chain().find_map(|e| e.downcast_ref::<Failure>())
 }
 
 /// The exit code for an error chain: the first `Failure` in it, else 1 (internal error).
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Failure>())
-        .map_or(1, Failure::code)
+    failure(err).map_or(1, Failure::code)
+}
+
+/// A request refused before anything changed (nothing to record).
+pub fn is_refused(err: &anyhow::Error) -> bool {
+    matches!(failure(err), Some(Failure::Refused(_)))
+}
+
+pub fn is_interrupted(err: &anyhow::Error) -> bool {
+    matches!(failure(err), Some(Failure::Interrupted(..)))
 }
 
 pub fn config(msg: impl Into<String>) -> anyhow::Error {
@@ -70,6 +94,9 @@ pub fn unsafe_state(msg: impl Into<String>) -> anyhow::Error {
 pub fn refused(msg: impl Into<String>) -> anyhow::Error {
     Failure::Refused(msg.into()).into()
 }
+pub fn locked(msg: impl Into<String>) -> anyhow::Error {
+    Failure::Locked(msg.into()).into()
+}
 
 #[cfg(test)]
 mod tests {
@@ -77,14 +104,20 @@ mod tests {
     use anyhow::Context;
 
     #[test]
-    fn context_keeps_the_code() {
+    fn context_keeps_the_code_and_the_kind() {
         let err = Err::<(), _>(rejected("smoke failed"))
             .context("deploy web")
             .unwrap_err();
         assert_eq!(exit_code(&err), 3);
+        assert_eq!(failure(&err).map(Failure::outcome), Some("rejected"));
         assert_eq!(exit_code(&anyhow::anyhow!("boom")), 1);
         assert_eq!(exit_code(&environment("x")), 6);
         assert_eq!(exit_code(&unsafe_state("x")), 7);
         assert_eq!(exit_code(&config("x")), 2);
+        assert!(is_refused(&refused("nothing parked").context("rollback")));
+        assert!(!is_refused(&config("bad key")));
+        let int: anyhow::Error = Failure::Interrupted(15, "stop".into()).into();
+        assert!(is_interrupted(&int));
+        assert_eq!(exit_code(&int), 143);
     }
 }

@@ -1,7 +1,15 @@
-//! Small domain types shared by the layers: colors and the pools of replicas nginx routes to.
+//! Small domain types shared by the layers: colors, releases, the pools of replicas nginx
+//! routes to, and the names and labels bgd gives containers on the host.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub const LABEL_MANAGED: &str = "bgd.managed";
+pub const LABEL_APP: &str = "bgd.app";
+pub const LABEL_COLOR: &str = "bgd.color";
+pub const LABEL_RELEASE: &str = "bgd.release";
+pub const LABEL_REPLICA: &str = "bgd.replica";
+pub const LABEL_ROLE: &str = "bgd.role";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +46,32 @@ impl fmt::Display for Color {
     }
 }
 
+/// One release of the app in one color: the image and the id every container of it carries
+/// in `bgd.release`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    pub color: Color,
+    pub image: String,
+    pub release: String,
+}
+
+/// What the idle color holds: a release being gated, or the previous live one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Candidate,
+    Parked,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Candidate => "candidate",
+            Role::Parked => "parked",
+        }
+    }
+}
+
 /// One replica nginx can route to: its number and its address on the app network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Server {
@@ -48,6 +82,13 @@ pub struct Server {
     pub addr: String,
 }
 
+impl Server {
+    /// The value of `X-Bgd-Probe-Replica` that routes a probe to this replica ("green-2").
+    pub fn probe_key(&self, color: Color) -> String {
+        format!("{color}-{}", self.replica)
+    }
+}
+
 /// The replicas of one color.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pool {
@@ -56,7 +97,12 @@ pub struct Pool {
     pub servers: Vec<Server>,
 }
 
-/// Container name for replica `n` (from 1) of a color, per SPEC.md.
+/// Container name for replica `n` (from 1) of a color: `<app>-<color>-<n>`.
 pub fn container_name(app: &str, color: Color, n: u32) -> String {
     format!("{app}-{color}-{n}")
+}
+
+/// The name a parked replica has while a candidate holds its color's names.
+pub fn aside_name(app: &str, color: Color, replica: u32) -> String {
+    format!("{}-parked", container_name(app, color, replica))
 }

@@ -147,14 +147,26 @@ impl Output {
         }
     }
 
-    pub fn failed(&self, step: &str, message: &str) {
+    /// A step failed with `message`. Humans see the step's name here and the message once,
+    /// as the error the command ends with.
+    pub fn failed(&self, step: &str, message: &str, took: Duration) {
         self.end_spinner();
         match self.mode {
             Mode::Json => self.json_line(
                 json!({"event": "step", "step": step, "status": "failed", "message": message}),
             ),
             Mode::Quiet => {}
-            Mode::Human => self.stderr_line(&format!("FAIL {message}")),
+            Mode::Human => self.stderr_line(&format!("FAIL {step} ({})", fmt_duration(took))),
+        }
+    }
+
+    /// A deploy failed with `message` and undoes what it did (`--json`: the `deploy` step's
+    /// `failed` event).
+    pub fn undoing(&self, message: &str) {
+        if self.mode == Mode::Json {
+            self.json_line(
+                json!({"event": "step", "step": "deploy", "status": "failed", "message": message}),
+            );
         }
     }
 

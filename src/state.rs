@@ -1,7 +1,7 @@
 //! What bgd records on the Docker host (in the nginx container, beside the config it wrote):
 //! the current state of an app and its history. A laptop and a CI job read the same record.
 
-use crate::model::Color;
+use crate::model::{Color, Release, Role};
 use serde::{Deserialize, Serialize};
 
 pub const STATE_FILE: &str = "state.json";
@@ -28,29 +28,6 @@ pub struct AppState {
 pub struct NginxInfo {
     pub container_id: String,
     pub version: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Release {
-    pub color: Color,
-    pub image: String,
-    pub release: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Candidate,
-    Parked,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Candidate => "candidate",
-            Role::Parked => "parked",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

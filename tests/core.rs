@@ -397,7 +397,7 @@ fn the_record_survives_replacing_the_nginx_container() {
 
     let v3 = t.bgd(&["deploy", "bgd-demo:v3"]);
     assert_eq!(v3.code, 0, "{v3:?}");
-    assert!(v3.stderr.contains("creating nginx container"), "{v3:?}");
+    assert!(v3.stderr.contains("create the nginx container"), "{v3:?}");
     assert_eq!(t.live_version(), "v3");
     // v3 replaced the parked v1; v2, live before nginx was replaced, is parked
     let rb = t.bgd(&["--json", "rollback"]);

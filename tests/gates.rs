@@ -225,12 +225,8 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
         .iter()
         .filter_map(|s| s.as_str())
         .collect();
-    assert!(
-        steps
-            .iter()
-            .any(|s| s.contains("stays up as the candidate")),
-        "{steps:?}"
-    );
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("waits as the candidate"), "{notes}");
     assert!(
         !steps.iter().any(|s| s.starts_with("switch live traffic")),
         "{steps:?}"

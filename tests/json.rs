@@ -107,6 +107,8 @@ result!(Plan {
     image: String,
     target: Color,
     steps: Vec<String>,
+    step_names: Vec<String>,
+    notes: Vec<String>,
     warnings: Vec<String>,
     create: Vec<PlannedContainer>,
     remove: Vec<String>,

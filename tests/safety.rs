@@ -396,7 +396,7 @@ fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
 
     let bad = t.bgd(&["deploy", "bgd-demo:unhealthy"]);
     assert_eq!(bad.code, 3, "{bad:?}");
-    assert!(bad.stderr.contains("setting the parked release"), "{bad:?}");
+    assert!(bad.stderr.contains("set the parked release"), "{bad:?}");
     parked_is_v1("after a rejected candidate");
 
     // interrupted in its readiness gate

@@ -1,26 +1,27 @@
+//! `bgd lock status` and `bgd lock release [--force]`, through the engine's lock API.
+
 use crate::cli::LockAction;
 use crate::config::Config;
-use crate::deploy::observe;
+use crate::deploy::{lock, Host};
 use crate::docker::Docker;
-use crate::error::{self, Failure};
 use crate::lock::Holder;
-use crate::nginx::Nginx;
 use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-/// `bgd lock status` and `bgd lock release [--force]`.
 pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<()> {
     let docker = Docker::connect().await?;
-    let obs = observe(&docker, config).await?;
-    let holder = obs.lock.clone();
+    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+    let app = &config.app;
+    let mut f = Map::new();
+    f.insert("app".into(), json!(app));
     match action {
         LockAction::Status => {
+            let holder = lock::holder(&host).await?;
             match &holder {
-                None => out.print(&format!("the deploy lock of {} is free", config.app)),
+                None => out.print(&format!("the deploy lock of {app} is free")),
                 Some(h) => out.print(&format!(
-                    "the deploy lock of {} is held by {}{}",
-                    config.app,
+                    "the deploy lock of {app} is held by {}{}",
                     h.describe(),
                     if h.provably_gone() {
                         " (that process is gone: the next deploy takes the lock over)"
@@ -29,47 +30,23 @@ pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<(
                     }
                 )),
             }
-            let mut f = Map::new();
-            f.insert("app".into(), json!(config.app));
             f.insert("held".into(), json!(holder.is_some()));
             f.insert("holder".into(), holder_json(holder.as_ref()));
-            out.result(true, 0, f);
-            Ok(())
         }
         LockAction::Release { force } => {
-            let mut f = Map::new();
-            f.insert("app".into(), json!(config.app));
-            let Some(h) = holder else {
-                out.print(&format!("the deploy lock of {} is free", config.app));
-                f.insert("released".into(), Value::Null);
-                out.result(true, 0, f);
-                return Ok(());
-            };
-            if !force && !h.provably_gone() {
-                return Err(Failure::Locked(format!(
-                    "the deploy lock of {} is held by {}, which may still be running; if you are sure it is not, use `bgd lock release --force`",
-                    config.app,
+            let released = lock::clear(&host, *force).await?;
+            match &released {
+                None => out.print(&format!("the deploy lock of {app} is free")),
+                Some(h) => out.print(&format!(
+                    "released the deploy lock of {app} (it was held by {})",
                     h.describe()
-                ))
-                .into());
+                )),
             }
-            if Nginx::new(&docker, &config.lb.container, &config.app)
-                .unlock(None)
-                .await?
-                .is_err()
-            {
-                return Err(error::environment("the lock could not be removed"));
-            }
-            out.print(&format!(
-                "released the deploy lock of {} (it was held by {})",
-                config.app,
-                h.describe()
-            ));
-            f.insert("released".into(), holder_json(Some(&h)));
-            out.result(true, 0, f);
-            Ok(())
+            f.insert("released".into(), holder_json(released.as_ref()));
         }
     }
+    out.result(true, 0, f);
+    Ok(())
 }
 
 fn holder_json(h: Option<&Holder>) -> Value {

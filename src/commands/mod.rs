@@ -6,6 +6,7 @@ mod deploy;
 mod history;
 mod init;
 mod lock;
+mod plan;
 mod render;
 mod rollback;
 mod status;
@@ -28,11 +29,11 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
             no_switch,
             plan,
         } => {
-            let mode = deploy::Mode {
+            let request = crate::deploy::DeployRequest {
+                image: image.clone(),
                 no_switch: *no_switch,
-                plan: *plan,
             };
-            deploy::run(&load(cli, out)?, image, mode, lock_wait(cli)?, out).await
+            deploy::run(&load(cli, out)?, &request, *plan, lock_wait(cli)?, out).await
         }
         Command::Rollback { verify } => {
             rollback::run(&load(cli, out)?, *verify, lock_wait(cli)?, out).await

@@ -1,15 +1,16 @@
+//! `bgd render`: the nginx config bgd would write now for the host's current state.
+
 use crate::config::Config;
-use crate::deploy::Engine;
+use crate::deploy::{self, Host};
 use crate::docker::Docker;
 use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map};
 
-/// Prints the nginx config bgd would write now for the host's current state.
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let docker = Docker::connect().await?;
-    let engine = Engine::new(config, &docker, out, std::time::Duration::ZERO)?;
-    let text = engine.render_now().await?;
+    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+    let text = deploy::render_now(&host).await?;
     out.print(&text);
     let mut f = Map::new();
     f.insert("config".into(), json!(text));

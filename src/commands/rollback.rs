@@ -1,5 +1,7 @@
+//! `bgd rollback [--verify]`: traffic back to the parked release.
+
 use crate::config::Config;
-use crate::deploy::Engine;
+use crate::deploy::{self, Host};
 use crate::docker::Docker;
 use crate::output::Output;
 use anyhow::Result;
@@ -17,8 +19,8 @@ pub async fn run(
         docker.host(),
         t.elapsed().as_millis()
     ));
-    let engine = Engine::new(config, &docker, out, lock_wait)?;
-    let report = engine.rollback(verify).await?;
+    let host = Host::new(config, &docker, out, lock_wait)?;
+    let report = deploy::rollback(&host, verify).await?;
     let parked = report.parked.as_ref().map_or(String::new(), |p| {
         format!("; {} parked ({})", p.color, p.image)
     });

@@ -1,14 +1,15 @@
+//! `bgd switch`: promotes the candidate left by `deploy --no-switch`.
+
 use crate::config::Config;
-use crate::deploy::Engine;
+use crate::deploy::{self, Host};
 use crate::docker::Docker;
 use crate::output::Output;
 use anyhow::Result;
 
-/// Promotes the candidate left by `deploy --no-switch`.
 pub async fn run(config: &Config, lock_wait: std::time::Duration, out: &Output) -> Result<()> {
     let docker = Docker::connect().await?;
-    let engine = Engine::new(config, &docker, out, lock_wait)?;
-    let report = engine.switch().await?;
+    let host = Host::new(config, &docker, out, lock_wait)?;
+    let report = deploy::switch(&host).await?;
     out.print(&format!(
         "switched: live on {} ({}, release {}, generation {}){}",
         report.live.color,

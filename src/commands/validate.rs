@@ -21,11 +21,11 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
             })
             .collect(),
     };
-    let input = crate::deploy::plan::render_input(
+    let input = crate::deploy::specs::render_input(
         config,
         1,
         Some(&sample(Color::Blue)),
-        Some((&sample(Color::Green), crate::state::Role::Parked)),
+        Some((&sample(Color::Green), crate::model::Role::Parked)),
         true,
     );
     render::render(template, &input)

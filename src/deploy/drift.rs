@@ -1,15 +1,15 @@
 //! Drift: where the containers of a color differ from what bgd would create from bgd.yaml now.
-//! Pure: it compares the spec (`plan::replica_specs`) with what Docker reports, knowing what the
+//! Pure: it compares the spec (`specs::replica_specs`) with what Docker reports, knowing what the
 //! image itself contributes (its env, command and labels are not drift).
 //!
 //! Both colors come from the same spec, so drift means either bgd.yaml changed since the color
 //! was started (the next deploy applies it) or a container was changed by hand (`docker
 //! update`, `docker network connect`). Findings name env variables, never their values.
 
-use super::plan::{replica_of, replica_specs};
+use super::specs::replica_specs;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, ContainerSpec, ImageDefaults};
-use crate::model::Color;
+use crate::model::Release;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Variables a container runtime may add on its own (Docker for an image without PATH,
@@ -25,18 +25,31 @@ pub fn container_drift(
     image: Option<&ImageDefaults>,
 ) -> Vec<String> {
     let mut found = Vec::new();
-    let s = &actual.settings;
     if actual.image != expected.image {
         found.push(format!(
             "image {} (expected {})",
             actual.image, expected.image
         ));
     }
+    found.extend(env_drift(expected, actual, image));
+    found.extend(command_drift(expected, actual, image));
+    found.extend(mount_and_network_drift(expected, actual));
+    found.extend(label_drift(expected, actual, image));
+    found.extend(limits_drift(expected, actual));
+    found
+}
 
+/// Variables by name; values are compared, never shown.
+fn env_drift(
+    expected: &ContainerSpec,
+    actual: &ContainerInfo,
+    image: Option<&ImageDefaults>,
+) -> Vec<String> {
+    let mut found = Vec::new();
     let spec_env = env_map(&expected.env);
     let mut want_env = image.map_or_else(BTreeMap::new, |i| env_map(&i.env));
     want_env.extend(spec_env.clone());
-    let have_env = env_map(&s.env);
+    let have_env = env_map(&actual.settings.env);
     for (name, want) in &want_env {
         let from = if spec_env.contains_key(name) {
             "bgd.yaml"
@@ -59,30 +72,38 @@ pub fn container_drift(
             found.push(format!("env {name}: in the container, not in bgd.yaml"));
         }
     }
+    found
+}
 
-    let want_cmd = expected
+fn command_drift(
+    expected: &ContainerSpec,
+    actual: &ContainerInfo,
+    image: Option<&ImageDefaults>,
+) -> Option<String> {
+    let (want, from) = expected
         .cmd
         .as_ref()
         .map(|c| (c, "bgd.yaml"))
-        .or_else(|| image.and_then(|i| i.cmd.as_ref()).map(|c| (c, "the image")));
-    if let Some((want, from)) = want_cmd {
-        if s.cmd.as_ref() != Some(want) {
-            found.push(format!(
-                "command {:?} ({from}: {want:?})",
-                s.cmd.clone().unwrap_or_default()
-            ));
-        }
-    }
+        .or_else(|| image.and_then(|i| i.cmd.as_ref()).map(|c| (c, "the image")))?;
+    let have = actual.settings.cmd.as_ref();
+    (have != Some(want)).then(|| {
+        format!(
+            "command {:?} ({from}: {want:?})",
+            have.cloned().unwrap_or_default()
+        )
+    })
+}
 
+fn mount_and_network_drift(expected: &ContainerSpec, actual: &ContainerInfo) -> Vec<String> {
+    let mut found = Vec::new();
     let want_binds: BTreeSet<&String> = expected.binds.iter().collect();
-    let have_binds: BTreeSet<&String> = s.binds.iter().collect();
+    let have_binds: BTreeSet<&String> = actual.settings.binds.iter().collect();
     for b in want_binds.difference(&have_binds) {
         found.push(format!("volume {b}: in bgd.yaml, not mounted"));
     }
     for b in have_binds.difference(&want_binds) {
         found.push(format!("volume {b}: mounted, not in bgd.yaml"));
     }
-
     if !actual.networks.contains_key(&expected.network) {
         found.push(format!("network {}: not connected", expected.network));
     }
@@ -95,7 +116,15 @@ pub fn container_drift(
     for n in extra_nets {
         found.push(format!("network {n}: connected, not in bgd.yaml"));
     }
+    found
+}
 
+fn label_drift(
+    expected: &ContainerSpec,
+    actual: &ContainerInfo,
+    image: Option<&ImageDefaults>,
+) -> Vec<String> {
+    let mut found = Vec::new();
     let mut want_labels: BTreeMap<&String, &String> =
         image.map(|i| i.labels.iter().collect()).unwrap_or_default();
     want_labels.extend(expected.labels.iter());
@@ -119,7 +148,12 @@ pub fn container_drift(
             found.push(format!("label {k}: on the container, not in bgd.yaml"));
         }
     }
+    found
+}
 
+/// Restart policy, memory, cpus and stop timeout.
+fn limits_drift(expected: &ContainerSpec, actual: &ContainerInfo) -> Vec<String> {
+    let (s, mut found) = (&actual.settings, Vec::new());
     let want_restart = if expected.restart {
         "unless-stopped"
     } else {
@@ -151,11 +185,11 @@ pub fn container_drift(
     }
     let want_stop = expected.stop_timeout.map(|d| d.as_secs().max(1) as i64);
     if want_stop.is_some() && s.stop_timeout != want_stop {
+        let shown = |t: Option<i64>| t.map_or("Docker's default".into(), |t| format!("{t}s"));
         found.push(format!(
             "stop timeout {} (bgd.yaml: {})",
-            s.stop_timeout
-                .map_or("Docker's default".into(), |t| format!("{t}s")),
-            want_stop.map_or("Docker's default".into(), |t| format!("{t}s"))
+            shown(s.stop_timeout),
+            shown(want_stop)
         ));
     }
     found
@@ -165,17 +199,16 @@ pub fn container_drift(
 /// the containers it applies to. `images` maps image IDs to what they contribute.
 pub fn color_drift(
     config: &Config,
-    color: Color,
-    image: &str,
-    release: &str,
+    release: &Release,
     containers: &[&ContainerInfo],
     images: &HashMap<String, ImageDefaults>,
 ) -> Vec<String> {
-    let specs = replica_specs(config, color, image, release);
+    let specs = replica_specs(config, release);
     let mut findings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for c in containers {
-        let Some(spec) = replica_of(c)
+        let Some(spec) = c
+            .replica()
             .and_then(|n| n.checked_sub(1))
             .and_then(|i| specs.get(i as usize))
         else {
@@ -234,7 +267,16 @@ fn fmt_cpus(n: i64) -> String {
 mod tests {
     use super::*;
     use crate::docker::RunSettings;
+    use crate::model::Color;
     use std::path::Path;
+
+    fn rel(color: Color, image: &str, id: &str) -> Release {
+        Release {
+            color,
+            image: image.into(),
+            release: id.into(),
+        }
+    }
 
     fn config(extra: &str) -> Config {
         crate::config::parse(
@@ -293,7 +335,7 @@ mod tests {
     #[test]
     fn a_faithful_container_has_no_drift() {
         let c = config("");
-        let spec = &replica_specs(&c, Color::Blue, "web:v1", "r1")[0];
+        let spec = &replica_specs(&c, &rel(Color::Blue, "web:v1", "r1"))[0];
         let img = image();
         assert_eq!(
             container_drift(spec, &created(spec, &img), Some(&img)),
@@ -309,7 +351,7 @@ mod tests {
     #[test]
     fn hand_changes_and_config_changes_are_named() {
         let old = config("");
-        let spec = &replica_specs(&old, Color::Blue, "web:v1", "r1")[0];
+        let spec = &replica_specs(&old, &rel(Color::Blue, "web:v1", "r1"))[0];
         let img = image();
         let mut c = created(spec, &img);
         c.settings.restart_policy = "no".into();
@@ -330,7 +372,7 @@ mod tests {
 
         // bgd.yaml changed since the container was made
         let new = config("  memory: 512m\n  command: ['serve', '--fast']\n");
-        let mut new_spec = replica_specs(&new, Color::Blue, "web:v1", "r1")[0].clone();
+        let mut new_spec = replica_specs(&new, &rel(Color::Blue, "web:v1", "r1"))[0].clone();
         new_spec.env.push("SECRET_TOKEN=hunter22".into());
         let found = container_drift(&new_spec, &created(spec, &img), Some(&img));
         assert_eq!(
@@ -350,7 +392,7 @@ mod tests {
     #[test]
     fn a_changed_value_is_reported_without_it() {
         let c = config("");
-        let spec = &replica_specs(&c, Color::Blue, "web:v1", "r1")[0];
+        let spec = &replica_specs(&c, &rel(Color::Blue, "web:v1", "r1"))[0];
         let img = image();
         let mut actual = created(spec, &img);
         for kv in actual.settings.env.iter_mut() {
@@ -369,14 +411,19 @@ mod tests {
     fn a_color_reports_each_finding_once_with_its_containers() {
         let c = config("");
         let img = image();
-        let specs = replica_specs(&c, Color::Green, "web:v2", "r2");
+        let specs = replica_specs(&c, &rel(Color::Green, "web:v2", "r2"));
         let mut one = created(&specs[0], &img);
         let mut two = created(&specs[1], &img);
         one.settings.nano_cpus = 500_000_000;
         two.settings.nano_cpus = 500_000_000;
         two.settings.restart_policy = String::new();
         let images = [("sha256:img".to_string(), img)].into_iter().collect();
-        let found = color_drift(&c, Color::Green, "web:v2", "r2", &[&one, &two], &images);
+        let found = color_drift(
+            &c,
+            &rel(Color::Green, "web:v2", "r2"),
+            &[&one, &two],
+            &images,
+        );
         assert_eq!(
             found,
             vec![
@@ -384,7 +431,7 @@ mod tests {
                 "restart policy no (bgd.yaml: unless-stopped) [web-green-2]",
             ]
         );
-        let found = color_drift(&c, Color::Green, "web:v2", "r2", &[&one], &images);
+        let found = color_drift(&c, &rel(Color::Green, "web:v2", "r2"), &[&one], &images);
         assert_eq!(found[0], "replicas: 1 container(s), bgd.yaml says 2");
     }
 }

@@ -1,10 +1,161 @@
-//! Deploying: observe (host -> state), plan (pure decisions), engine (runs the steps and
-//! undoes them on failure).
+//! Deploying. Read in this order, which is the order a deploy runs in:
+//!
+//! - `host`: the adapters a command works through (`Host`)
+//! - `observe`: the host -> `Observed` (containers by label, bgd's record, the active config)
+//! - `plan`: pure, which steps a command takes, each said in words (`deploy --plan` prints
+//!   this very list); `step` names them; `specs` are the pure container specs, pools and
+//!   render input; `drift` compares containers with bgd.yaml
+//! - `run`: `Run`, one command's state, and the executor of a plan's steps
+//! - `prepare`, `candidate`, `gates`, `switch`: the steps, by phase
+//! - `rollback`: the fast and full rollback; `lock`: the deploy lock; `status`: what status
+//!   shows
+//!
+//! The commands in this file wire them: read, plan, execute, finish.
 
 pub mod drift;
-pub mod engine;
 pub mod observe;
 pub mod plan;
+pub mod specs;
+pub mod status;
+pub mod step;
 
-pub use engine::{Deployed, Engine, PlanReport, SwitchReport};
+mod candidate;
+mod gates;
+mod host;
+pub mod lock;
+mod prepare;
+mod rollback;
+mod run;
+mod switch;
+
+pub use host::Host;
 pub use observe::{observe, Observed};
+pub use plan::{DeployPlan, DeployRequest};
+pub use rollback::rollback;
+pub use run::{Deployed, SwitchReport};
+
+use crate::model::Role;
+use anyhow::Result;
+use run::{Command, Run};
+
+/// `bgd deploy IMAGE`: the steps before the lock (image, network, nginx, `prepare`), then
+/// the plan made from what `prepare` read under the lock. On failure before the switch the
+/// candidate is removed and nginx routes live traffic as before; with `no_switch` it stops
+/// after the gates and leaves the candidate on the preview listener.
+pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed> {
+    let obs = Observed {
+        lb: host.docker.inspect(&host.config.lb.container).await?,
+        ..Default::default()
+    };
+    let (image_present, network_present) = tokio::try_join!(
+        host.docker.image_present(&request.image),
+        host.docker.network_exists(&host.config.network)
+    )?;
+    let facts = plan::Facts {
+        image_present,
+        network_present,
+        obs: &obs,
+        keepalive_min_timeout: true,
+    };
+    let (prelude, _) = plan::prelude(host.config, &request.image, &facts);
+    let mut run = Run::new(host, Command::Deploy(request.clone()));
+    let result = async {
+        run.execute(&prelude).await?;
+        let steps = plan::deploy_steps(host.config, request, &run.obs, run.target()?);
+        // the idle color is freed for the candidate: a candidate left waiting there goes
+        run.state.idle = None;
+        run.execute(&steps).await?;
+        if request.no_switch {
+            let candidate = run.target()?.clone();
+            run.journal.entry.message =
+                format!("{} waits as the candidate (--no-switch)", candidate.color);
+            return Ok(Deployed::Candidate {
+                candidate,
+                live: run.state.live.clone(),
+                generation: run.state.generation,
+            });
+        }
+        run.switch_report().map(Deployed::Switched)
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// `bgd switch`: the candidate `deploy --no-switch` left is gated again (it waited for a
+/// while: readiness, smoke, drift) and goes live with the same switch, verification and
+/// parking as a deploy. The migration is not run again.
+pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
+    let mut run = Run::new(host, Command::Switch);
+    let result = async {
+        run.execute(&[plan::prepare_step(host.config)]).await?;
+        let (candidate, steps) = plan::switch(host.config, &run.obs)?;
+        run.set_target(candidate);
+        run.execute(&steps).await?;
+        run.switch_report()
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// `deploy --plan`'s answer.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    pub plan: DeployPlan,
+    /// The config nginx has now, if bgd wrote one
+    pub active: Option<String>,
+    /// The config the deploy would leave active
+    pub after: String,
+}
+
+/// What `deploy IMAGE` would do now (`deploy --plan`): read-only looks at the host, the
+/// pure plan, and the nginx config the deploy would leave active. Touches nothing: no pull,
+/// no network, no container, no lock, no history entry.
+pub async fn plan(host: &Host<'_>, request: &DeployRequest) -> Result<PlanReport> {
+    let (image_present, network_present, mut obs) = tokio::try_join!(
+        host.docker.image_present(&request.image),
+        host.docker.network_exists(&host.config.network),
+        observe(host)
+    )?;
+    let keepalive_min_timeout = host.keepalive_min_timeout(&mut obs).await?;
+    let facts = plan::Facts {
+        image_present,
+        network_present,
+        obs: &obs,
+        keepalive_min_timeout,
+    };
+    let plan = plan::deploy(
+        host.config,
+        request,
+        &crate::state::new_release_id(),
+        &facts,
+    );
+    let after = host.render(&plan.nginx_after)?;
+    Ok(PlanReport {
+        plan,
+        active: obs.active_config.clone(),
+        after,
+    })
+}
+
+/// The config bgd would write now (for `bgd render`), without touching anything.
+pub async fn render_now(host: &Host<'_>) -> Result<String> {
+    let mut obs = observe(host).await?;
+    let kmt = host.keepalive_min_timeout(&mut obs).await?;
+    let config = host.config;
+    let live = obs.live_pool(config);
+    let idle = obs
+        .state
+        .idle
+        .as_ref()
+        .map(|i| obs.pool(config, &i.release));
+    let role = obs.state.idle.as_ref().map_or(Role::Parked, |i| i.role);
+    host.render(&specs::render_input(
+        config,
+        obs.generation(),
+        live.as_ref(),
+        idle.as_ref().map(|p| (p, role)),
+        kmt,
+    ))
+}

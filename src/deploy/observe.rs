@@ -1,16 +1,20 @@
 //! Observe: the host -> what bgd knows. Containers come from labels, the routing from the
 //! config bgd wrote, the rest from the state record beside it. Nothing is remembered locally.
+//! Every command that reads the host (deploy, switch, rollback, status, history, render, lock)
+//! reads it here.
 
-use super::plan::{pool_of, replica_of, LABEL_APP, LABEL_COLOR, LABEL_MANAGED, LABEL_RELEASE};
+use super::host::Host;
+use super::specs::pool_of;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, Docker, ImageDefaults};
-use crate::model::{Color, Pool};
-use crate::nginx::{render, Nginx};
+use crate::lock::Holder;
+use crate::model::{Color, Pool, Release, LABEL_APP, LABEL_COLOR, LABEL_MANAGED};
+use crate::nginx::render;
 use crate::state::{self, AppState, HistoryEntry};
 use anyhow::Result;
 use std::collections::HashMap;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Observed {
     pub lb: Option<ContainerInfo>,
     pub state: AppState,
@@ -20,7 +24,7 @@ pub struct Observed {
     /// Every container of this app that bgd manages, any state
     pub containers: Vec<ContainerInfo>,
     /// Who holds the deploy lock, if anyone
-    pub lock: Option<crate::lock::Holder>,
+    pub lock: Option<Holder>,
 }
 
 impl Observed {
@@ -31,18 +35,26 @@ impl Observed {
             .iter()
             .filter(|c| c.label(LABEL_COLOR) == Some(color.as_str()))
             .collect();
-        v.sort_by_key(|c| replica_of(c));
+        v.sort_by_key(|c| c.replica());
         v
     }
 
-    /// The pool of a color's running replicas of `release`.
-    pub fn pool(&self, config: &Config, color: Color, release: &str) -> Pool {
-        let cs: Vec<&ContainerInfo> = self
-            .of_color(color)
+    /// The containers of one release, by replica number.
+    pub fn containers_of(&self, release: &Release) -> Vec<&ContainerInfo> {
+        self.of_color(release.color)
             .into_iter()
-            .filter(|c| c.label(LABEL_RELEASE) == Some(release))
-            .collect();
-        pool_of(config, color, release, &cs)
+            .filter(|c| c.is_of(release))
+            .collect()
+    }
+
+    /// The pool of a release's running replicas, at the addresses Docker reports now.
+    pub fn pool(&self, config: &Config, release: &Release) -> Pool {
+        pool_of(config, release, &self.containers_of(release))
+    }
+
+    /// The live release's pool, if anything is live.
+    pub fn live_pool(&self, config: &Config) -> Option<Pool> {
+        self.state.live.as_ref().map(|l| self.pool(config, l))
     }
 
     /// The generation nginx has now (the larger of the record and the active file's header).
@@ -53,6 +65,20 @@ impl Observed {
             .and_then(render::read_header)
             .map_or(0, |h| h.generation);
         self.state.generation.max(from_file)
+    }
+
+    /// Containers of the app that belong to neither the live nor the idle release.
+    pub fn strays(&self) -> Vec<&ContainerInfo> {
+        let known: Vec<&Release> = self
+            .state
+            .live
+            .iter()
+            .chain(self.state.idle.iter().map(|i| &i.release))
+            .collect();
+        self.containers
+            .iter()
+            .filter(|c| !known.iter().any(|r| c.is_of(r)))
+            .collect()
     }
 }
 
@@ -92,19 +118,25 @@ pub async fn image_defaults(
     Ok(out)
 }
 
-/// Reads everything bgd needs about `config.app` from the host. The three reads run at once;
-/// bgd's files come back in one archive read (each costs a container-filesystem operation).
-pub async fn observe(docker: &Docker, config: &Config) -> Result<Observed> {
-    let nginx = Nginx::new(docker, &config.lb.container, &config.app);
-    let list = list_containers(docker, config);
+/// Reads everything bgd needs about the app from the host. The reads run at once; bgd's
+/// files come back in one archive read (each costs a container-filesystem operation).
+pub async fn observe(host: &Host<'_>) -> Result<Observed> {
+    let (docker, config) = (host.docker, host.config);
     let files = async {
         // a missing nginx container simply has no files
         match docker.inspect(&config.lb.container).await? {
-            Some(lb) => Ok::<_, anyhow::Error>((Some(lb), nginx.read_files().await?)),
+            Some(lb) => {
+                let files = host
+                    .nginx()
+                    .read_files()
+                    .await
+                    .map_err(|e| host.nginx_failure(e, "reading bgd's record"))?;
+                Ok::<_, anyhow::Error>((Some(lb), files))
+            }
             None => Ok((None, Vec::new())),
         }
     };
-    let (containers, (lb, files)) = tokio::try_join!(list, files)?;
+    let (containers, (lb, files)) = tokio::try_join!(list_containers(docker, config), files)?;
     let mut observed = Observed {
         lb,
         containers,

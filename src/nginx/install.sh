@@ -1,42 +1,137 @@
-# bgd's in-container install script (POSIX sh; busybox is enough). It runs as ONE exec so a
-# switch costs one round trip, and so it finishes even if bgd dies half way through.
-#   $1 app  $2 conf.d dir  $3 bgd's dir for the app  $4 ms to wait for the new workers
-#   $5 ms to drain  $6 the new config  $7 state to record on success ("" = none)
-#   $8 history line to append on success ("" = none)  $9 history lines kept
-#   $10 the deploy lock's token the caller holds ("" = none)
-#   $11 a lock holder to take the lock as for this exec alone ("" = none)
-# Layout: "$2/bgd-$1.conf" is a one-line stub including "$3/active.conf", the config itself.
-# Old workers still running after the drain are stopped with SIGTERM.
-# Prints one status line last; exit codes:
-#   0 switched; 10 nginx -t failed (restored); 11 reload refused (restored);
-#   12 new config not applied in time (restored); 20 nginx not running; 21 cannot write;
-#   30 the lock is held by another run (its holder printed); 31 the caller's lock is gone
+# bgd's in-container install script (POSIX sh: busybox ash and dash are enough). ONE exec
+# validates, activates, reloads and drains, so a switch costs one round trip, and it finishes
+# even if bgd dies half way through.
+#
+# Inputs, all named (--key value):
+#   --app NAME           the app: the stub is CONF_DIR/bgd-NAME.conf, the files ROOT/NAME/
+#   --conf-dir DIR       nginx's conf.d, included by nginx.conf
+#   --root DIR           bgd's directory; the install guard (one install at a time, whatever
+#                        the app: a reload affects them all) lives there
+#   --config TEXT        the new config
+#   --handover-ms N      longest wait for nginx's new workers after the reload   [5000]
+#   --drain-ms N         longest wait for the old workers to finish their requests [30000]
+#   --guard-ms N         longest wait for another install to finish              [60000]
+#   --state JSON         state to record once the new config serves              [none]
+#   --history LINE       history line to append then                             [none]
+#   --history-keep N     history lines kept                                      [1000]
+#   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
+#   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
+#
+# Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
+#   BGD_OUTCOME <outcome> [key=value ...]
+# applied stopped=N   the new config serves and no old worker remains; N old workers were
+#                     still busy after --drain-ms and were stopped
+# invalid             nginx -t rejected the config; the previous config is active
+# reload-refused      nginx -s reload failed; the previous config is active
+# not-applied         no new workers within --handover-ms: nginx kept its old config; the
+#                     previous files are restored and nginx reloaded again
+# not-running         no nginx worker process is running
+# write-failed        a file could not be written; the previous config is active
+# busy                another install held the guard longer than --guard-ms
+# locked              --lock-once: another run holds the deploy lock (BGD_HOLDER first)
+# lock-lost           --lock-token: the caller's lock was released or taken over
+# bad-input           an unknown option or a bad value
+# Times come from /proc/uptime (monotonic), and the loops fork nothing but nginx itself.
 set -u
-app=$1 conf_dir=$2 dir=$3 switch_ms=$4 drain_ms=$5 config=$6 state=$7 entry=$8 keep=$9
-lock_token=${10} hold_once=${11}
+
+finish() {
+  echo "BGD_OUTCOME $*"
+  [ "$1" = applied ] && exit 0
+  exit 1
+}
+
+app="" conf_dir="" root="" config="" have_config=0
+handover_ms=5000 drain_ms=30000 guard_ms=60000
+state="" history="" history_keep=1000 lock_token="" lock_once=""
+while [ $# -gt 0 ]; do
+  if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
+  case $1 in
+    --app) app=$2 ;;
+    --conf-dir) conf_dir=$2 ;;
+    --root) root=$2 ;;
+    --config) config=$2; have_config=1 ;;
+    --handover-ms) handover_ms=$2 ;;
+    --drain-ms) drain_ms=$2 ;;
+    --guard-ms) guard_ms=$2 ;;
+    --state) state=$2 ;;
+    --history) history=$2 ;;
+    --history-keep) history_keep=$2 ;;
+    --lock-token) lock_token=$2 ;;
+    --lock-once) lock_once=$2 ;;
+    *) echo "unknown option $1"; finish bad-input ;;
+  esac
+  shift 2
+done
+for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep"; do
+  case $n in '' | *[!0-9]*) echo "not a number: $n"; finish bad-input ;; esac
+done
+if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ] || [ "$have_config" = 0 ]; then
+  echo "--app, --conf-dir, --root and --config are required"
+  finish bad-input
+fi
+
+dir="$root/$app"
 lockdir="$dir/lock"
+guard="$root/.install-guard"
 stub="$conf_dir/bgd-$app.conf"
 active="$dir/active.conf"
 stub_text="include $active;"
 
-# pids of nginx workers that still accept connections
-accepting() {
-  for p in /proc/[0-9]*; do
-    c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
-    case "$c" in
+# now: milliseconds since boot, in $now_ms (no fork)
+now() {
+  IFS=' .' read -r up_s up_cs _ < /proc/uptime
+  up_cs=${up_cs#0}
+  now_ms=$((up_s * 1000 + ${up_cs:-0} * 10))
+}
+# title_of PID: its process title in $title ("" when it is gone)
+title_of() {
+  title=""
+  { IFS= read -r title < "/proc/$1/cmdline"; } 2>/dev/null
+}
+# ident_of PID: "pid start-time" in $ident ("" when it is gone): a pid alone may be reused
+ident_of() {
+  ident="" stat=""
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null
+  [ -n "$stat" ] || return 0
+  ident_pid=$1
+  # shellcheck disable=SC2086 # the fields after "(command) " are split on purpose
+  set -- ${stat##*) }
+  [ $# -ge 20 ] || return 0
+  shift 19
+  ident="$ident_pid $1"
+}
+# accepting_of PIDS: those of PIDS that are nginx workers still accepting, in $accepting
+accepting_of() {
+  accepting=""
+  for pid in $1; do
+    title_of "$pid"
+    case $title in
       *"shutting down"*) ;;
-      "nginx: worker process"*) echo "${p#/proc/}" ;;
+      "nginx: worker process"*) accepting="$accepting $pid" ;;
     esac
   done
 }
-# of the pids given, those still accepting / still alive
-still_accepting() {
-  for p in $1; do
-    c=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) || continue
-    case "$c" in *"shutting down"*) ;; "nginx: worker process"*) echo "$p" ;; esac
+# every_pid: all processes, in $every
+every_pid() {
+  every=""
+  for p in /proc/[0-9]*; do every="$every ${p#/proc/}"; done
+}
+# alive_of PIDS: those of PIDS still running, in $alive
+alive_of() {
+  alive=""
+  for pid in $1; do [ ! -d "/proc/$pid" ] || alive="$alive $pid"; done
+}
+# wait_until_gone PIDS MS: waits up to MS for them to exit; $alive holds the rest
+wait_until_gone() {
+  now
+  until_ms=$((now_ms + $2))
+  alive_of "$1"
+  while [ -n "$alive" ] && [ "$now_ms" -lt "$until_ms" ]; do
+    sleep 0.01
+    alive_of "$alive"
+    now
   done
 }
-alive() { for p in $1; do [ -d "/proc/$p" ] && echo "$p"; done; }
 
 # put FILE TEXT: write through a temporary name and rename, so readers see old or new, whole
 put() { printf '%s' "$2" > "$1.bgd-tmp" && mv -f "$1.bgd-tmp" "$1"; }
@@ -45,85 +140,142 @@ restore() {
   if [ -f "$dir/prev.stub" ]; then mv -f "$dir/prev.stub" "$stub"; else rm -f "$stub"; fi
 }
 
-mkdir -p "$dir" || { echo "BGD_WRITE_FAILED cannot create $dir"; exit 21; }
+# The guard: one install at a time in this nginx. Its owner file holds "pid start-time" of
+# the exec that made it; a guard whose owner is gone (the container restarted mid-install)
+# is taken over.
+take_guard() {
+  now
+  give_up=$((now_ms + guard_ms))
+  while ! mkdir "$guard" 2>/dev/null; do
+    owner=""
+    { read -r owner < "$guard/owner"; } 2>/dev/null
+    if [ -n "$owner" ]; then
+      ident_of "${owner%% *}"
+      if [ "$ident" != "$owner" ] && mv "$guard" "$guard.stale.$$" 2>/dev/null; then
+        # moved away: it must be the stale guard we looked at, else give it back
+        moved=""
+        { read -r moved < "$guard.stale.$$/owner"; } 2>/dev/null
+        if [ "$moved" = "$owner" ]; then
+          rm -rf "$guard.stale.$$"
+        else
+          mv "$guard.stale.$$" "$guard" 2>/dev/null || rm -rf "$guard.stale.$$"
+        fi
+        continue
+      fi
+    fi
+    now
+    if [ "$now_ms" -ge "$give_up" ]; then
+      echo "another install has held $guard for ${guard_ms}ms (owner: ${owner:-unknown})"
+      finish busy
+    fi
+    sleep 0.02
+  done
+  ident_of $$
+  my_ident=$ident
+  printf '%s\n' "$my_ident" > "$guard/owner"
+}
+my_ident=""
+holds_lock_once=0
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  if [ "$holds_lock_once" = 1 ]; then rm -rf "$lockdir"; fi
+  if [ -n "$my_ident" ]; then
+    owner=""
+    { read -r owner < "$guard/owner"; } 2>/dev/null
+    if [ "$owner" = "$my_ident" ]; then rm -rf "$guard"; fi
+  fi
+}
+trap cleanup EXIT
+
+mkdir -p "$dir" || { echo "cannot create $dir"; finish write-failed; }
+take_guard
+
 # The deploy lock, checked before anything changes.
-if [ -n "$hold_once" ]; then
+if [ -n "$lock_once" ]; then
   if ! mkdir "$lockdir" 2>/dev/null; then
-    cat "$lockdir/holder.json" 2>/dev/null; echo
-    echo "BGD_LOCKED"
-    exit 30
+    holder=""
+    { IFS= read -r holder < "$lockdir/holder.json"; } 2>/dev/null
+    echo "BGD_HOLDER $holder"
+    finish locked
   fi
-  printf '%s' "$hold_once" > "$lockdir/holder.json"
-  trap 'rm -rf "$lockdir"' EXIT
+  holds_lock_once=1
+  printf '%s' "$lock_once" > "$lockdir/holder.json"
 elif [ -n "$lock_token" ]; then
-  if ! grep -qF "$lock_token" "$lockdir/holder.json" 2>/dev/null; then
-    echo "BGD_LOCK_LOST the deploy lock was released or taken over by another run"
-    exit 31
-  fi
+  holder=""
+  { IFS= read -r holder < "$lockdir/holder.json"; } 2>/dev/null
+  case $holder in
+    *"\"$lock_token\""*) ;;
+    *) echo "the deploy lock was released or taken over by another run"; finish lock-lost ;;
+  esac
 fi
-old=$(accepting)
-if [ -z "$old" ]; then echo "BGD_NOT_RUNNING no nginx worker process found"; exit 20; fi
+
+every_pid
+accepting_of "$every"
+old=$accepting
+if [ -z "$old" ]; then echo "no nginx worker process is running"; finish not-running; fi
 rm -f "$dir/prev.conf" "$dir/prev.stub"
-{ [ ! -f "$active" ] || cp "$active" "$dir/prev.conf"; } || exit 21
-{ [ ! -f "$stub" ] || cp "$stub" "$dir/prev.stub"; } || exit 21
-put "$active" "$config" || { restore; echo "BGD_WRITE_FAILED cannot write $active"; exit 21; }
-if [ "$(cat "$stub" 2>/dev/null)" != "$stub_text" ]; then
-  put "$stub" "$stub_text" || { restore; echo "BGD_WRITE_FAILED cannot write $stub"; exit 21; }
+{ [ ! -f "$active" ] || cp "$active" "$dir/prev.conf"; } || finish write-failed
+{ [ ! -f "$stub" ] || cp "$stub" "$dir/prev.stub"; } || finish write-failed
+put "$active" "$config" || { restore; echo "cannot write $active"; finish write-failed; }
+current=""
+{ IFS= read -r current < "$stub"; } 2>/dev/null
+if [ "$current" != "$stub_text" ]; then
+  put "$stub" "$stub_text" || { restore; echo "cannot write $stub"; finish write-failed; }
 fi
 if ! out=$(nginx -t 2>&1); then
   restore
   echo "$out"
-  echo "BGD_INVALID nginx -t rejected the new config"
-  exit 10
+  finish invalid
 fi
 if ! out=$(nginx -s reload 2>&1); then
   restore
   echo "$out"
-  echo "BGD_RELOAD_FAILED nginx -s reload failed"
-  exit 11
+  finish reload-refused
 fi
 
 # The master applies the config after `-s reload` returns: wait for workers that were not
 # there before. None within the bound means the master kept the old config (it only logs why).
-i=0
-limit=$((switch_ms / 10))
+now
+handover_end=$((now_ms + handover_ms))
 while :; do
+  every_pid
+  accepting_of "$every"
   new=""
-  for p in $(accepting); do case " $(echo $old) " in *" $p "*) ;; *) new="$new $p" ;; esac; done
-  [ -n "$new" ] && break
-  i=$((i + 1))
-  if [ "$i" -ge "$limit" ]; then
+  for pid in $accepting; do
+    case " $old " in *" $pid "*) ;; *) new="$new $pid" ;; esac
+  done
+  [ -z "$new" ] || break
+  now
+  if [ "$now_ms" -ge "$handover_end" ]; then
     restore
-    nginx -s reload >/dev/null 2>&1
-    echo "BGD_NOT_APPLIED nginx kept its old config (see its error log)"
-    exit 12
+    nginx -s reload > /dev/null 2>&1
+    echo "nginx kept its old config (its error log says why)"
+    finish not-applied
   fi
   sleep 0.01
 done
-# The switch is in effect: record it before anything else can interrupt us.
+# The new config serves: record it before anything else can interrupt us.
 [ -z "$state" ] || put "$dir/state.json" "$state"
-if [ -n "$entry" ]; then
-  { [ ! -f "$dir/history.jsonl" ] || tail -n "$((keep - 1))" "$dir/history.jsonl"; printf '%s\n' "$entry"; } > "$dir/history.jsonl.bgd-tmp" \
+if [ -n "$history" ]; then
+  { [ ! -f "$dir/history.jsonl" ] || tail -n "$((history_keep - 1))" "$dir/history.jsonl"; printf '%s\n' "$history"; } > "$dir/history.jsonl.bgd-tmp" \
     && mv -f "$dir/history.jsonl.bgd-tmp" "$dir/history.jsonl"
 fi
 # Old workers keep accepting for ~100 ms after the new ones start; until they stop, a request
 # may still see the old routing.
-while [ -n "$(still_accepting "$old")" ] && [ "$i" -lt "$limit" ]; do
-  i=$((i + 1))
+accepting_of "$old"
+while [ -n "$accepting" ] && [ "$now_ms" -lt "$handover_end" ]; do
   sleep 0.01
+  accepting_of "$accepting"
+  now
 done
-# Drain: the old workers finish their requests in flight and exit.
-j=0
-dlimit=$((drain_ms / 10))
-while [ -n "$(alive "$old")" ] && [ "$j" -lt "$dlimit" ]; do
-  j=$((j + 1))
-  sleep 0.01
-done
-# Past switch.drain, old workers are stopped: bgd does not always own nginx's main config, so
-# worker_shutdown_timeout may be unset, and an old worker holding a WebSocket would live forever.
-left=$(alive "$old")
-killed=0
-if [ -n "$left" ]; then
-  for p in $left; do kill -TERM "$p" 2>/dev/null && killed=$((killed + 1)); done
+# Drain: the old workers finish their requests in flight and exit. Past --drain-ms they are
+# stopped: bgd does not always own nginx's main config, so worker_shutdown_timeout may be
+# unset, and an old worker holding a WebSocket would live forever.
+wait_until_gone "$old" "$drain_ms"
+stopped=0
+if [ -n "$alive" ]; then
+  for pid in $alive; do kill -TERM "$pid" 2>/dev/null && stopped=$((stopped + 1)); done
+  wait_until_gone "$alive" 1000
+  for pid in $alive; do kill -KILL "$pid" 2>/dev/null; done
 fi
-echo "BGD_OK old_workers_killed=$killed"
+finish applied "stopped=$stopped"

@@ -1,20 +1,25 @@
-//! nginx: rendering (pure, `render`) and driving the nginx container through the Docker API:
-//! install a config (validate, activate atomically, reload, confirm the handover, drain), read
-//! back what is active, and keep bgd's state files beside it.
+//! nginx: rendering (pure, `render`, `diff`) and driving the nginx container through the
+//! Docker API (`Nginx`): install a config (validate, activate atomically, reload, confirm the
+//! handover, drain), the deploy lock, and bgd's files beside the config.
+//!
+//! The work inside the container is done by two POSIX sh scripts with named inputs and named
+//! outcomes (`install.sh`, `lock.sh`); `script.rs` runs them and parses what they print, in
+//! one place. Every function here returns `Result<_, NginxError>`: the engine decides what an
+//! outcome means for the command (an invalid custom template is a config error, say).
 
 pub mod diff;
 pub mod render;
+mod script;
 
 use crate::docker::Docker;
-use crate::error;
-use anyhow::Result;
+use crate::lock::Holder;
+use script::Script;
 use std::time::{Duration, Instant};
 
-const CONF_DIR: &str = "/etc/nginx/conf.d";
+pub const CONF_DIR: &str = "/etc/nginx/conf.d";
 /// bgd's own directory in the nginx container; nginx includes nothing from it.
-const BGD_DIR: &str = "/etc/nginx/bgd";
+pub const BGD_DIR: &str = "/etc/nginx/bgd";
 const NGINX_DIR: &str = "/etc/nginx";
-const INSTALL_SCRIPT: &str = include_str!("install.sh");
 /// Longest wait for nginx's master to start the new workers after a reload.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 
@@ -24,54 +29,62 @@ pub struct Nginx<'a> {
     app: String,
 }
 
+/// A config nginx now serves.
 #[derive(Debug)]
 pub struct Installed {
+    /// From the start of the exec to the drained handover
     pub took: Duration,
-    /// Old workers still running when the drain bound ran out, and so stopped
-    pub old_workers_killed: u32,
+    /// Old workers still busy when the drain bound ran out, and so stopped
+    pub old_workers_stopped: u32,
 }
 
-/// Why an install did not happen; in every case the previous config is active again.
-#[derive(Debug)]
-pub enum InstallError {
+/// Why nginx did not do what was asked. Except for `Docker` and `Broken`, the previous config
+/// is active again.
+#[derive(Debug, thiserror::Error)]
+pub enum NginxError {
     /// `nginx -t` rejected the config: its output
+    #[error("nginx -t rejected the config:\n{0}")]
     Invalid(String),
-    /// nginx did not take the config (reload refused or not applied)
+    /// nginx did not take the config (reload refused, or the master kept the old one)
+    #[error("nginx did not apply the config:\n{0}")]
     NotApplied(String),
-    /// The deploy lock is held by another run (its holder, if readable); nothing changed
-    Locked(Option<crate::lock::Holder>),
+    /// Another install in this nginx did not finish in time
+    #[error("{0}")]
+    Busy(String),
+    /// The deploy lock is held by another run (its holder, when readable)
+    #[error("the deploy lock is held by another run")]
+    Locked(Option<Holder>),
+    /// The caller's deploy lock was released or taken over while it worked
+    #[error("the deploy lock was released or taken over while this run held it")]
+    LockLost,
+    /// nginx is not running, the container has no shell, a file cannot be written
+    #[error("{0}")]
+    Broken(String),
+    /// The Docker API call failed
+    #[error(transparent)]
+    Docker(#[from] anyhow::Error),
 }
 
 /// How an install relates to the deploy lock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum LockUse {
-    /// No check (bgd's own undo paths while it holds the lock use `Held` too)
+    /// No check
+    #[default]
     None,
     /// The caller holds the lock with this token; refuse if it is gone
     Held(String),
     /// Take the lock for this install alone, as this holder
-    Once(crate::lock::Holder),
+    Once(Holder),
 }
 
-/// The holder JSON a lock script printed, if any.
-fn parse_holder(text: &str) -> Option<crate::lock::Holder> {
-    text.lines()
-        .find_map(|l| serde_json::from_str(l.trim()).ok())
+/// What to install.
+pub struct Install<'a> {
+    pub config: &'a str,
+    pub drain: Duration,
+    /// (state JSON, history line) to record once the config serves, in the same exec
+    pub record: Option<(String, String)>,
+    pub lock: &'a LockUse,
 }
-
-const LOCK_ACQUIRE: &str = r#"mkdir -p "$1" || exit 21
-if mkdir "$1/lock" 2>/dev/null; then printf '%s' "$2" > "$1/lock/holder.json"; exit 0; fi
-cat "$1/lock/holder.json" 2>/dev/null; echo; exit 30"#;
-/// $1 dir, $2 the stale holder's token, $3 the new holder, $4 the new token
-const LOCK_TAKEOVER: &str = r#"grep -qF "$2" "$1/lock/holder.json" 2>/dev/null || { cat "$1/lock/holder.json" 2>/dev/null; echo; exit 30; }
-mv "$1/lock" "$1/lock.stale.$4" 2>/dev/null || exit 30
-rm -rf "$1/lock.stale.$4"
-if mkdir "$1/lock" 2>/dev/null; then printf '%s' "$3" > "$1/lock/holder.json"; exit 0; fi
-cat "$1/lock/holder.json" 2>/dev/null; echo; exit 30"#;
-/// $1 dir, $2 token ("" with --force)
-const LOCK_RELEASE: &str = r#"[ -d "$1/lock" ] || exit 0
-if [ -z "$2" ] || grep -qF "$2" "$1/lock/holder.json" 2>/dev/null; then rm -rf "$1/lock"; exit 0; fi
-cat "$1/lock/holder.json" 2>/dev/null; echo; exit 30"#;
 
 impl<'a> Nginx<'a> {
     pub fn new(docker: &'a Docker, container: &str, app: &str) -> Self {
@@ -87,7 +100,7 @@ impl<'a> Nginx<'a> {
     }
 
     /// `nginx -v` of the container, e.g. (1, 30, 6).
-    pub async fn version(&self) -> Result<Option<(u32, u32, u32)>> {
+    pub async fn version(&self) -> Result<Option<(u32, u32, u32)>, NginxError> {
         let out = self
             .docker
             .exec(&self.container, &["nginx", "-v"], Duration::from_secs(10))
@@ -98,64 +111,9 @@ impl<'a> Nginx<'a> {
         )))
     }
 
-    async fn lock_script(
-        &self,
-        script: &str,
-        args: &[&str],
-    ) -> Result<(i64, Option<crate::lock::Holder>)> {
-        let dir = self.state_dir();
-        let mut cmd = vec!["sh", "-c", script, "bgd-lock", dir.as_str()];
-        cmd.extend_from_slice(args);
-        let out = self
-            .docker
-            .exec(&self.container, &cmd, Duration::from_secs(10))
-            .await?;
-        match out.exit_code {
-            0 | 30 => Ok((out.exit_code, parse_holder(&out.stdout))),
-            code => Err(crate::error::environment(format!(
-                "the deploy lock in {} could not be handled (exit {code}): {}{}",
-                self.container, out.stdout, out.stderr
-            ))),
-        }
-    }
-
-    /// Takes the lock as `holder`. `Err(holder)`: another run holds it.
-    pub async fn lock(
-        &self,
-        holder: &crate::lock::Holder,
-    ) -> Result<std::result::Result<(), Option<crate::lock::Holder>>> {
-        let json = serde_json::to_string(holder)?;
-        let (code, other) = self.lock_script(LOCK_ACQUIRE, &[&json]).await?;
-        Ok(if code == 0 { Ok(()) } else { Err(other) })
-    }
-
-    /// Replaces a stale lock (its holder's token) by one held by `holder`.
-    pub async fn take_over(
-        &self,
-        stale: &str,
-        holder: &crate::lock::Holder,
-    ) -> Result<std::result::Result<(), Option<crate::lock::Holder>>> {
-        let json = serde_json::to_string(holder)?;
-        let (code, other) = self
-            .lock_script(LOCK_TAKEOVER, &[stale, &json, &holder.token])
-            .await?;
-        Ok(if code == 0 { Ok(()) } else { Err(other) })
-    }
-
-    /// Releases the lock if `token` holds it (any holder when `token` is None).
-    pub async fn unlock(
-        &self,
-        token: Option<&str>,
-    ) -> Result<std::result::Result<(), Option<crate::lock::Holder>>> {
-        let (code, other) = self
-            .lock_script(LOCK_RELEASE, &[token.unwrap_or("")])
-            .await?;
-        Ok(if code == 0 { Ok(()) } else { Err(other) })
-    }
-
     /// bgd's files for this app by file name, in one read: `active.conf` (the config nginx
-    /// has), `state.json`, `history.jsonl`.
-    pub async fn read_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    /// has), `state.json`, `history.jsonl`, `lock/holder.json` (as `holder.json`).
+    pub async fn read_files(&self) -> Result<Vec<(String, Vec<u8>)>, NginxError> {
         let files = self
             .docker
             .download(&self.container, &self.state_dir())
@@ -171,97 +129,115 @@ impl<'a> Nginx<'a> {
     }
 
     /// Writes files into bgd's directory for this app.
-    pub async fn write_files(&self, files: &[(&str, &[u8])]) -> Result<()> {
+    pub async fn write_files(&self, files: &[(&str, &[u8])]) -> Result<(), NginxError> {
         let owned: Vec<(String, &[u8])> = files
             .iter()
             .map(|(name, data)| (format!("bgd/{}/{name}", self.app), *data))
             .collect();
         let refs: Vec<(&str, &[u8])> = owned.iter().map(|(n, d)| (n.as_str(), *d)).collect();
         // Upload into /etc/nginx so the archive creates bgd/<app>/ when it is missing.
-        self.docker.upload(&self.container, NGINX_DIR, &refs).await
+        Ok(self
+            .docker
+            .upload(&self.container, NGINX_DIR, &refs)
+            .await?)
     }
 
-    /// Installs `config`: writes it as the active config, validates it with `nginx -t`,
-    /// reloads, waits until no old worker accepts connections, then up to `drain` for them to
-    /// finish. `record` (state JSON, history line) is written once the new config is in effect,
-    /// in the same exec. On any failure the previous config is active again.
-    pub async fn install(
-        &self,
-        config: &str,
-        drain: Duration,
-        record: Option<(String, String)>,
-        lock: &LockUse,
-    ) -> Result<std::result::Result<Installed, InstallError>> {
-        let started = Instant::now();
-        let switch_ms = HANDOVER_LIMIT.as_millis().to_string();
-        let drain_ms = drain.as_millis().to_string();
+    /// Takes the deploy lock as `holder`; `Locked(other)` when another run holds it.
+    pub async fn lock(&self, holder: &Holder) -> Result<(), NginxError> {
+        let json = serde_json::to_string(holder).map_err(anyhow::Error::from)?;
+        self.lock_op(&[("--op", "acquire"), ("--holder", &json)])
+            .await
+    }
+
+    /// Replaces a stale lock (its holder's token) by one held by `holder`.
+    pub async fn take_over(&self, stale_token: &str, holder: &Holder) -> Result<(), NginxError> {
+        let json = serde_json::to_string(holder).map_err(anyhow::Error::from)?;
+        self.lock_op(&[
+            ("--op", "take-over"),
+            ("--holder", &json),
+            ("--token", stale_token),
+        ])
+        .await
+    }
+
+    /// Releases the lock if `token` holds it (whoever holds it when `token` is None).
+    pub async fn unlock(&self, token: Option<&str>) -> Result<(), NginxError> {
+        self.lock_op(&[("--op", "release"), ("--token", token.unwrap_or(""))])
+            .await
+    }
+
+    async fn lock_op(&self, args: &[(&str, &str)]) -> Result<(), NginxError> {
         let dir = self.state_dir();
-        let (state, entry) = record.unwrap_or_default();
-        let keep = crate::state::HISTORY_LIMIT.to_string();
-        let (token, once) = match lock {
-            LockUse::None => (String::new(), String::new()),
-            LockUse::Held(token) => (token.clone(), String::new()),
-            LockUse::Once(holder) => (String::new(), serde_json::to_string(holder)?),
-        };
-        let out = self
-            .docker
-            .exec(
-                &self.container,
-                &[
-                    "sh",
-                    "-c",
-                    INSTALL_SCRIPT,
-                    "bgd-install",
-                    &self.app,
-                    CONF_DIR,
-                    &dir,
-                    &switch_ms,
-                    &drain_ms,
-                    config,
-                    &state,
-                    &entry,
-                    &keep,
-                    &token,
-                    &once,
-                ],
-                HANDOVER_LIMIT * 2 + drain + Duration::from_secs(10),
-            )
+        let mut all = vec![("--dir", dir.as_str())];
+        all.extend_from_slice(args);
+        let report = Script::Lock
+            .run(self.docker, &self.container, &all, Duration::from_secs(10))
             .await?;
-        let text = format!("{}{}", out.stdout, out.stderr);
-        let detail = text.trim().to_string();
-        match out.exit_code {
-            0 => {
-                let left = text
-                    .lines()
-                    .rev()
-                    .find_map(|l| l.strip_prefix("BGD_OK old_workers_killed="))
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0);
-                Ok(Ok(Installed {
-                    took: started.elapsed(),
-                    old_workers_killed: left,
-                }))
+        match report.outcome.as_str() {
+            "taken" | "released" => Ok(()),
+            "held" => Err(NginxError::Locked(report.holder())),
+            _ => Err(report.broken(&self.container)),
+        }
+    }
+
+    /// Installs a config: writes it as the active config, validates it with `nginx -t`,
+    /// reloads, waits until no old worker accepts connections, then up to `drain` for them to
+    /// finish. `record` is written once the new config serves, in the same exec. On any
+    /// failure the previous config is active again.
+    pub async fn install(&self, what: Install<'_>) -> Result<Installed, NginxError> {
+        let started = Instant::now();
+        let ms = |d: Duration| d.as_millis().to_string();
+        let (handover, drain) = (ms(HANDOVER_LIMIT), ms(what.drain));
+        // another install (any app's) may be draining: wait as long as one can take
+        let guard_wait = HANDOVER_LIMIT * 2 + what.drain + Duration::from_secs(5);
+        let guard = ms(guard_wait);
+        let keep = crate::state::HISTORY_LIMIT.to_string();
+        let mut args = vec![
+            ("--app", self.app.as_str()),
+            ("--conf-dir", CONF_DIR),
+            ("--root", BGD_DIR),
+            ("--config", what.config),
+            ("--handover-ms", &handover),
+            ("--drain-ms", &drain),
+            ("--guard-ms", &guard),
+            ("--history-keep", &keep),
+        ];
+        if let Some((state, entry)) = &what.record {
+            args.push(("--state", state));
+            args.push(("--history", entry));
+        }
+        let once;
+        match what.lock {
+            LockUse::None => {}
+            LockUse::Held(token) => args.push(("--lock-token", token)),
+            LockUse::Once(holder) => {
+                once = serde_json::to_string(holder).map_err(anyhow::Error::from)?;
+                args.push(("--lock-once", &once));
             }
-            10 => Ok(Err(InstallError::Invalid(detail))),
-            30 => Ok(Err(InstallError::Locked(parse_holder(&text)))),
-            31 => Err(crate::error::Failure::Locked(format!(
-                "the deploy lock of {} was released or taken over while this run held it; nothing was changed by this step. Check `bgd lock status` and `bgd status`",
-                self.app
-            ))
-            .into()),
-            11 | 12 => Ok(Err(InstallError::NotApplied(detail))),
-            20 => Err(error::environment(format!(
+        }
+        let limit = guard_wait + HANDOVER_LIMIT * 2 + what.drain + Duration::from_secs(10);
+        let report = Script::Install
+            .run(self.docker, &self.container, &args, limit)
+            .await?;
+        let detail = report.detail.clone();
+        match report.outcome.as_str() {
+            "applied" => Ok(Installed {
+                took: started.elapsed(),
+                old_workers_stopped: report.field("stopped").unwrap_or(0),
+            }),
+            "invalid" => Err(NginxError::Invalid(detail)),
+            "reload-refused" | "not-applied" => Err(NginxError::NotApplied(detail)),
+            "busy" => Err(NginxError::Busy(format!(
+                "another config install in {} did not finish: {detail}",
+                self.container
+            ))),
+            "locked" => Err(NginxError::Locked(report.holder())),
+            "lock-lost" => Err(NginxError::LockLost),
+            "not-running" => Err(NginxError::Broken(format!(
                 "nginx in container {} is not running ({detail}); check `docker logs {}`",
                 self.container, self.container
             ))),
-            127 => Err(error::environment(format!(
-                "container {} has no shell (sh): bgd needs sh and nginx in the nginx image ({detail})",
-                self.container
-            ))),
-            code => Err(error::environment(format!(
-                "installing the nginx config in {} failed (exit {code}): {detail}",
-                self.container
-            ))),
+            _ => Err(report.broken(&self.container)),
         }
     }
 }

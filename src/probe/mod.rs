@@ -1,24 +1,69 @@
-//! HTTP probes: a pure judge of responses against expectations, and a reqwest transport that
-//! opens a fresh connection per request (a pooled connection could reach an old nginx worker
-//! and see the old routing).
+//! HTTP probes: one way to send a probe (`Prober::probe`, `Prober::probe_replica`), one typed
+//! verdict of what came back, and one judge of a verdict against what was expected
+//! (`Verdict::check`). Readiness, smoke probes, the compatibility gate, post-switch
+//! verification, rollback and `status` all go through here, so they all check the same things
+//! the same way: the status, the color nginx says served it, the replica it reached, the body.
+//!
+//! Every probe uses a fresh connection: a pooled one could reach an old nginx worker and see
+//! the old routing.
 
-use crate::config::{Expect, SmokeProbe};
-use std::time::Duration;
+use crate::config::SmokeProbe;
+use crate::model::{Color, Server};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 /// Header that routes a request on the preview listener to one replica ("green-2").
 pub const PROBE_REPLICA_HEADER: &str = "X-Bgd-Probe-Replica";
-/// Largest body bgd reads from a probe response.
+/// Largest body bgd reads from a probe response; the rest is not read.
 const MAX_BODY: usize = 256 * 1024;
 
+/// One probe to send.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: String,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a str,
+    pub timeout: Duration,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(url: String, timeout: Duration) -> Request<'a> {
+        Request {
+            method: "GET",
+            url,
+            headers: Vec::new(),
+            body: "",
+            timeout,
+        }
+    }
+
+    /// A smoke probe sent to `base` (a listener's URL).
+    pub fn smoke(base: &str, probe: &'a SmokeProbe, timeout: Duration) -> Request<'a> {
+        Request {
+            method: &probe.method,
+            url: format!("{base}{}", probe.path),
+            headers: probe
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            body: &probe.body,
+            timeout,
+        }
+    }
+}
+
+/// What an answer said, as nginx and the app sent it.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub struct Answer {
     pub status: u16,
     /// lower-case names
     pub headers: Vec<(String, String)>,
+    /// at most `MAX_BODY` bytes, lossily decoded
     pub body: String,
 }
 
-impl Response {
+impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
@@ -26,46 +71,88 @@ impl Response {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
-    /// `X-Bgd-Color`, `X-Bgd-Generation` as nginx added them.
-    pub fn bgd_color(&self) -> Option<&str> {
+    /// `X-Bgd-Color`: the color nginx says served the request.
+    pub fn color(&self) -> Option<&str> {
         self.header("x-bgd-color")
     }
-    pub fn bgd_generation(&self) -> Option<u64> {
+    /// `X-Bgd-Generation`: the config generation that served it.
+    pub fn generation(&self) -> Option<u64> {
         self.header("x-bgd-generation")?.trim().parse().ok()
+    }
+    /// `X-Bgd-Upstream`: the address the preview listener sent it to.
+    pub fn upstream(&self) -> Option<&str> {
+        self.header("x-bgd-upstream")
     }
 }
 
-/// Judges a response against a smoke expectation. `Err` says what was expected and what came.
-pub fn judge(expect: &Expect, resp: &Response) -> Result<(), String> {
-    if !expect.status.contains(&resp.status) {
-        let want: Vec<String> = expect.status.iter().map(u16::to_string).collect();
-        return Err(format!(
-            "expected status {}, got {}{}",
-            want.join(" or "),
-            resp.status,
-            snippet(&resp.body)
-        ));
-    }
-    if let Some(needle) = &expect.body_contains {
-        if !resp.body.contains(needle.as_str()) {
+/// The typed verdict of one probe: the answer, or why there was none, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub answer: Result<Answer, String>,
+    pub elapsed: Duration,
+}
+
+/// What a probe must see to pass. Unset parts are not checked.
+#[derive(Debug, Clone, Default)]
+pub struct Expect<'a> {
+    /// accepted statuses
+    pub status: &'a [u16],
+    /// `X-Bgd-Color` must name this color
+    pub color: Option<Color>,
+    /// `X-Bgd-Upstream`, when nginx sends it, must be this address
+    pub upstream: Option<&'a str>,
+    pub body_contains: Option<&'a str>,
+    /// response headers, each value a substring match
+    pub headers: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Verdict {
+    /// Judges the verdict. `Err` says what was expected and what came back.
+    pub fn check(&self, expect: &Expect) -> Result<&Answer, String> {
+        let answer = self.answer.as_ref().map_err(Clone::clone)?;
+        if let Some(color) = expect.color {
+            if answer.color() != Some(color.as_str()) {
+                return Err(format!(
+                    "answered for color {:?}, not {color}",
+                    answer.color().unwrap_or("none")
+                ));
+            }
+        }
+        if let (Some(want), Some(got)) = (expect.upstream, answer.upstream()) {
+            if got != want {
+                return Err(format!("reached {got}, not the replica at {want}"));
+            }
+        }
+        if !expect.status.contains(&answer.status) {
+            let want: Vec<String> = expect.status.iter().map(u16::to_string).collect();
             return Err(format!(
-                "expected the body to contain {needle:?}{}",
-                snippet(&resp.body)
+                "expected status {}, got {}{}",
+                want.join(" or "),
+                answer.status,
+                snippet(&answer.body)
             ));
         }
-    }
-    for (name, want) in &expect.headers {
-        match resp.header(name) {
-            Some(v) if v.contains(want.as_str()) => {}
-            Some(v) => {
+        if let Some(needle) = expect.body_contains {
+            if !answer.body.contains(needle) {
                 return Err(format!(
-                    "expected header {name} to contain {want:?}, got {v:?}"
-                ))
+                    "expected the body to contain {needle:?}{}",
+                    snippet(&answer.body)
+                ));
             }
-            None => return Err(format!("expected header {name}, it was absent")),
         }
+        for (name, want) in expect.headers.into_iter().flatten() {
+            match answer.header(name) {
+                Some(v) if v.contains(want.as_str()) => {}
+                Some(v) => {
+                    return Err(format!(
+                        "expected header {name} to contain {want:?}, got {v:?}"
+                    ))
+                }
+                None => return Err(format!("expected header {name}, it was absent")),
+            }
+        }
+        Ok(answer)
     }
-    Ok(())
 }
 
 fn snippet(body: &str) -> String {
@@ -94,25 +181,46 @@ impl Prober {
         Ok(Prober { client })
     }
 
-    /// One request. `Err` is a transport failure, described for an operator.
-    pub async fn request(
+    /// Sends one probe. Never fails: a transport failure is a verdict too.
+    pub async fn probe(&self, req: &Request<'_>) -> Verdict {
+        let started = Instant::now();
+        let answer = self.send(req).await;
+        Verdict {
+            answer,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// `path` on one replica of `color`, through the preview listener at `preview_url`: the
+    /// `X-Bgd-Probe-Replica` header routes it to exactly that replica, of either color.
+    pub async fn probe_replica(
         &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &str,
+        preview_url: &str,
+        path: &str,
+        (color, server): (Color, &Server),
         timeout: Duration,
-    ) -> Result<Response, String> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| format!("bad method {method}"))?;
-        let mut req = self.client.request(method, url).timeout(timeout);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+    ) -> Verdict {
+        let key = server.probe_key(color);
+        let mut req = Request::get(format!("{preview_url}{path}"), timeout);
+        req.headers.push((PROBE_REPLICA_HEADER, &key));
+        self.probe(&req).await
+    }
+
+    async fn send(&self, req: &Request<'_>) -> Result<Answer, String> {
+        let (url, timeout) = (req.url.as_str(), req.timeout);
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| format!("bad method {}", req.method))?;
+        let mut builder = self.client.request(method, url).timeout(timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, *v);
         }
-        if !body.is_empty() {
-            req = req.body(body.to_string());
+        if !req.body.is_empty() {
+            builder = builder.body(req.body.to_string());
         }
-        let resp = req.send().await.map_err(|e| describe(&e, url, timeout))?;
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| describe(&e, url, timeout))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -124,35 +232,20 @@ impl Prober {
                 )
             })
             .collect();
-        let bytes = resp.bytes().await.map_err(|e| describe(&e, url, timeout))?;
-        let body = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
-        Ok(Response {
+        // Read at most MAX_BODY: a streaming endpoint must not hold memory for the whole timeout.
+        let mut body = Vec::new();
+        while body.len() < MAX_BODY {
+            match resp.chunk().await.map_err(|e| describe(&e, url, timeout))? {
+                Some(chunk) => body.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        body.truncate(MAX_BODY);
+        Ok(Answer {
             status,
             headers,
-            body,
+            body: String::from_utf8_lossy(&body).into_owned(),
         })
-    }
-
-    /// Sends a smoke probe to `base` (a listener URL) with any extra headers.
-    pub async fn smoke(
-        &self,
-        base: &str,
-        probe: &SmokeProbe,
-        timeout: Duration,
-    ) -> Result<Response, String> {
-        let headers: Vec<(&str, &str)> = probe
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.request(
-            &probe.method,
-            &format!("{base}{}", probe.path),
-            &headers,
-            &probe.body,
-            timeout,
-        )
-        .await
     }
 }
 
@@ -175,65 +268,114 @@ fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn resp(status: u16, body: &str, headers: &[(&str, &str)]) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-                .collect(),
-            body: body.into(),
-        }
-    }
-
-    fn expect(status: &[u16], body: Option<&str>, headers: &[(&str, &str)]) -> Expect {
-        Expect {
-            status: status.to_vec(),
-            body_contains: body.map(String::from),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+    fn verdict(status: u16, body: &str, headers: &[(&str, &str)]) -> Verdict {
+        Verdict {
+            answer: Ok(Answer {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                    .collect(),
+                body: body.into(),
+            }),
+            elapsed: Duration::from_millis(3),
         }
     }
 
     #[test]
     fn judges_status_body_headers() {
-        let ok = resp(
+        let ok = verdict(
             200,
             "version=v2",
             &[("Content-Type", "text/plain; charset=utf-8")],
         );
-        assert!(judge(
-            &expect(&[200], Some("v2"), &[("content-type", "text/plain")]),
-            &ok
-        )
-        .is_ok());
-        let e = judge(
-            &expect(&[200, 204], None, &[]),
-            &resp(502, "bad gateway", &[]),
-        )
-        .unwrap_err();
+        let headers: BTreeMap<String, String> =
+            [("content-type".to_string(), "text/plain".to_string())].into();
+        let expect = Expect {
+            status: &[200],
+            body_contains: Some("v2"),
+            headers: Some(&headers),
+            ..Default::default()
+        };
+        assert!(ok.check(&expect).is_ok());
+        let bad = verdict(502, "bad gateway", &[]);
+        let e = bad
+            .check(&Expect {
+                status: &[200, 204],
+                ..Default::default()
+            })
+            .unwrap_err();
         assert!(
             e.contains("200 or 204") && e.contains("502") && e.contains("bad gateway"),
             "{e}"
         );
-        let e = judge(&expect(&[200], Some("v3"), &[]), &ok).unwrap_err();
+        let e = ok
+            .check(&Expect {
+                status: &[200],
+                body_contains: Some("v3"),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert!(e.contains("\"v3\"") && e.contains("version=v2"), "{e}");
-        let e = judge(&expect(&[200], None, &[("X-Missing", "a")]), &ok).unwrap_err();
-        assert!(e.contains("X-Missing"), "{e}");
+    }
+
+    #[test]
+    fn judges_color_and_upstream_before_status() {
+        let from_blue = verdict(
+            200,
+            "ok",
+            &[("X-Bgd-Color", "blue"), ("X-Bgd-Upstream", "10.0.0.3:8080")],
+        );
+        let e = from_blue
+            .check(&Expect {
+                status: &[200],
+                color: Some(Color::Green),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e, "answered for color \"blue\", not green");
+        let e = from_blue
+            .check(&Expect {
+                status: &[200],
+                color: Some(Color::Blue),
+                upstream: Some("10.0.0.9:8080"),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.contains("10.0.0.3:8080") && e.contains("10.0.0.9:8080"),
+            "{e}"
+        );
+        // a template that does not send X-Bgd-Upstream is not judged on it
+        let plain = verdict(200, "ok", &[("X-Bgd-Color", "blue")]);
+        assert!(plain
+            .check(&Expect {
+                status: &[200],
+                color: Some(Color::Blue),
+                upstream: Some("10.0.0.9:8080"),
+                ..Default::default()
+            })
+            .is_ok());
+        let none = Verdict {
+            answer: Err("cannot connect".into()),
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(
+            none.check(&Expect::default()).unwrap_err(),
+            "cannot connect"
+        );
     }
 
     #[test]
     fn reads_bgd_headers() {
-        let r = resp(
+        let v = verdict(
             200,
             "",
             &[("X-Bgd-Color", "green"), ("X-Bgd-Generation", "12")],
         );
-        assert_eq!(r.bgd_color(), Some("green"));
-        assert_eq!(r.bgd_generation(), Some(12));
+        let a = v.answer.unwrap();
+        assert_eq!(a.color(), Some("green"));
+        assert_eq!(a.generation(), Some(12));
     }
 }

@@ -27,6 +27,15 @@ pub fn ensure_images() {
     });
 }
 
+/// `prefix-<random>`: a name no other test (or earlier run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{:x}", (nanos ^ std::process::id()) & 0xffffff)
+}
+
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
@@ -169,11 +178,7 @@ impl TestApp {
     /// `tag` must be short: the app name is `t-<tag>-<random>` (at most 40 characters).
     pub fn new(tag: &str) -> TestApp {
         ensure_images();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let app = format!("t-{tag}-{:x}", (nanos ^ std::process::id()) & 0xffffff);
+        let app = unique_name(&format!("t-{tag}"));
         let dir = std::env::temp_dir().join("bgd-tests").join(&app);
         std::fs::create_dir_all(&dir).expect("test dir");
         let [live_port, preview_port] = free_ports();

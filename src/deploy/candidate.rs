@@ -1,0 +1,304 @@
+//! The release about to go live, on the idle color: freeing the color (tidy, set the parked
+//! release aside), starting the candidate (or the replicas of a release parked stopped),
+//! routing the preview listener to it, letting the set-aside release go, and the undo path
+//! that puts all of it back when a step before the switch fails.
+
+use super::run::{Command, Run, SetAside};
+use super::specs::{free_idle_color, pool_of, render_input, replica_specs};
+use crate::docker::ContainerInfo;
+use crate::error;
+use crate::model::{Pool, Role};
+use crate::state::Idle;
+use anyhow::Result;
+
+/// `tidy`: leftovers of killed runs are removed; live containers a killed deploy left under
+/// their aside names get their own names back.
+pub async fn tidy(run: &mut Run<'_>) -> Result<String> {
+    let host = run.host;
+    let target = run.target()?.color;
+    let freeing = free_idle_color(host.config, &run.obs, target);
+    host.remove_all(&freeing.remove).await;
+    for (now, own) in &freeing.rename {
+        if let Err(e) = host.docker.rename(now, own).await {
+            host.out.warn(&format!("{e:#}"));
+        }
+    }
+    let mut done = Vec::new();
+    if !freeing.remove.is_empty() {
+        done.push(format!("removed {}", freeing.remove.join(", ")));
+    }
+    if !freeing.rename.is_empty() {
+        done.push(format!(
+            "renamed {} live container(s)",
+            freeing.rename.len()
+        ));
+    }
+    Ok(done.join("; "))
+}
+
+/// `set-aside`: the parked release is renamed and keeps running, so a rejected candidate
+/// gives it back. Recorded as it goes, so that a rename failing half way is undone too.
+pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
+    let host = run.host;
+    let target = run.target()?.color;
+    let Some((release, renames)) = free_idle_color(host.config, &run.obs, target).set_aside else {
+        return Ok("nothing to set aside".into());
+    };
+    let set_aside = run.undo.set_aside.insert(SetAside {
+        release,
+        containers: Vec::new(),
+    });
+    for (name, aside) in renames {
+        let renamed = if name == aside {
+            Ok(())
+        } else {
+            host.docker.rename(&name, &aside).await
+        };
+        // the aside name is the own name with "-parked" added (`model::aside_name`)
+        let own = aside.strip_suffix("-parked").unwrap_or(&aside).to_string();
+        let now = if renamed.is_ok() { aside } else { name };
+        set_aside.containers.push((now, own));
+        renamed?;
+    }
+    let names: Vec<&str> = set_aside
+        .containers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    Ok(format!(
+        "the parked release {} is set aside: {}",
+        set_aside.release.release,
+        names.join(", ")
+    ))
+}
+
+/// `start`: the candidate's replicas are created (one by one, each recorded for the undo
+/// path) and started together.
+pub async fn start(run: &mut Run<'_>) -> Result<String> {
+    let host = run.host;
+    let specs = replica_specs(host.config, run.target()?);
+    for spec in &specs {
+        host.docker.create(spec).await?;
+        run.undo.candidates.push(spec.name.clone());
+        crate::interrupt::check("while starting the candidate")?;
+    }
+    futures_util::future::try_join_all(specs.iter().map(|s| host.docker.start(&s.name))).await?;
+    Ok(format!("started {}", run.undo.candidates.join(", ")))
+}
+
+/// `start` (rollback): the replicas of a release parked stopped are started; their
+/// addresses may change, so the host is read again.
+pub async fn start_parked(run: &mut Run<'_>) -> Result<String> {
+    let host = run.host;
+    let target = run.target()?.clone();
+    let stopped: Vec<String> = run
+        .obs
+        .containers_of(&target)
+        .iter()
+        .filter(|c| !c.running())
+        .map(|c| c.name.clone())
+        .collect();
+    futures_util::future::try_join_all(stopped.iter().map(|n| host.docker.start(n))).await?;
+    run.obs.containers = super::observe::list_containers(host.docker, host.config).await?;
+    Ok(format!("started the parked {} replicas", target.color))
+}
+
+/// `preview`: the preview listener routes to the release about to go live, at the addresses
+/// Docker gives its containers now (never names nginx would resolve at load). Live routing
+/// is unchanged.
+pub async fn preview(run: &mut Run<'_>) -> Result<String> {
+    let target = run.target()?.clone();
+    match run.command {
+        Command::Deploy(_) => {
+            let pool = new_candidate_pool(run).await?;
+            let generation = run.obs.generation() + 1;
+            let text = run.host.render(&render_input(
+                run.host.config,
+                generation,
+                run.live_pool.as_ref(),
+                Some((&pool, Role::Candidate)),
+                run.kmt,
+            ))?;
+            run.state.generation = generation;
+            run.host
+                .install(&text, "the preview of the candidate", None, &run.lock)
+                .await?;
+            run.undo.preview_installed = true;
+            run.state.idle = Some(Idle {
+                release: target,
+                role: Role::Candidate,
+            });
+            run.pool = Some(pool);
+            Ok("the preview listener routes to the candidate".into())
+        }
+        Command::Switch | Command::Rollback => {
+            let containers = run.obs.containers_of(&target).len();
+            let pool = run.obs.pool(run.host.config, &target);
+            if pool.servers.len() != containers {
+                return Err(error::environment(format!(
+                    "only {}/{containers} {} replicas of release {} are running with an address on {}",
+                    pool.servers.len(),
+                    target.color,
+                    target.release,
+                    run.host.config.network
+                )));
+            }
+            let role = run.state.idle.as_ref().map_or(Role::Parked, |i| i.role);
+            let routed = route_preview(run, &pool, role).await?;
+            run.pool = Some(pool);
+            Ok(if routed {
+                format!(
+                    "the preview listener routes to {} at its current addresses",
+                    target.color
+                )
+            } else {
+                format!("the preview listener already routes to {}", target.color)
+            })
+        }
+    }
+}
+
+/// The candidate just started, inspected: every replica running with an address.
+async fn new_candidate_pool(run: &Run<'_>) -> Result<Pool> {
+    let host = run.host;
+    let target = run.target()?;
+    let mut candidates: Vec<ContainerInfo> = Vec::new();
+    for name in &run.undo.candidates {
+        candidates.push(host.inspect_required(name).await?);
+    }
+    let refs: Vec<&ContainerInfo> = candidates.iter().collect();
+    let pool = pool_of(host.config, target, &refs);
+    if pool.servers.len() == candidates.len() {
+        return Ok(pool);
+    }
+    let down: Vec<&str> = candidates
+        .iter()
+        .filter(|c| !c.running() || c.ip_on(&host.config.network).is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    let name = down.first().copied().unwrap_or_default();
+    let logs = host.docker.logs_tail(name, 15).await;
+    Err(error::rejected(format!(
+        "candidate {} stopped right after starting; last output of {name}:\n{}",
+        down.join(", "),
+        logs.trim()
+    )))
+}
+
+/// Makes the preview listener route to `pool` (with `role`) unless the active config already
+/// does. Returns whether it installed a config.
+pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result<bool> {
+    let (host, config) = (run.host, run.host.config);
+    let current = run.obs.generation();
+    let live = run.live_pool.as_ref();
+    let wanted = host.render(&render_input(
+        config,
+        current,
+        live,
+        Some((pool, role)),
+        run.kmt,
+    ))?;
+    if run.obs.active_config.as_deref() == Some(wanted.as_str()) {
+        run.state.generation = current;
+        return Ok(false);
+    }
+    run.state.generation = current + 1;
+    let text = host.render(&render_input(
+        config,
+        run.state.generation,
+        live,
+        Some((pool, role)),
+        run.kmt,
+    ))?;
+    host.install(
+        &text,
+        &format!("the preview of the {} release", role.as_str()),
+        None,
+        &run.lock,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// `drop-parked`: the candidate holds the idle color for good (live, or left waiting): the
+/// parked release set aside is removed.
+pub async fn drop_parked(run: &mut Run<'_>) -> Result<String> {
+    let Some(aside) = run.undo.set_aside.take() else {
+        return Ok("nothing was set aside".into());
+    };
+    let names: Vec<String> = aside.containers.into_iter().map(|(now, _)| now).collect();
+    run.host.remove_all(&names).await;
+    Ok(format!(
+        "removed the release {} that was parked: {}",
+        aside.release.release,
+        names.join(", ")
+    ))
+}
+
+/// Puts the host back as it was before the candidate: nginx routes live as before, the
+/// candidate containers are gone, and a parked release set aside is parked again.
+pub async fn undo(run: &mut Run<'_>) {
+    let host = run.host;
+    if run.undo.candidates.is_empty() && run.undo.set_aside.is_none() {
+        return;
+    }
+    host.out
+        .info("undoing: the candidate is removed, live traffic stays where it was");
+    host.remove_all(&run.undo.candidates).await;
+    run.undo.candidates.clear();
+    run.state.idle = None;
+    let mut parked_pool = None;
+    if let Some(aside) = run.undo.set_aside.take() {
+        match give_back(run, &aside).await {
+            Ok(pool) => {
+                run.state.idle = Some(Idle {
+                    release: aside.release.clone(),
+                    role: Role::Parked,
+                });
+                parked_pool = Some(pool);
+            }
+            Err(e) => host.out.warn(&format!(
+                "could not give the parked release {} its names back: {e:#}; `bgd status` shows what is there, the next deploy clears it",
+                aside.release.release
+            )),
+        }
+    }
+    if run.undo.preview_installed {
+        run.state.generation += 1;
+        let preview = parked_pool.as_ref().map(|p| (p, Role::Parked));
+        let input = render_input(
+            host.config,
+            run.state.generation,
+            run.live_pool.as_ref(),
+            preview,
+            run.kmt,
+        );
+        let restored = match host.render(&input) {
+            Ok(text) => host
+                .install(&text, "restoring the routing", None, &run.lock)
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = restored {
+            // Live routing was never changed by the preview config; only preview is stale.
+            host.out.warn(&format!(
+                "could not restore the preview routing: {e:#}; live traffic is unaffected"
+            ));
+        }
+    }
+}
+
+/// Renames a set-aside parked release back; its pool (addresses do not change).
+async fn give_back(run: &Run<'_>, aside: &SetAside) -> Result<Pool> {
+    let host = run.host;
+    let mut containers = Vec::new();
+    for (now, own) in &aside.containers {
+        if now != own {
+            host.docker.rename(now, own).await?;
+        }
+        containers.push(host.inspect_required(own).await?);
+    }
+    let refs: Vec<&ContainerInfo> = containers.iter().collect();
+    Ok(pool_of(host.config, &aside.release, &refs))
+}

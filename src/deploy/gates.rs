@@ -1,0 +1,346 @@
+//! The gates a release passes before it takes traffic: readiness of every replica, the
+//! migration and the old-version compatibility check, the smoke probes, and the drift check
+//! right before the switch. Every probe goes through `probe::Prober` and is judged by
+//! `Verdict::check`, color included.
+
+use super::drift;
+use super::observe::{image_defaults, list_containers};
+use super::run::{Command, Run};
+use super::specs::{migration_spec, pool_of};
+use crate::config::Config;
+use crate::docker::ContainerInfo;
+use crate::error;
+use crate::model::{Color, Pool, Release, Server};
+use crate::output::fmt_duration;
+use crate::probe::{Expect, Prober, Request};
+use anyhow::Result;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Per-request limit for smoke probes.
+const SMOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `readiness`: every replica of the pool, one by one through the preview listener. A
+/// candidate needs `readiness.successes` passes each (exit 3 otherwise); a rollback's parked
+/// release one pass (exit 6 otherwise: traffic stays where it is).
+pub async fn readiness(run: &mut Run<'_>) -> Result<String> {
+    let host = run.host;
+    let pool = run.pool()?.clone();
+    let (passes, rollback) = match run.command {
+        Command::Rollback => (1, true),
+        _ => (host.config.readiness.successes, false),
+    };
+    let ready = Ready {
+        config: host.config,
+        prober: &host.prober,
+        pool: &pool,
+        passes,
+        out: host.out,
+        docker: host.docker,
+        count: AtomicUsize::new(0),
+        last_failures: Mutex::new(Vec::new()),
+    };
+    let result = ready.wait().await;
+    if rollback {
+        let stays = run.live_pool.as_ref().map_or("none", |l| l.color.as_str());
+        result.map_err(|e| {
+            error::environment(format!(
+                "the parked release is not ready, traffic stays on {stays}: {e:#}"
+            ))
+        })?;
+    } else {
+        result?;
+    }
+    Ok(format!(
+        "all {} replica(s) of {} ready",
+        pool.servers.len(),
+        pool.color
+    ))
+}
+
+/// One readiness wait over a pool: all replicas at once, under one deadline.
+struct Ready<'a> {
+    config: &'a Config,
+    prober: &'a Prober,
+    docker: &'a crate::docker::Docker,
+    out: &'a crate::output::Output,
+    pool: &'a Pool,
+    passes: u32,
+    count: AtomicUsize,
+    /// The last failure of each replica not yet ready: (container, why)
+    last_failures: Mutex<Vec<(String, String)>>,
+}
+
+impl Ready<'_> {
+    async fn wait(&self) -> Result<()> {
+        let all = futures_util::future::try_join_all(self.pool.servers.iter().map(|s| self.one(s)));
+        match tokio::time::timeout(self.config.readiness.deadline, all).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(self.timed_out().await),
+        }
+    }
+
+    /// One replica: `passes` consecutive passes; a replica whose container died fails at once.
+    async fn one(&self, server: &Server) -> Result<()> {
+        let r = &self.config.readiness;
+        let preview = &self.config.lb.preview_url;
+        let expect = Expect {
+            status: std::slice::from_ref(&r.expect_status),
+            color: Some(self.pool.color),
+            upstream: Some(&server.addr),
+            ..Default::default()
+        };
+        let mut streak = 0;
+        loop {
+            let verdict = self
+                .prober
+                .probe_replica(preview, &r.path, (self.pool.color, server), r.timeout)
+                .await;
+            crate::interrupt::check("during the readiness checks")?;
+            match verdict.check(&expect) {
+                Ok(_) => {
+                    streak += 1;
+                    if streak >= self.passes {
+                        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+                        self.out.progress(&format!(
+                            "readiness of {} ({n}/{} replicas ready)",
+                            self.pool.color,
+                            self.pool.servers.len()
+                        ));
+                        return Ok(());
+                    }
+                }
+                Err(why) => {
+                    streak = 0;
+                    self.note_failure(&server.name, format!("{}: {why}", r.path));
+                    self.fail_if_dead(&server.name).await?;
+                }
+            }
+            tokio::time::sleep(r.interval).await;
+        }
+    }
+
+    fn note_failure(&self, name: &str, why: String) {
+        if let Ok(mut l) = self.last_failures.lock() {
+            l.retain(|(n, _)| n != name);
+            l.push((name.to_string(), why));
+        }
+    }
+
+    /// A replica that died will not become ready: say so now, with its last output.
+    async fn fail_if_dead(&self, name: &str) -> Result<()> {
+        match self.docker.inspect(name).await? {
+            Some(c) if !c.running() => {
+                let logs = self.docker.logs_tail(name, 15).await;
+                Err(error::rejected(format!(
+                    "replica {name} is {} (exit code {}); its last output:\n{}",
+                    c.state,
+                    c.exit_code.unwrap_or(-1),
+                    logs.trim()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn timed_out(&self) -> anyhow::Error {
+        let r = &self.config.readiness;
+        let failures = self
+            .last_failures
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        let mut msg = format!(
+            "{}/{} replicas of {} passed readiness ({} x {} {}) within {}",
+            self.count.load(Ordering::SeqCst),
+            self.pool.servers.len(),
+            self.pool.color,
+            self.passes,
+            r.expect_status,
+            r.path,
+            fmt_duration(r.deadline)
+        );
+        if !failures.is_empty() {
+            let detail: Vec<String> = failures
+                .iter()
+                .map(|(n, why)| format!("  {n}: {why}"))
+                .collect();
+            msg.push_str(&format!("; last failures:\n{}", detail.join("\n")));
+        }
+        if let Some((name, _)) = failures.first() {
+            let logs = self.docker.logs_tail(name, 10).await;
+            if !logs.trim().is_empty() {
+                msg.push_str(&format!("\nlast output of {name}:\n{}", logs.trim()));
+            }
+        }
+        error::rejected(msg)
+    }
+}
+
+/// `migrate`: a one-off container from the new image, with the app's network, env and
+/// volumes, its output streamed; a non-zero exit or a timeout rejects the candidate.
+pub async fn migrate(run: &mut Run<'_>) -> Result<String> {
+    let (host, target) = (run.host, run.target()?);
+    let Some(migrate) = &host.config.hooks.migrate else {
+        return Ok("no migration configured".into());
+    };
+    let shown = migrate.command.join(" ");
+    let spec = migration_spec(host.config, target, &migrate.command);
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    let outcome = host
+        .docker
+        .run_to_completion(&spec, migrate.timeout, |line| {
+            host.out.info(&format!("migrate | {line}"));
+            if tail.len() == 15 {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        })
+        .await?;
+    let last = tail.into_iter().collect::<Vec<_>>().join("\n");
+    match outcome {
+        Some(0) => Ok(format!("migration done: {shown}")),
+        Some(code) => Err(error::rejected(format!(
+            "the migration `{shown}` failed with exit code {code}; traffic was not switched. Its last output:\n{last}"
+        ))),
+        None => Err(error::rejected(format!(
+            "the migration `{shown}` did not finish within {} (hooks.migrate.timeout) and was stopped; traffic was not switched. Its last output:\n{last}",
+            fmt_duration(migrate.timeout)
+        ))),
+    }
+}
+
+/// `compatibility`: after a migration, the live (old) release must still pass its smoke
+/// probes through the live listener (with none, a readiness probe): the old version against
+/// the migrated schema.
+pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    let Some(live) = run.live_pool.as_ref().map(|p| p.color) else {
+        return Ok("nothing is live".into());
+    };
+    let checked = if config.smoke.is_empty() {
+        let url = format!("{}{}", config.lb.url, config.readiness.path);
+        let verdict = host
+            .prober
+            .probe(&Request::get(url, config.readiness.timeout))
+            .await;
+        verdict
+            .check(&Expect {
+                status: std::slice::from_ref(&config.readiness.expect_status),
+                color: Some(live),
+                ..Default::default()
+            })
+            .map(drop)
+            .map_err(|why| error::rejected(format!("{}: {why}", config.readiness.path)))
+    } else {
+        smoke_probes(run, &config.lb.url, live, "live").await
+    };
+    checked.map_err(|e| {
+        error::rejected(format!(
+            "the migration is not backward-compatible: the live release ({live}) fails against the migrated schema: {e:#}\n\
+             Traffic stays on {live}, whose users are being hurt right now if this is a shared database: roll the schema forward or fix it. \
+             Migrations must keep the old version working (expand first, contract after the old version is gone; see docs/configuration.md)"
+        ))
+    })?;
+    Ok(format!("{live} (live) still works after the migration"))
+}
+
+/// `smoke`: every smoke probe through the preview listener, answered by the target's color.
+pub async fn smoke(run: &mut Run<'_>) -> Result<String> {
+    let target = run.target()?.color;
+    let preview = run.host.config.lb.preview_url.clone();
+    smoke_probes(run, &preview, target, "preview").await?;
+    Ok(format!(
+        "{} smoke probe(s) passed on {target}",
+        run.host.config.smoke.len()
+    ))
+}
+
+/// Runs every smoke probe against `base`, expecting nginx to route to `color`.
+pub async fn smoke_probes(run: &Run<'_>, base: &str, color: Color, listener: &str) -> Result<()> {
+    let host = run.host;
+    for probe in &host.config.smoke {
+        crate::interrupt::check("during the smoke probes")?;
+        let verdict = host
+            .prober
+            .probe(&Request::smoke(base, probe, SMOKE_TIMEOUT))
+            .await;
+        let expect = Expect {
+            status: &probe.expect.status,
+            color: Some(color),
+            body_contains: probe.expect.body_contains.as_deref(),
+            headers: Some(&probe.expect.headers),
+            ..Default::default()
+        };
+        verdict.check(&expect).map_err(|why| {
+            error::rejected(format!(
+                "smoke probe {:?} ({} {} through the {listener} listener): {why}",
+                probe.name, probe.method, probe.path
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `drift`: just before the release takes traffic, its containers are the ones the gates
+/// proved (running, same addresses, not restarted since) and match bgd.yaml (no drift:
+/// changed by hand, or bgd.yaml changed since they were started). Exit 3 otherwise.
+pub async fn drift(run: &mut Run<'_>) -> Result<String> {
+    let (host, target) = (run.host, run.target()?.clone());
+    let pool = run.pool()?;
+    let all = list_containers(host.docker, host.config).await?;
+    let now: Vec<&ContainerInfo> = all.iter().filter(|c| c.is_of(&target)).collect();
+    let mut problems = moved_or_restarted(host.config, &target, pool, &now);
+    let images = image_defaults(host.docker, &now).await?;
+    problems.extend(drift::color_drift(host.config, &target, &now, &images));
+    if !problems.is_empty() {
+        return Err(error::rejected(format!(
+            "the candidate {} ({}) is not what the gates proved, so traffic was not switched:\n  - {}\n\
+             If bgd.yaml changed since the candidate started, or someone changed its containers by hand, deploy again",
+            target.color,
+            target.image,
+            problems.join("\n  - ")
+        )));
+    }
+    Ok(format!("{}'s containers match bgd.yaml", target.color))
+}
+
+/// How `now` (the release's containers, inspected again) differ from the pool the gates
+/// proved: stopped, restarted, moved, gone.
+fn moved_or_restarted(
+    config: &Config,
+    release: &Release,
+    proved: &Pool,
+    now: &[&ContainerInfo],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in now {
+        if !c.running() {
+            problems.push(format!(
+                "{} is {} (exit code {})",
+                c.name,
+                c.state,
+                c.exit_code.unwrap_or(-1)
+            ));
+        } else if c.restart_count > 0 {
+            problems.push(format!(
+                "{} restarted {} time(s) since it was started",
+                c.name, c.restart_count
+            ));
+        }
+    }
+    let pool_now = pool_of(config, release, now);
+    for s in &proved.servers {
+        match pool_now.servers.iter().find(|n| n.replica == s.replica) {
+            Some(n) if n.addr == s.addr => {}
+            Some(n) => problems.push(format!(
+                "{} moved from {} to {} since the gates",
+                s.name, s.addr, n.addr
+            )),
+            None if now.iter().any(|c| c.name == s.name) => {}
+            None => problems.push(format!("{} is gone", s.name)),
+        }
+    }
+    problems
+}

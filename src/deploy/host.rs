@@ -1,0 +1,242 @@
+//! `Host`: the real adapters a command works through (the config, Docker, nginx, the prober,
+//! the output), and the few operations on them that every command shares: rendering and
+//! installing a config, confirming what nginx serves, reading nginx's version.
+
+use super::observe::Observed;
+use crate::config::Config;
+use crate::docker::{ContainerInfo, Docker};
+use crate::error::{self, Failure};
+use crate::model::Color;
+use crate::nginx::{render, Install, Installed, LockUse, Nginx, NginxError};
+use crate::output::{fmt_duration, Output};
+use crate::probe::{Prober, Request};
+use crate::state::NginxInfo;
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// How long nginx has to show the new generation through `lb.url` after the handover.
+const CONFIRM_LIMIT: Duration = Duration::from_secs(3);
+
+pub struct Host<'a> {
+    pub config: &'a Config,
+    pub docker: &'a Docker,
+    pub out: &'a Output,
+    pub prober: Prober,
+    /// `--lock-wait`: how long to wait for a busy deploy lock
+    pub lock_wait: Duration,
+    template: &'a str,
+}
+
+impl<'a> Host<'a> {
+    pub fn new(
+        config: &'a Config,
+        docker: &'a Docker,
+        out: &'a Output,
+        lock_wait: Duration,
+    ) -> Result<Host<'a>> {
+        let (template, _) = render::template_for(config.lb.template.as_ref());
+        Ok(Host {
+            config,
+            docker,
+            out,
+            prober: Prober::new()?,
+            lock_wait,
+            template,
+        })
+    }
+
+    pub fn nginx(&self) -> Nginx<'_> {
+        Nginx::new(self.docker, &self.config.lb.container, &self.config.app)
+    }
+
+    /// The config text for `input`; a template that tera cannot render is a config error.
+    pub fn render(&self, input: &render::RenderInput) -> Result<String> {
+        render::render(self.template, input).map_err(|e| {
+            let (_, which) = render::template_for(self.config.lb.template.as_ref());
+            error::config(format!("cannot render {which}: {e:#}"))
+        })
+    }
+
+    /// What an nginx outcome means for a command doing `what`: its error kind and message.
+    pub fn nginx_failure(&self, e: NginxError, what: &str) -> anyhow::Error {
+        match e {
+            NginxError::Invalid(detail) => {
+                let msg = format!(
+                    "nginx rejected the config for {what}; the previous config is still active.\n{detail}"
+                );
+                match &self.config.lb.template {
+                    Some((path, _)) => error::config(format!(
+                        "{msg}\nFix the template {} (bgd render shows what it produces)",
+                        path.display()
+                    )),
+                    None => error::environment(msg),
+                }
+            }
+            NginxError::NotApplied(detail) => error::environment(format!(
+                "nginx did not apply the config for {what}; the previous config is active again.\n{detail}"
+            )),
+            NginxError::Locked(holder) => {
+                error::locked(crate::lock::held_by(&self.config.app, holder.as_ref()))
+            }
+            NginxError::LockLost => error::locked(format!(
+                "the deploy lock of {} was released or taken over while this run held it; nothing was changed by this step. Check `bgd lock status` and `bgd status`",
+                self.config.app
+            )),
+            NginxError::Busy(msg) | NginxError::Broken(msg) => error::environment(msg),
+            NginxError::Docker(e) => e,
+        }
+    }
+
+    /// Installs a config (see `Nginx::install`); `what` names it in messages.
+    pub async fn install(
+        &self,
+        text: &str,
+        what: &str,
+        record: Option<(String, String)>,
+        lock: &LockUse,
+    ) -> Result<Installed> {
+        self.out
+            .detail(&format!("nginx config for {what}:\n{text}"));
+        let install = Install {
+            config: text,
+            drain: self.config.switch.drain,
+            record,
+            lock,
+        };
+        let done = self
+            .nginx()
+            .install(install)
+            .await
+            .map_err(|e| self.nginx_failure(e, what))?;
+        if done.old_workers_stopped > 0 {
+            self.out.warn(&format!(
+                "{} old nginx worker(s) were still serving requests after switch.drain ({}) and were stopped",
+                done.old_workers_stopped,
+                fmt_duration(self.config.switch.drain)
+            ));
+        }
+        Ok(done)
+    }
+
+    /// Confirms through `lb.url` that nginx serves `generation` with `color` live.
+    pub async fn confirm_live(&self, color: Option<Color>, generation: u64) -> Result<()> {
+        let url = format!("{}{}", self.config.lb.url, self.config.readiness.path);
+        let want_color = color.map_or("none", Color::as_str);
+        let deadline = Instant::now() + CONFIRM_LIMIT;
+        loop {
+            let verdict = self
+                .prober
+                .probe(&Request::get(url.clone(), Duration::from_secs(2)))
+                .await;
+            let last = match &verdict.answer {
+                Ok(a) if a.generation() == Some(generation) && a.color() == Some(want_color) => {
+                    return Ok(())
+                }
+                Ok(a) => format!(
+                    "got X-Bgd-Color {:?}, X-Bgd-Generation {:?} (status {})",
+                    a.color().unwrap_or("absent"),
+                    a.header("x-bgd-generation").unwrap_or("absent"),
+                    a.status
+                ),
+                Err(e) => e.clone(),
+            };
+            if Instant::now() > deadline {
+                return Err(error::environment(format!(
+                    "cannot confirm the switch through lb.url ({}): expected color {want_color} generation {generation}, {last}. Is lb.url this nginx's live listener?",
+                    self.config.lb.url
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn inspect_required(&self, name: &str) -> Result<ContainerInfo> {
+        self.docker.inspect(name).await?.ok_or_else(|| {
+            error::environment(format!("container {name} disappeared while bgd worked"))
+        })
+    }
+
+    /// Removes containers, warning about any that could not be removed.
+    pub async fn remove_all(&self, names: &[String]) {
+        let removals = names.iter().map(|n| self.docker.remove(n));
+        for (name, r) in names
+            .iter()
+            .zip(futures_util::future::join_all(removals).await)
+        {
+            if let Err(e) = r {
+                self.out.warn(&format!("could not remove {name}: {e:#}"));
+            }
+        }
+    }
+
+    /// The nginx container a command drives: it must exist and run.
+    pub fn running_lb(&self, lb: Option<&ContainerInfo>, command: &str) -> Result<ContainerInfo> {
+        let lb = lb.ok_or_else(|| {
+            error::refused(format!(
+                "nothing to {command}: there is no nginx container {} (nothing was ever deployed here?)",
+                self.config.lb.container
+            ))
+        })?;
+        if !lb.running() {
+            return Err(error::environment(format!(
+                "the nginx container {} is {}; start it (docker start {}) first",
+                lb.name, lb.state, lb.name
+            )));
+        }
+        Ok(lb.clone())
+    }
+
+    /// Whether this nginx has `keepalive_min_timeout` (warning when it does not). The version
+    /// is read once per nginx container and kept in the record.
+    pub async fn keepalive_min_timeout(&self, obs: &mut Observed) -> Result<bool> {
+        let Some(lb) = obs.lb.clone().filter(ContainerInfo::running) else {
+            // read when the deploy creates or starts it
+            return Ok(true);
+        };
+        let known = obs
+            .state
+            .nginx
+            .as_ref()
+            .filter(|n| n.container_id == lb.id)
+            .and_then(|n| render::parse_version(&format!("nginx/{}", n.version)));
+        let version = match known {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .nginx()
+                    .version()
+                    .await
+                    .map_err(|e| self.nginx_failure(e, "reading nginx's version"))?
+                    .ok_or_else(|| {
+                        error::environment(format!(
+                            "cannot read the nginx version in {} (`nginx -v` printed nothing useful)",
+                            lb.name
+                        ))
+                    })?;
+                obs.state.nginx = Some(NginxInfo {
+                    container_id: lb.id.clone(),
+                    version: format!("{}.{}.{}", v.0, v.1, v.2),
+                });
+                v
+            }
+        };
+        let ok = render::supports_keepalive_min_timeout(version);
+        if !ok {
+            self.warn_old_nginx(version);
+        }
+        Ok(ok)
+    }
+
+    pub fn warn_old_nginx(&self, (a, b, c): (u32, u32, u32)) {
+        self.out.warn(&format!(
+            "nginx {a}.{b}.{c} in {} lacks keepalive_min_timeout (needs >= 1.27.4): a switch can reset a few keep-alive requests; upgrade nginx for lossless switches",
+            self.config.lb.container
+        ));
+    }
+}
+
+/// Whether an error is the deploy lock being held by another run (and so worth waiting for,
+/// or falling back from).
+pub fn is_locked(e: &anyhow::Error) -> bool {
+    matches!(error::failure(e), Some(Failure::Locked(_)))
+}

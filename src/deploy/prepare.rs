@@ -1,0 +1,240 @@
+//! The steps that get the host ready and read it: the image, the network, the nginx
+//! container, then `prepare` (the deploy lock, the observation, nginx's version).
+
+use super::lock;
+use super::observe::observe;
+use super::plan;
+use super::run::{Command, Run};
+use super::specs::{self, listens_on};
+use crate::error;
+use crate::model::Release;
+use crate::state;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Longest a pull may take.
+const PULL_LIMIT: Duration = Duration::from_secs(600);
+/// Longest wait for a new nginx container to come up.
+const LB_START_LIMIT: Duration = Duration::from_secs(15);
+
+fn image_of(run: &Run) -> Result<String> {
+    match &run.command {
+        Command::Deploy(r) => Ok(r.image.clone()),
+        _ => Err(anyhow::anyhow!("internal: only a deploy pulls")),
+    }
+}
+
+/// `pull`: the image is not on the Docker host.
+pub async fn pull(run: &mut Run<'_>) -> Result<String> {
+    let image = image_of(run)?;
+    run.host.docker.pull(&image, PULL_LIMIT).await?;
+    Ok(format!("pulled {image}"))
+}
+
+/// `network`: the app network is created (bridge), unless another run just did.
+pub async fn network(run: &mut Run<'_>) -> Result<String> {
+    let net = &run.host.config.network;
+    let labels = HashMap::from([("bgd.managed".to_string(), "true".to_string())]);
+    Ok(if run.host.docker.ensure_network(net, labels).await? {
+        format!("created network {net}")
+    } else {
+        format!("network {net} exists")
+    })
+}
+
+/// `lb`: the nginx container is created from `lb.image` (and started), or connected to the
+/// app network.
+pub async fn lb(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    let name = &config.lb.container;
+    if let Some(c) = host.docker.inspect(name).await? {
+        if c.ip_on(&config.network).is_none() {
+            host.docker.connect_network(&config.network, name).await?;
+        }
+        return Ok(format!("connected {name} to network {}", config.network));
+    }
+    let Some(image) = config.lb.image.as_deref() else {
+        return Err(no_lb(config));
+    };
+    if !host.docker.image_present(image).await? {
+        host.out
+            .info(&format!("pulling {image} (not on the Docker host)"));
+        host.docker.pull(image, PULL_LIMIT).await?;
+    }
+    let spec = specs::lb_spec(config, image);
+    if let Err(e) = host.docker.create(&spec).await {
+        // Another bgd run may have created it a moment ago: use it once it runs.
+        if host.docker.inspect(name).await?.is_none() {
+            return Err(e);
+        }
+        return wait_for_lb(run)
+            .await
+            .map(|()| "another bgd run created the nginx container".to_string());
+    }
+    if let Err(e) = start_lb(run, &spec.name).await {
+        let logs = host.docker.logs_tail(&spec.name, 20).await;
+        let _ = host.docker.remove(&spec.name).await;
+        return Err(e.context(format!(
+            "the new nginx container {} did not start; it was removed. Its last output:\n{}",
+            spec.name,
+            logs.trim()
+        )));
+    }
+    Ok(format!("created nginx container {name} from {image}"))
+}
+
+fn no_lb(config: &crate::config::Config) -> anyhow::Error {
+    error::environment(format!(
+        "there is no nginx container named {}; create it, or set lb.image so bgd creates it",
+        config.lb.container
+    ))
+}
+
+async fn wait_for_lb(run: &Run<'_>) -> Result<()> {
+    let name = &run.host.config.lb.container;
+    let deadline = Instant::now() + LB_START_LIMIT;
+    while Instant::now() < deadline {
+        if run
+            .host
+            .docker
+            .inspect(name)
+            .await?
+            .is_some_and(|c| c.running())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(error::environment(format!(
+        "the nginx container {name} another run created did not start within {}s",
+        LB_START_LIMIT.as_secs()
+    )))
+}
+
+/// Starts a new nginx container; it is up when it answers `nginx -v` and still runs.
+async fn start_lb(run: &Run<'_>, name: &str) -> Result<()> {
+    let host = run.host;
+    disable_clashing_default_server(run, name, true).await?;
+    host.docker.start(name).await?;
+    let deadline = Instant::now() + LB_START_LIMIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = host.inspect_required(name).await?;
+        if !c.running() {
+            return Err(error::environment(format!(
+                "nginx container {name} exited (code {})",
+                c.exit_code.unwrap_or(-1)
+            )));
+        }
+        if host.nginx().version().await.is_ok_and(|v| v.is_some()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(error::environment(format!(
+                "nginx in {name} did not come up within {}s",
+                LB_START_LIMIT.as_secs()
+            )));
+        }
+    }
+}
+
+/// The official image's `conf.d/default.conf` is a server on port 80 named `localhost`: on
+/// bgd's live port it would answer every request for `localhost` with the welcome page.
+/// When it listens on one of bgd's ports, bgd replaces it with a comment (the next reload
+/// applies that). Other files are the user's and are left alone.
+async fn disable_clashing_default_server(run: &Run<'_>, name: &str, created: bool) -> Result<()> {
+    let (host, config) = (run.host, run.host.config);
+    let path = "/etc/nginx/conf.d/default.conf";
+    let Some(files) = host.docker.download(name, path).await? else {
+        return Ok(());
+    };
+    let text = files
+        .first()
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .unwrap_or_default();
+    if !listens_on(&text, &[config.lb.listen, config.lb.preview_listen]) {
+        return Ok(());
+    }
+    let note = format!(
+        "# Disabled by bgd: this server listened on a port bgd uses for {} (live {}, preview {}).\n",
+        config.app, config.lb.listen, config.lb.preview_listen
+    );
+    host.docker
+        .upload(
+            name,
+            "/etc/nginx/conf.d",
+            &[("default.conf", note.as_bytes())],
+        )
+        .await?;
+    if !created {
+        host.out.warn(&format!(
+            "disabled {path} in {name}: it listened on a port bgd routes (it would answer requests for its server_name)"
+        ));
+    }
+    Ok(())
+}
+
+/// `prepare`: the nginx container runs, the deploy lock is this run's, the host is read
+/// under the lock, and nginx's version is known. From here the outcome is recorded.
+pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    check_lb(run).await?;
+    let holder = lock::acquire(host, &command_line(&run.command)).await?;
+    run.lock = crate::nginx::LockUse::Held(holder.token.clone());
+    run.holder = Some(holder);
+    run.obs = observe(host).await?;
+    run.history_read = true;
+    run.kmt = host.keepalive_min_timeout(&mut run.obs).await?;
+    run.state = run.obs.state.clone();
+    run.old_live = run.state.live.clone();
+    run.live_pool = run.obs.live_pool(config);
+    run.journal.active = true;
+    if let Command::Deploy(request) = &run.command {
+        if let (Some(l), Some(p)) = (&run.old_live, &run.live_pool) {
+            if p.servers.is_empty() {
+                host.out.warn(&format!(
+                    "the live color {} has no running replicas: traffic is failing now; deploying anyway",
+                    l.color
+                ));
+            }
+        }
+        let candidate = Release {
+            color: plan::target_color(&run.obs),
+            image: request.image.clone(),
+            release: state::new_release_id(),
+        };
+        run.set_target(candidate);
+    }
+    Ok(plan::situation(&run.obs))
+}
+
+/// The nginx container must run: bgd drives it and the lock lives in it.
+async fn check_lb(run: &Run<'_>) -> Result<()> {
+    let (host, config) = (run.host, run.host.config);
+    let lb = host.docker.inspect(&config.lb.container).await?;
+    match run.command {
+        Command::Deploy(_) => {
+            let lb = lb.ok_or_else(|| no_lb(config))?;
+            if !lb.running() {
+                return Err(error::environment(format!(
+                    "the nginx container {} is {}; start it (docker start {}) or remove it so bgd recreates it from lb.image",
+                    lb.name, lb.state, lb.name
+                )));
+            }
+            disable_clashing_default_server(run, &lb.name, false).await
+        }
+        Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
+        Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),
+    }
+}
+
+/// How the lock names the command that holds it.
+fn command_line(command: &Command) -> String {
+    match command {
+        Command::Deploy(r) if r.no_switch => format!("bgd deploy --no-switch {}", r.image),
+        Command::Deploy(r) => format!("bgd deploy {}", r.image),
+        Command::Switch => "bgd switch".into(),
+        Command::Rollback => "bgd rollback".into(),
+    }
+}

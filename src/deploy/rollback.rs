@@ -1,0 +1,195 @@
+//! `bgd rollback`: the parked release goes live again. The fast path learns what it needs
+//! without reading bgd's files (a container-filesystem read costs ~100 ms on some daemons)
+//! and takes the deploy lock inside the switch's own exec; anything unusual takes the full
+//! path: `prepare` (lock and read), start a release parked stopped, re-route the preview
+//! listener if addresses changed, then the same readiness pass and switch.
+
+use super::host::{is_locked, Host};
+use super::observe::list_containers;
+use super::plan;
+use super::run::{Command, Run, SwitchReport};
+use super::specs::pool_of;
+use super::step::Step;
+use crate::docker::ContainerInfo;
+use crate::lock::Holder;
+use crate::model::{Color, Pool, Release, Role, LABEL_COLOR};
+use crate::nginx::{render, LockUse};
+use crate::probe::{Answer, Request};
+use crate::state::{self, AppState, Idle, NginxInfo};
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
+    let started = Instant::now();
+    if let Some(view) = fast_view(host).await? {
+        let mut run = Run::new(host, Command::Rollback).started_at(started);
+        let steps = view.start(&mut run, verify);
+        let result = run.execute(&steps).await;
+        // the lock was busy at the switch: the full path waits for it or reports it
+        let fall_back = result.as_ref().is_err_and(is_locked) && !run.journal.recorded;
+        if !fall_back {
+            let result = result.and_then(|()| run.switch_report());
+            run.finish(&result).await;
+            return result;
+        }
+    }
+    let mut run = Run::new(host, Command::Rollback).started_at(started);
+    let result = async {
+        run.execute(&[plan::prepare_step(host.config)]).await?;
+        let (parked, steps) = plan::rollback(host.config, &run.obs, verify)?;
+        run.set_target(parked);
+        run.execute(&steps).await?;
+        run.switch_report()
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// What the fast path learned for a rollback.
+struct FastView {
+    state: AppState,
+    containers: Vec<ContainerInfo>,
+    parked_pool: Pool,
+    live_pool: Pool,
+    version: (u32, u32, u32),
+}
+
+impl FastView {
+    /// Sets up `run` from the view; returns the steps: readiness pass, switch (taking the lock
+    /// in its exec), park, verify on request.
+    fn start(self, run: &mut Run<'_>, verify: bool) -> Vec<Step> {
+        let config = run.host.config;
+        run.kmt = render::supports_keepalive_min_timeout(self.version);
+        if !run.kmt {
+            run.host.warn_old_nginx(self.version);
+        }
+        run.obs.containers = self.containers;
+        run.obs.state = self.state.clone();
+        run.state = self.state;
+        run.old_live = run.state.live.clone();
+        run.live_pool = Some(self.live_pool);
+        run.pool = Some(self.parked_pool);
+        run.lock = LockUse::Once(Holder::me("bgd rollback"));
+        run.journal.active = true;
+        let parked = run.state.idle.clone().map(|i| i.release);
+        let old_live = run.old_live.clone();
+        match parked {
+            Some(parked) => {
+                run.set_target(parked.clone());
+                plan::rollback_switch(config, &parked, old_live.as_ref(), verify)
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What a rollback needs, learned without reading bgd's files: nginx itself answers
+/// `/__bgd` on the preview listener with the idle color, its role, the generation and its
+/// version; labels give the releases; each parked replica is probed once, and nginx's
+/// `X-Bgd-Upstream` must name its current address (Docker gives a restarted container a new
+/// one, and may give its old one to another container). `None` when anything is unusual.
+async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
+    let url = format!("{}/__bgd", host.config.lb.preview_url);
+    let request = Request::get(url, Duration::from_millis(1000));
+    let ask = host.prober.probe(&request);
+    let (containers, lb, verdict) = tokio::join!(
+        list_containers(host.docker, host.config),
+        host.docker.inspect(&host.config.lb.container),
+        ask
+    );
+    let (containers, Some(lb), Ok(answer)) = (containers?, lb?, verdict.answer) else {
+        return Ok(None);
+    };
+    let Some((parked_color, generation, version)) = nginx_says(&answer) else {
+        return Ok(None);
+    };
+    if answer.status != 204 || !lb.running() || answer.header("x-bgd-idle-role") != Some("parked") {
+        return Ok(None);
+    }
+    let of = |color: Color| -> Vec<&ContainerInfo> {
+        containers
+            .iter()
+            .filter(|c| c.label(LABEL_COLOR) == Some(color.as_str()))
+            .collect()
+    };
+    let (parked_cs, live_cs) = (of(parked_color), of(parked_color.other()));
+    let (Some(parked), Some(live)) = (one_release(&parked_cs), one_release(&live_cs)) else {
+        return Ok(None);
+    };
+    // A stopped parked release takes the full path, which starts it.
+    if !parked_cs.iter().all(|c| c.running()) {
+        return Ok(None);
+    }
+    let parked_pool = pool_of(host.config, &parked, &parked_cs);
+    let live_pool = pool_of(host.config, &live, &live_cs);
+    if parked_pool.servers.len() != parked_cs.len() || !routes_to_current(host, &parked_pool).await
+    {
+        return Ok(None);
+    }
+    let state = AppState {
+        app: host.config.app.clone(),
+        generation,
+        live: Some(live),
+        idle: Some(Idle {
+            release: parked,
+            role: Role::Parked,
+        }),
+        nginx: Some(NginxInfo {
+            container_id: lb.id.clone(),
+            version: format!("{}.{}.{}", version.0, version.1, version.2),
+        }),
+        updated_at: state::now(),
+    };
+    Ok(Some(FastView {
+        state,
+        containers: containers.clone(),
+        parked_pool,
+        live_pool,
+        version,
+    }))
+}
+
+/// What nginx's `/__bgd` answer says: the idle color, the generation, nginx's version.
+fn nginx_says(answer: &Answer) -> Option<(Color, u64, (u32, u32, u32))> {
+    Some((
+        answer.color().and_then(Color::parse)?,
+        answer.generation()?,
+        answer.header("server").and_then(render::parse_version)?,
+    ))
+}
+
+/// The one release all of `cs` belong to (same release label and image), if they do.
+fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
+    let first = cs.first()?;
+    let release = first.label(crate::model::LABEL_RELEASE)?;
+    let color = Color::parse(first.label(LABEL_COLOR)?)?;
+    cs.iter()
+        .all(|c| c.label(crate::model::LABEL_RELEASE) == Some(release) && c.image == first.image)
+        .then(|| Release {
+            color,
+            image: first.image.clone(),
+            release: release.to_string(),
+        })
+}
+
+/// nginx routes a probe of each replica to the replica's current address.
+async fn routes_to_current(host: &Host<'_>, pool: &Pool) -> bool {
+    let r = &host.config.readiness;
+    for server in &pool.servers {
+        let verdict = host
+            .prober
+            .probe_replica(
+                &host.config.lb.preview_url,
+                &r.path,
+                (pool.color, server),
+                r.timeout,
+            )
+            .await;
+        let upstream = verdict.answer.as_ref().ok().and_then(Answer::upstream);
+        if upstream != Some(server.addr.as_str()) {
+            return false;
+        }
+    }
+    true
+}

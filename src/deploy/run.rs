@@ -1,0 +1,357 @@
+//! `Run`: one command's state (what it observed, the record as it changes it, its history
+//! entry, what to undo, the lock it holds) and the executor that performs a plan's steps in
+//! order, reports each one, undoes what it did when a step fails before the switch, and
+//! records the outcome.
+//!
+//! The steps themselves live by phase, each a function of `&mut Run`:
+//! prepare.rs (pull, network, lb, prepare), candidate.rs (tidy, set aside, start, preview,
+//! drop parked, undo), gates.rs (readiness, migrate, compatibility, smoke, drift) and
+//! switch.rs (switch, verify, park, switch back).
+
+use super::host::Host;
+use super::observe::{observe, Observed};
+use super::plan::DeployRequest;
+use super::step::{Step, StepKind};
+use super::{candidate, gates, lock, prepare, switch};
+use crate::error::{self, Failure};
+use crate::lock::Holder;
+use crate::model::{Pool, Release};
+use crate::nginx::{Installed, LockUse};
+use crate::state::{self, AppState, HistoryEntry};
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// Which command a run carries out.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Deploy(DeployRequest),
+    Switch,
+    Rollback,
+}
+
+/// What a finished deploy, switch or rollback reports.
+#[derive(Debug, Clone)]
+pub struct SwitchReport {
+    pub live: Release,
+    pub parked: Option<Release>,
+    pub generation: u64,
+    /// From the start of the reload to the drained handover
+    pub switch_took: Duration,
+}
+
+/// What `deploy` ended with.
+#[derive(Debug, Clone)]
+pub enum Deployed {
+    /// The candidate passed the gates and went live.
+    Switched(SwitchReport),
+    /// `--no-switch`: the candidate passed the gates and waits on the preview listener.
+    Candidate {
+        candidate: Release,
+        live: Option<Release>,
+        generation: u64,
+    },
+}
+
+/// The history entry of the running command, and whether the switch already recorded it
+/// (with the new state) on the host.
+pub struct Journal {
+    pub entry: HistoryEntry,
+    started: Instant,
+    /// Something happened worth recording (the run got past `prepare`, or switched)
+    pub active: bool,
+    pub recorded: bool,
+}
+
+impl Journal {
+    /// The entry as it stands now, with its duration.
+    pub fn entry_now(&self) -> HistoryEntry {
+        let mut entry = self.entry.clone();
+        entry.duration_ms = self.started.elapsed().as_millis() as u64;
+        entry
+    }
+}
+
+/// What a failure before the switch must undo: what this run did so far.
+#[derive(Default)]
+pub struct Undo {
+    /// Candidate containers created
+    pub candidates: Vec<String>,
+    /// nginx routes the preview listener to the candidate
+    pub preview_installed: bool,
+    /// The parked release, renamed while the candidate holds its color's names
+    pub set_aside: Option<SetAside>,
+}
+
+/// A parked release set aside during a deploy: its release and its containers as
+/// (name now, name to give back).
+pub struct SetAside {
+    pub release: Release,
+    pub containers: Vec<(String, String)>,
+}
+
+pub struct Run<'a> {
+    pub host: &'a Host<'a>,
+    pub command: Command,
+    pub obs: Observed,
+    /// The record as this run changes it
+    pub state: AppState,
+    pub journal: Journal,
+    pub undo: Undo,
+    /// How installs relate to the deploy lock
+    pub lock: LockUse,
+    /// The lock `prepare` took, released when the run finishes
+    pub holder: Option<Holder>,
+    /// nginx understands `keepalive_min_timeout`
+    pub kmt: bool,
+    /// The live release when the run began, and its pool as nginx routes it
+    pub old_live: Option<Release>,
+    pub live_pool: Option<Pool>,
+    /// The release this run makes live (the candidate, or the parked release), and its pool
+    /// as the gates proved it
+    pub target: Option<Release>,
+    pub pool: Option<Pool>,
+    /// Set once the switch happened
+    pub switched: Option<Installed>,
+    /// Whether `obs.history` was read (the fast rollback does not read bgd's files)
+    pub history_read: bool,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(host: &'a Host<'a>, command: Command) -> Run<'a> {
+        let name = match &command {
+            Command::Deploy(r) if r.no_switch => "deploy --no-switch",
+            Command::Deploy(_) => "deploy",
+            Command::Switch => "switch",
+            Command::Rollback => "rollback",
+        };
+        let mut entry = HistoryEntry {
+            at: state::now(),
+            command: name.to_string(),
+            who: state::who(),
+            image: None,
+            release: None,
+            from: None,
+            to: None,
+            outcome: "ok".into(),
+            exit_code: 0,
+            duration_ms: 0,
+            message: String::new(),
+        };
+        if let Command::Deploy(r) = &command {
+            entry.image = Some(r.image.clone());
+        }
+        Run {
+            host,
+            command,
+            obs: Observed::default(),
+            state: AppState::default(),
+            journal: Journal {
+                entry,
+                started: Instant::now(),
+                active: false,
+                recorded: false,
+            },
+            undo: Undo::default(),
+            lock: LockUse::None,
+            holder: None,
+            kmt: true,
+            old_live: None,
+            live_pool: None,
+            target: None,
+            pool: None,
+            switched: None,
+            history_read: false,
+        }
+    }
+
+    /// The run began at `started` (its history entry counts from there).
+    pub fn started_at(mut self, started: Instant) -> Self {
+        self.journal.started = started;
+        self
+    }
+
+    /// The release this run makes live, and what the history says about it.
+    pub fn set_target(&mut self, target: Release) {
+        let entry = &mut self.journal.entry;
+        entry.image = Some(target.image.clone());
+        entry.release = Some(target.release.clone());
+        entry.from = self.old_live.as_ref().map(|l| l.color);
+        entry.to = Some(target.color);
+        self.target = Some(target);
+    }
+
+    /// The target release; every step after `prepare` has one.
+    pub fn target(&self) -> Result<&Release> {
+        self.target
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("internal: a step ran before its release was known"))
+    }
+
+    /// The target's pool as the gates proved it.
+    pub fn pool(&self) -> Result<&Pool> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("internal: a gate ran before the preview routing"))
+    }
+
+    /// Performs `steps` in order. When one fails, undoes what the run did (before the
+    /// switch) or switches back (after it, when verification failed) and returns the error.
+    pub async fn execute(&mut self, steps: &[Step]) -> Result<()> {
+        for step in steps {
+            let done = match self.interrupted_before(step.kind) {
+                Err(e) => Err(e),
+                Ok(()) => self.perform(step).await,
+            };
+            if let Err(e) = done {
+                return Err(self.recover(e).await);
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupted_before(&self, kind: StepKind) -> Result<()> {
+        let at = match (&self.switched, &self.target) {
+            (Some(_), Some(t)) => format!("after the switch: {} is live", t.color),
+            _ if kind.after_switch() => format!("before the {} step", kind.name()),
+            _ => format!(
+                "before the {} step; live traffic was not touched",
+                kind.name()
+            ),
+        };
+        crate::interrupt::check(&at)
+    }
+
+    /// One step: its start and end reported, its work done by the phase it belongs to.
+    async fn perform(&mut self, step: &Step) -> Result<()> {
+        let out = self.host.out;
+        let name = step.kind.name();
+        let t = Instant::now();
+        out.step(name, &step.text);
+        let done = match step.kind {
+            StepKind::Pull => prepare::pull(self).await,
+            StepKind::Network => prepare::network(self).await,
+            StepKind::Lb => prepare::lb(self).await,
+            StepKind::Prepare => prepare::prepare(self).await,
+            StepKind::Tidy => candidate::tidy(self).await,
+            StepKind::SetAside => candidate::set_aside(self).await,
+            StepKind::Start => candidate::start(self).await,
+            StepKind::StartParked => candidate::start_parked(self).await,
+            StepKind::Preview => candidate::preview(self).await,
+            StepKind::Readiness => gates::readiness(self).await,
+            StepKind::Migrate => gates::migrate(self).await,
+            StepKind::Compatibility => gates::compatibility(self).await,
+            StepKind::Smoke => gates::smoke(self).await,
+            StepKind::Drift => gates::drift(self).await,
+            StepKind::Switch => switch::switch(self).await,
+            StepKind::DropParked => candidate::drop_parked(self).await,
+            StepKind::Verify => switch::verify(self).await,
+            StepKind::Park => switch::park(self).await,
+        };
+        match done {
+            Ok(message) => {
+                out.done(name, &message, t.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                out.failed(name, &out.redact(&format!("{e:#}")), t.elapsed());
+                Err(e)
+            }
+        }
+    }
+
+    /// A step failed with `e`: put things back as far as this run can, and say why it stopped.
+    async fn recover(&mut self, e: anyhow::Error) -> anyhow::Error {
+        if self.switched.is_none() {
+            if self.undo.has_work() {
+                self.host
+                    .out
+                    .undoing(&self.host.out.redact(&format!("{e:#}")));
+                candidate::undo(self).await;
+            }
+            return e;
+        }
+        if error::is_interrupted(&e) {
+            return e;
+        }
+        match self.command {
+            Command::Rollback => {
+                let back_to = self
+                    .target
+                    .as_ref()
+                    .map_or("it".into(), |t| t.color.to_string());
+                error::unsafe_state(format!(
+                    "rolled back to {back_to}, but it fails verification through lb.url: {e:#}\nCheck `bgd status`; `bgd rollback` again returns to the release you left"
+                ))
+            }
+            Command::Deploy(_) | Command::Switch => switch::back_after_failed_verify(self, e).await,
+        }
+    }
+
+    /// Ends the run: records the outcome on the host (unless the switch already did, or
+    /// nothing happened) and releases the lock.
+    pub async fn finish<T>(&mut self, result: &Result<T>) {
+        let refused = result.as_ref().err().is_some_and(error::is_refused);
+        if self.journal.active && !refused && !(result.is_ok() && self.journal.recorded) {
+            self.record(result).await;
+        }
+        if let Some(holder) = self.holder.take() {
+            self.lock = LockUse::None;
+            lock::release(self.host, &holder).await;
+        }
+    }
+
+    async fn record<T>(&mut self, result: &Result<T>) {
+        let mut entry = self.journal.entry_now();
+        if let Err(e) = result {
+            entry.exit_code = error::exit_code(e);
+            entry.outcome = error::failure(e)
+                .map_or("failed", Failure::outcome)
+                .to_string();
+            entry.message = self.host.out.redact(&format!("{e:#}"));
+        }
+        if !self.history_read {
+            // the rare path of a fast rollback: read the history so the entry is appended
+            if let Ok(obs) = observe(self.host).await {
+                self.obs.history = obs.history;
+            }
+        }
+        let mut history = std::mem::take(&mut self.obs.history);
+        history.push(entry);
+        let mut state = self.state.clone();
+        state.updated_at = state::now();
+        let saved = async {
+            let state_json = serde_json::to_vec_pretty(&state)?;
+            let history = state::history_text(&history);
+            self.host
+                .nginx()
+                .write_files(&[
+                    (state::STATE_FILE, state_json.as_slice()),
+                    (state::HISTORY_FILE, history.as_bytes()),
+                ])
+                .await
+                .map_err(|e| self.host.nginx_failure(e, "recording the outcome"))
+        };
+        if let Err(e) = saved.await {
+            self.host.out.warn(&format!(
+                "could not record the outcome on the Docker host: {e:#}"
+            ));
+        }
+        self.obs.history = history;
+    }
+
+    /// The report of a run that made its target live.
+    pub fn switch_report(&self) -> Result<SwitchReport> {
+        Ok(SwitchReport {
+            live: self.target()?.clone(),
+            parked: self.old_live.clone(),
+            generation: self.state.generation,
+            switch_took: self.switched.as_ref().map_or(Duration::ZERO, |s| s.took),
+        })
+    }
+}
+
+impl Undo {
+    pub fn has_work(&self) -> bool {
+        !self.candidates.is_empty() || self.set_aside.is_some() || self.preview_installed
+    }
+}

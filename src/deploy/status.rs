@@ -1,0 +1,224 @@
+//! What `bgd status` reports, gathered through the same observation and the same probes as a
+//! deploy: the live and idle releases, each replica's health through nginx, drift from
+//! bgd.yaml, what nginx actually serves, and what needs attention.
+
+use super::drift;
+use super::host::Host;
+use super::observe::{image_defaults, observe, Observed};
+use crate::docker::{ContainerInfo, ImageDefaults};
+use crate::lock::Holder;
+use crate::model::{Release, Role};
+use crate::nginx::render;
+use crate::probe::{Expect, Request};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct StatusReport {
+    pub observed: Observed,
+    pub live: Option<ColorView>,
+    pub idle: Option<(Role, ColorView)>,
+    /// The color nginx serves through `lb.url`, as it says in `X-Bgd-Color`
+    pub routes_to: Option<String>,
+    /// The generation nginx serves (or, unreachable, the active file's)
+    pub generation: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// One release as status shows it.
+pub struct ColorView {
+    pub release: Release,
+    pub replicas: Vec<Replica>,
+    /// How its containers differ from bgd.yaml
+    pub drift: Vec<String>,
+}
+
+/// One container's line in the status.
+pub struct Replica {
+    pub name: String,
+    pub state: String,
+    /// healthy, unhealthy, unreachable, stopped, or unknown
+    pub health: String,
+}
+
+impl ColorView {
+    /// running, stopped (some replicas are not running) or missing (no containers)
+    pub fn state(&self) -> &'static str {
+        if self.replicas.is_empty() {
+            "missing"
+        } else if self.replicas.iter().all(|r| r.state == "running") {
+            "running"
+        } else {
+            "stopped"
+        }
+    }
+}
+
+pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
+    let obs = observe(host).await?;
+    let lb_running = obs.lb.as_ref().is_some_and(ContainerInfo::running);
+    let (routes_to, served_generation) = if lb_running {
+        served(host).await
+    } else {
+        (None, None)
+    };
+    let file_generation = obs
+        .active_config
+        .as_deref()
+        .and_then(render::read_header)
+        .map(|h| h.generation);
+    let images = image_defaults(host.docker, &obs.containers.iter().collect::<Vec<_>>()).await?;
+    let views = Views {
+        host,
+        obs: &obs,
+        images: &images,
+        lb_running,
+    };
+    let live = match &obs.state.live {
+        Some(l) => Some(views.of(l).await),
+        None => None,
+    };
+    let idle = match &obs.state.idle {
+        Some(i) => Some((i.role, views.of(&i.release).await)),
+        None => None,
+    };
+    let warnings = warnings(host, &obs, routes_to.as_deref());
+    Ok(StatusReport {
+        live,
+        idle,
+        routes_to,
+        generation: served_generation.or(file_generation),
+        warnings,
+        observed: obs,
+    })
+}
+
+/// What nginx serves through `lb.url`: its color and generation.
+async fn served(host: &Host<'_>) -> (Option<String>, Option<u64>) {
+    let config = host.config;
+    let url = format!("{}{}", config.lb.url, config.readiness.path);
+    let verdict = host.prober.probe(&Request::get(url, PROBE_TIMEOUT)).await;
+    match verdict.answer {
+        Ok(a) => (a.color().map(String::from), a.generation()),
+        Err(e) => {
+            host.out
+                .warn(&format!("cannot reach the live listener: {e}"));
+            (None, None)
+        }
+    }
+}
+
+struct Views<'a> {
+    host: &'a Host<'a>,
+    obs: &'a Observed,
+    images: &'a HashMap<String, ImageDefaults>,
+    lb_running: bool,
+}
+
+impl Views<'_> {
+    async fn of(&self, release: &Release) -> ColorView {
+        let containers = self.obs.containers_of(release);
+        let checks = containers.iter().map(|c| self.replica(release, c));
+        ColorView {
+            replicas: futures_util::future::join_all(checks).await,
+            drift: drift::color_drift(self.host.config, release, &containers, self.images),
+            release: release.clone(),
+        }
+    }
+
+    /// A container and its readiness through the preview listener's per-replica route.
+    async fn replica(&self, release: &Release, c: &ContainerInfo) -> Replica {
+        let config = self.host.config;
+        let server = super::specs::pool_of(config, release, &[c]).servers.pop();
+        let health = match (c.running(), self.lb_running, server) {
+            (false, _, _) => "stopped",
+            (true, false, _) | (true, true, None) => "unknown",
+            (true, true, Some(server)) => {
+                let r = &config.readiness;
+                let verdict = self
+                    .host
+                    .prober
+                    .probe_replica(
+                        &config.lb.preview_url,
+                        &r.path,
+                        (release.color, &server),
+                        PROBE_TIMEOUT,
+                    )
+                    .await;
+                let expect = Expect {
+                    status: std::slice::from_ref(&r.expect_status),
+                    ..Default::default()
+                };
+                match &verdict.answer {
+                    Err(_) => "unreachable",
+                    Ok(a) if a.color() != Some(release.color.as_str()) => "unknown",
+                    Ok(_) if verdict.check(&expect).is_ok() => "healthy",
+                    Ok(_) => "unhealthy",
+                }
+            }
+        };
+        Replica {
+            name: c.name.clone(),
+            state: c.state.clone(),
+            health: health.to_string(),
+        }
+    }
+}
+
+fn warnings(host: &Host<'_>, obs: &Observed, routes_to: Option<&str>) -> Vec<String> {
+    let config = host.config;
+    let mut warnings = Vec::new();
+    if let Some(lb) = obs.lb.as_ref().filter(|lb| !lb.running()) {
+        warnings.push(format!(
+            "the nginx container {} is {}: nothing is served",
+            lb.name, lb.state
+        ));
+    }
+    if let (Some(l), Some(r)) = (&obs.state.live, routes_to) {
+        if r != l.color.as_str() {
+            warnings.push(format!(
+                "the record says {} is live but nginx routes to {r}: run `bgd render` and check the nginx container",
+                l.color
+            ));
+        }
+    }
+    if let Some(v) = obs
+        .state
+        .nginx
+        .as_ref()
+        .and_then(|n| render::parse_version(&format!("nginx/{}", n.version)))
+    {
+        if !render::supports_keepalive_min_timeout(v) {
+            warnings.push(format!(
+                "nginx {}.{}.{} lacks keepalive_min_timeout (>= 1.27.4): switches can reset a few keep-alive requests",
+                v.0, v.1, v.2
+            ));
+        }
+    }
+    if let Some(h) = &obs.lock {
+        warnings.push(lock_warning(h));
+    }
+    let strays: Vec<&str> = obs.strays().iter().map(|c| c.name.as_str()).collect();
+    if !strays.is_empty() {
+        warnings.push(format!(
+            "containers of {} that are neither live nor idle (a run that was killed?): {}; the next deploy replaces them",
+            config.app,
+            strays.join(", ")
+        ));
+    }
+    warnings
+}
+
+fn lock_warning(h: &Holder) -> String {
+    format!(
+        "the deploy lock is held by {}{}",
+        h.describe(),
+        if h.provably_gone() {
+            " (that process is gone; the next deploy takes it over)"
+        } else {
+            ""
+        }
+    )
+}

@@ -1,0 +1,185 @@
+//! Running commands in a container, and files in and out of it through the archive API.
+
+use super::{describe, Docker, ExecOutput};
+use crate::error;
+use anyhow::Result;
+use bollard::container::{DownloadFromContainerOptions, LogOutput, UploadToContainerOptions};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+impl Docker {
+    /// Runs `cmd` in a running container and waits for it, bounded by `limit`.
+    pub async fn exec(&self, container: &str, cmd: &[&str], limit: Duration) -> Result<ExecOutput> {
+        let what = || {
+            format!(
+                "run {:?} in container {container}",
+                cmd.first().unwrap_or(&"")
+            )
+        };
+        let created = self
+            .call(
+                what,
+                self.api.create_exec(
+                    container,
+                    CreateExecOptions {
+                        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await?;
+        let run = async {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            if let StartExecResults::Attached { mut output, .. } =
+                self.api.start_exec(&created.id, None).await?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk? {
+                        LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                        LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        _ => {}
+                    }
+                }
+            }
+            Ok((stdout, stderr))
+        };
+        let (stdout, stderr) = self
+            .call_within(&what, limit, run)
+            .await?
+            .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?;
+        // The exit code comes from inspecting the exec, not from starting it.
+        let inspected = self.call(what, self.api.inspect_exec(&created.id)).await?;
+        Ok(ExecOutput {
+            exit_code: inspected.exit_code.unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
+    /// Writes files into a container (created or running) through the archive API.
+    /// `files` are (path relative to `dir`, contents); missing parent directories are created.
+    pub async fn upload(&self, container: &str, dir: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        let tar = archive(files).map_err(|e| anyhow::anyhow!("build archive: {e}"))?;
+        self.call(
+            || format!("write files into container {container}:{dir}"),
+            self.api.upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    ..Default::default()
+                }),
+                tar.into(),
+            ),
+        )
+        .await
+    }
+
+    /// Reads every regular file under `path` in a container: (name relative to the archive
+    /// root, contents). A missing path is `None`.
+    pub async fn download(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<Option<Vec<(String, Vec<u8>)>>> {
+        let stream = self.api.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let collect = async {
+            let mut bytes = Vec::new();
+            let mut stream = Box::pin(stream);
+            while let Some(chunk) = stream.next().await {
+                bytes.extend_from_slice(&chunk?);
+            }
+            Ok::<_, bollard::errors::Error>(bytes)
+        };
+        let what = || format!("read {path} in container {container}");
+        let Some(bytes) = self.call_opt(what, collect).await? else {
+            return Ok(None);
+        };
+        unpack(&bytes)
+            .map(Some)
+            .map_err(|e| error::environment(format!("{}: {e}", what())))
+    }
+}
+
+/// A tar archive of `files`, with their parent directories.
+fn archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs_done = std::collections::BTreeSet::new();
+    let now = now_secs();
+    for (path, data) in files {
+        let mut parents: Vec<&std::path::Path> = std::path::Path::new(path)
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        parents.reverse();
+        for p in parents {
+            if dirs_done.insert(p.to_path_buf()) {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                header.set_mtime(now);
+                builder.append_data(&mut header, p, std::io::empty())?;
+            }
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_mtime(now);
+        builder.append_data(&mut header, path, *data)?;
+    }
+    builder.into_inner()
+}
+
+/// The regular files of a tar archive: (path, contents).
+fn unpack(bytes: &[u8]) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut files = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        files.push((name, data));
+    }
+    Ok(files)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_round_trip_with_parents() {
+        let tar = archive(&[("bgd/web/state.json", b"{}"), ("bgd/web/a", b"x")]).unwrap();
+        let files = unpack(&tar).unwrap();
+        assert_eq!(
+            files,
+            vec![
+                ("bgd/web/state.json".to_string(), b"{}".to_vec()),
+                ("bgd/web/a".to_string(), b"x".to_vec())
+            ]
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! bgd's own view of Docker objects: what goes in (`ContainerSpec`) and what comes out
+//! (`ContainerInfo`, `ImageDefaults`, `ExecOutput`). bollard's model types stop here.
+
+use crate::model::{Release, LABEL_RELEASE, LABEL_REPLICA};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A container as bgd sees it.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    /// Docker's state: created, running, exited, ...
+    pub state: String,
+    /// Docker's health check status, when the image defines one
+    pub health: Option<String>,
+    /// network name -> IPv4 address
+    pub networks: HashMap<String, String>,
+    pub exit_code: Option<i64>,
+    /// The image's ID (`sha256:...`), which stays put when the tag moves
+    pub image_id: String,
+    /// How often Docker restarted it (restart policy)
+    pub restart_count: i64,
+    /// What it runs with, as Docker reports it (for drift checks)
+    pub settings: RunSettings,
+}
+
+/// The settings a container runs with, as Docker reports them. Env and labels include what
+/// the image contributed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSettings {
+    /// `NAME=value`
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    /// `source:/target[:mode]` as given at creation
+    pub binds: Vec<String>,
+    /// `no`, `always`, `unless-stopped`, `on-failure` (empty on some daemons for `no`)
+    pub restart_policy: String,
+    /// bytes, 0 = unlimited
+    pub memory: i64,
+    /// billionths of a CPU, 0 = unlimited
+    pub nano_cpus: i64,
+    /// seconds
+    pub stop_timeout: Option<i64>,
+}
+
+/// What an image contributes to every container made from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageDefaults {
+    /// `NAME=value`
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub labels: HashMap<String, String>,
+}
+
+impl ContainerInfo {
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+    pub fn ip_on(&self, network: &str) -> Option<&str> {
+        self.networks
+            .get(network)
+            .map(String::as_str)
+            .filter(|ip| !ip.is_empty())
+    }
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    /// The replica number it carries in `bgd.replica`.
+    pub fn replica(&self) -> Option<u32> {
+        self.label(LABEL_REPLICA)?.parse().ok()
+    }
+    /// Whether it belongs to `release` (its color and release labels).
+    pub fn is_of(&self, release: &Release) -> bool {
+        self.label(crate::model::LABEL_COLOR) == Some(release.color.as_str())
+            && self.label(LABEL_RELEASE) == Some(release.release.as_str())
+    }
+}
+
+/// What to create. bgd builds these with pure code (deploy::specs); this module only sends them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    /// `source:/target[:mode]`, named volumes or host paths
+    pub binds: Vec<String>,
+    pub stop_timeout: Option<Duration>,
+    /// Docker restart policy `unless-stopped` when true
+    pub restart: bool,
+    /// (host ip, host port, container port)
+    pub publish: Vec<(Option<String>, Option<u16>, u16)>,
+    /// bytes, None = unlimited
+    pub memory: Option<i64>,
+    /// billionths of a CPU, None = unlimited
+    pub nano_cpus: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<bollard::models::ContainerInspectResponse> for ContainerInfo {
+    fn from(c: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+        let state = c.state.as_ref();
+        let config = c.config.as_ref();
+        let host = c.host_config.as_ref();
+        let settings = RunSettings {
+            env: config.and_then(|c| c.env.clone()).unwrap_or_default(),
+            cmd: config.and_then(|c| c.cmd.clone()),
+            binds: host.and_then(|h| h.binds.clone()).unwrap_or_default(),
+            restart_policy: host
+                .and_then(|h| h.restart_policy.as_ref())
+                .and_then(|r| r.name)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            memory: host.and_then(|h| h.memory).unwrap_or(0),
+            nano_cpus: host.and_then(|h| h.nano_cpus).unwrap_or(0),
+            stop_timeout: config.and_then(|c| c.stop_timeout),
+        };
+        ContainerInfo {
+            id: c.id.clone().unwrap_or_default(),
+            name: c
+                .name
+                .clone()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+            labels: config.and_then(|c| c.labels.clone()).unwrap_or_default(),
+            state: state
+                .and_then(|s| s.status)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            health: state
+                .and_then(|s| s.health.as_ref())
+                .and_then(|h| h.status)
+                .map(|s| s.to_string()),
+            networks: c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .map(|nets| {
+                    nets.iter()
+                        .map(|(k, v)| (k.clone(), v.ip_address.clone().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            exit_code: state.and_then(|s| s.exit_code),
+            image_id: c.image.clone().unwrap_or_default(),
+            restart_count: c.restart_count.unwrap_or(0),
+            settings,
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! bgd's in-container scripts (src/nginx/install.sh, src/nginx/lock.sh) as the interfaces
+//! they are: named inputs in, one `BGD_OUTCOME` line out. Each test runs the script itself in
+//! an nginx container (the real nginx 1.30 of bgd's test image) and drives every outcome:
+//! a config nginx -t rejects, a reload nginx refuses, a reload nginx ignores (no new
+//! workers), old workers still busy when the drain runs out, another install holding the
+//! guard, the deploy lock held or lost, no nginx at all. A stub `nginx` placed ahead of the
+//! real one on PATH refuses or ignores reloads on demand; everything else is real nginx.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+const INSTALL_SH: &str = include_str!("../src/nginx/install.sh");
+const LOCK_SH: &str = include_str!("../src/nginx/lock.sh");
+
+/// The stub: control files in /stub steer it, anything else goes to the real nginx.
+const STUB_NGINX: &str = r#"#!/bin/sh
+case "$*" in
+  "-s reload")
+    if [ -e /stub/refuse-reload ]; then echo "nginx: [error] stub: reload refused" >&2; exit 1; fi
+    if [ -e /stub/ignore-reload ]; then exit 0; fi ;;
+esac
+exec /usr/sbin/nginx "$@"
+"#;
+
+const DIR: &str = "/etc/nginx/bgd/site";
+
+/// An nginx container of bgd's test image, with the stub installed.
+struct NginxBox {
+    name: String,
+}
+
+/// What a script printed: its outcome, its fields, everything.
+#[derive(Debug)]
+struct Report {
+    outcome: String,
+    fields: Vec<(String, String)>,
+    output: String,
+}
+
+impl Report {
+    fn field(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn config(version: &str) -> String {
+    format!(
+        "server {{\n    listen 8090;\n    location / {{ return 200 \"{version}\\n\"; }}\n    location /hang {{ proxy_pass http://127.0.0.1:9009; proxy_read_timeout 60s; }}\n}}\n"
+    )
+}
+
+impl NginxBox {
+    fn start(tag: &str, entrypoint: Option<&str>) -> NginxBox {
+        ensure_images();
+        let name = unique_name(&format!("t-inst-{tag}"));
+        let mut args = vec!["run", "-d", "--name", &name, "--label", "bgd.test=install"];
+        if let Some(e) = entrypoint {
+            args.extend(["--entrypoint", e, NGINX_IMAGE, "1000"]);
+        } else {
+            args.push(NGINX_IMAGE);
+        }
+        let out = Command::new("docker").args(&args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let b = NginxBox { name };
+        b.sh("mkdir -p /usr/local/sbin /stub");
+        let stub = std::env::temp_dir().join(format!("{}-nginx", b.name));
+        std::fs::write(&stub, STUB_NGINX).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cp = Command::new("docker")
+            .arg("cp")
+            .arg(&stub)
+            .arg(format!("{}:/usr/local/sbin/nginx", b.name))
+            .output()
+            .unwrap();
+        assert!(cp.status.success(), "{cp:?}");
+        let _ = std::fs::remove_file(stub);
+        if entrypoint.is_none() {
+            wait_until("nginx workers", || {
+                b.sh("cat /proc/[0-9]*/cmdline").contains("worker process")
+            });
+        }
+        b
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &self.name, "sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn run(&self, name: &str, script: &str, args: &[(&str, &str)]) -> Report {
+        let mut cmd = Command::new("docker");
+        cmd.args(["exec", &self.name, "sh", "-c", script, name]);
+        for (k, v) in args {
+            cmd.args([k, v]);
+        }
+        let out = cmd.output().unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = output.lines().last().unwrap_or_default();
+        let rest = last
+            .strip_prefix("BGD_OUTCOME ")
+            .unwrap_or_else(|| panic!("no outcome line last: {output}"));
+        let mut words = rest.split_whitespace();
+        Report {
+            outcome: words.next().unwrap_or_default().to_string(),
+            fields: words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            output,
+        }
+    }
+
+    /// install.sh for the app "site" with `version`'s config, the usual bounds, and `extra`.
+    fn install(&self, version: &str, extra: &[(&str, &str)]) -> Report {
+        let text = config(version);
+        let mut args = vec![
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+            ("--config", text.as_str()),
+            ("--handover-ms", "1500"),
+            ("--drain-ms", "2000"),
+            ("--guard-ms", "500"),
+        ];
+        args.extend_from_slice(extra);
+        self.run("bgd-install", INSTALL_SH, &args)
+    }
+
+    fn lock(&self, args: &[(&str, &str)]) -> Report {
+        let mut all = vec![("--dir", DIR)];
+        all.extend_from_slice(args);
+        self.run("bgd-lock", LOCK_SH, &all)
+    }
+
+    /// What nginx serves on the test site now.
+    fn serves(&self) -> String {
+        self.sh("busybox wget -q -O - http://127.0.0.1:8090/ 2>&1")
+            .trim()
+            .to_string()
+    }
+
+    fn active(&self) -> String {
+        self.sh(&format!("cat {DIR}/active.conf"))
+    }
+
+    fn titles(&self) -> String {
+        self.sh("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+    }
+}
+
+impl Drop for NginxBox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("=== docker logs {}", self.name);
+            let _ = Command::new("docker")
+                .args(["logs", "--tail", "30", &self.name])
+                .status();
+        }
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn the_scripts_are_shellcheck_clean() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(format!("{root}/src/nginx/install.sh"))
+        .arg(format!("{root}/src/nginx/lock.sh"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("shellcheck is needed by the test suite (apt-get install shellcheck): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn install_applies_records_and_restores_on_every_refusal() {
+    let b = NginxBox::start("apply", None);
+    let state = r#"{"app":"site","generation":1}"#;
+    let r = b.install("v1", &[("--state", state), ("--history", "{\"n\":1}")]);
+    assert_eq!(
+        (r.outcome.as_str(), r.field("stopped")),
+        ("applied", Some("0")),
+        "{r:?}"
+    );
+    assert_eq!(b.serves(), "v1");
+    assert_eq!(b.sh(&format!("cat {DIR}/state.json")), state);
+    assert_eq!(b.sh(&format!("cat {DIR}/history.jsonl")), "{\"n\":1}\n");
+    assert_eq!(
+        b.sh("cat /etc/nginx/conf.d/bgd-site.conf"),
+        format!("include {DIR}/active.conf;")
+    );
+    assert!(
+        !b.titles().contains("shutting down"),
+        "applied means drained"
+    );
+    let v1 = b.active();
+
+    // nginx -t rejects it (real nginx): the previous config is active, nothing recorded
+    let bad = format!("{}this_is_not_a_directive on;\n", config("v2"));
+    let r = b.run(
+        "bgd-install",
+        INSTALL_SH,
+        &[
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+            ("--config", &bad),
+            ("--state", "{\"broken\":true}"),
+        ],
+    );
+    assert_eq!(r.outcome, "invalid", "{r:?}");
+    assert!(r.output.contains("this_is_not_a_directive"), "{r:?}");
+    assert_eq!(b.active(), v1);
+    assert_eq!(b.sh(&format!("cat {DIR}/state.json")), state);
+
+    // the reload is refused
+    b.sh(": > /stub/refuse-reload");
+    let r = b.install("v2", &[]);
+    assert_eq!(r.outcome, "reload-refused", "{r:?}");
+    assert!(r.output.contains("stub: reload refused"), "{r:?}");
+    assert_eq!((b.active(), b.serves()), (v1.clone(), "v1".to_string()));
+    b.sh("rm /stub/refuse-reload");
+
+    // the reload is ignored: no new workers within --handover-ms; restored and reloaded
+    b.sh(": > /stub/ignore-reload");
+    let r = b.install("v2", &[]);
+    assert_eq!(r.outcome, "not-applied", "{r:?}");
+    assert_eq!((b.active(), b.serves()), (v1.clone(), "v1".to_string()));
+    b.sh("rm /stub/ignore-reload");
+
+    // and the next install goes through
+    let r = b.install("v2", &[]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(b.serves(), "v2");
+    let r = b.install("v3", &[("--no-such-option", "x")]);
+    assert_eq!(r.outcome, "bad-input", "{r:?}");
+    assert_eq!(b.serves(), "v2");
+}
+
+/// An old worker busy with a request past --drain-ms: the install stops it and says so, and
+/// no old worker is left when it reports.
+#[test]
+fn install_stops_old_workers_still_busy_after_the_drain() {
+    let b = NginxBox::start("drain", None);
+    assert_eq!(b.install("v1", &[]).outcome, "applied");
+    // an upstream that never answers, and a request to it on an old worker
+    docker(&[
+        "exec",
+        "-d",
+        &b.name,
+        "sh",
+        "-c",
+        "sleep 1000 | busybox nc -l -p 9009",
+    ]);
+    docker(&[
+        "exec",
+        "-d",
+        &b.name,
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        "http://127.0.0.1:8090/hang",
+    ]);
+    // 9009 is 0x2331: wait until nginx's connection to it is established (state 01)
+    wait_until("the hung request", || {
+        b.sh("cat /proc/net/tcp /proc/net/tcp6 | grep -cE ':2331 [0-9A-F]+:[0-9A-F]+ 01 '")
+            .trim()
+            != "0"
+    });
+    let r = b.install("v2", &[("--drain-ms", "300")]);
+    assert_eq!(
+        (r.outcome.as_str(), r.field("stopped")),
+        ("applied", Some("1")),
+        "{r:?}"
+    );
+    assert!(!b.titles().contains("shutting down"), "{}", b.titles());
+    assert_eq!(b.serves(), "v2");
+}
+
+#[test]
+fn install_waits_for_the_guard_takes_over_a_stale_one_and_honours_the_lock() {
+    let b = NginxBox::start("guard", None);
+    let guard = "/etc/nginx/bgd/.install-guard";
+    // held by a live process (pid 1, its real start time): busy after --guard-ms
+    b.sh(&format!(
+        "mkdir -p {guard} && read -r s < /proc/1/stat && set -- ${{s##*) }} && shift 19 && echo \"1 $1\" > {guard}/owner"
+    ));
+    let r = b.install("v1", &[]);
+    assert_eq!(r.outcome, "busy", "{r:?}");
+    assert!(r.output.contains("owner: 1 "), "{r:?}");
+    // its owner gone (same pid, another start time): taken over
+    b.sh(&format!("echo '1 1' > {guard}/owner"));
+    let r = b.install("v1", &[]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(
+        b.sh(&format!("ls -a {guard} 2>&1"))
+            .contains("No such file"),
+        true,
+        "released"
+    );
+
+    // --lock-once: held by another run, nothing changes; free: taken for the exec, released
+    let holder = r#"{"token":"other-run","pid":7}"#;
+    b.sh(&format!(
+        "mkdir -p {DIR}/lock && printf '%s' '{holder}' > {DIR}/lock/holder.json"
+    ));
+    let r = b.install("v2", &[("--lock-once", "{\"token\":\"me\"}")]);
+    assert_eq!(r.outcome, "locked", "{r:?}");
+    assert!(r.output.contains(&format!("BGD_HOLDER {holder}")), "{r:?}");
+    assert_eq!(b.serves(), "v1");
+    // --lock-token: the caller's lock is gone (another run holds it)
+    let r = b.install("v2", &[("--lock-token", "me")]);
+    assert_eq!(r.outcome, "lock-lost", "{r:?}");
+    let r = b.install("v2", &[("--lock-token", "other-run")]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    b.sh(&format!("rm -rf {DIR}/lock"));
+    let r = b.install("v3", &[("--lock-once", "{\"token\":\"me\"}")]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(
+        b.sh(&format!("ls {DIR}")).contains("lock"),
+        false,
+        "released after the exec"
+    );
+}
+
+#[test]
+fn install_without_nginx_running_says_so() {
+    let b = NginxBox::start("nonginx", Some("sleep"));
+    let r = b.install("v1", &[]);
+    assert_eq!(r.outcome, "not-running", "{r:?}");
+}
+
+#[test]
+fn the_lock_script_takes_refuses_takes_over_and_releases() {
+    let b = NginxBox::start("lock", Some("sleep"));
+    let me = r#"{"token":"tok-me","pid":1}"#;
+    let other = r#"{"token":"tok-other","pid":2}"#;
+    let r = b.lock(&[("--op", "acquire"), ("--holder", me)]);
+    assert_eq!(r.outcome, "taken", "{r:?}");
+    let r = b.lock(&[("--op", "acquire"), ("--holder", other)]);
+    assert_eq!(r.outcome, "held", "{r:?}");
+    assert!(r.output.contains(&format!("BGD_HOLDER {me}")), "{r:?}");
+    let r = b.lock(&[("--op", "release"), ("--token", "tok-other")]);
+    assert_eq!(r.outcome, "held", "not its lock: {r:?}");
+    // a stale holder's token: taken over; a token that no longer holds it: refused
+    let r = b.lock(&[
+        ("--op", "take-over"),
+        ("--token", "tok-me"),
+        ("--holder", other),
+    ]);
+    assert_eq!(r.outcome, "taken", "{r:?}");
+    let r = b.lock(&[
+        ("--op", "take-over"),
+        ("--token", "tok-me"),
+        ("--holder", me),
+    ]);
+    assert_eq!(r.outcome, "held", "{r:?}");
+    let r = b.lock(&[("--op", "release"), ("--token", "tok-other")]);
+    assert_eq!(r.outcome, "released", "{r:?}");
+    let r = b.lock(&[("--op", "release"), ("--token", "")]);
+    assert_eq!(r.outcome, "released", "a free lock: {r:?}");
+    b.lock(&[("--op", "acquire"), ("--holder", me)]);
+    let r = b.lock(&[("--op", "release"), ("--token", "")]);
+    assert_eq!(r.outcome, "released", "--force: {r:?}");
+    let r = b.lock(&[("--op", "sideways")]);
+    assert_eq!(r.outcome, "bad-input", "{r:?}");
+}
