@@ -2,19 +2,17 @@
 
 mod common;
 use common::*;
+use serde_json::json;
 
-const SMOKE_HOME: &str = r#"smoke:
-  - name: home
-    path: /
-    expect:
-      status: [200]
-      body_contains: "demo-app version="
-"#;
+/// A smoke probe every demo-app version passes.
+fn smoke_home() -> serde_json::Value {
+    json!([{"name": "home", "path": "/", "expect": {"status": [200], "body_contains": "demo-app version="}}])
+}
 
 #[test]
 fn deploy_v1_v2_status_rollback() {
     let t = TestApp::new("core");
-    t.write_config(&t.config_text(SMOKE_HOME));
+    t.write(&t.config().set("smoke", smoke_home()));
 
     // status on a fresh host: nothing live
     let fresh = t.bgd(&["status", "--json"]);
@@ -137,16 +135,18 @@ fn container_settings_applied_and_secrets_never_shown() {
     let t = TestApp::new("spec");
     std::fs::write(t.dir.join(".env"), format!("SECRET_TOKEN={SECRET}\n")).unwrap();
     let config = t
-        .config_text("")
-        .replace(
-            "  stop_timeout: 5s\n",
-            &format!(
-                "  stop_timeout: 7s\n  command: [\"serve\"]\n  env: {{ GREETING: hello, DEMO_ECHO_VAR: \"SECRET_TOKEN,DB_PASSWORD\", DB_PASSWORD: {ENV_SECRET} }}\n  env_file: .env\n  volumes: [\"{}-data:/data\"]\n  labels: {{ team: payments }}\n",
-                t.app
-            ),
+        .config()
+        .set("container.stop_timeout", "7s")
+        .set("container.command", json!(["serve"]))
+        .set(
+            "container.env",
+            json!({"GREETING": "hello", "DEMO_ECHO_VAR": "SECRET_TOKEN,DB_PASSWORD", "DB_PASSWORD": ENV_SECRET}),
         )
-        .replace("deadline: 10s", "deadline: 3s");
-    t.write_config(&config);
+        .set("container.env_file", ".env")
+        .set("container.volumes", json!([format!("{}-data:/data", t.app)]))
+        .set("container.labels", json!({"team": "payments"}))
+        .set("readiness.deadline", "3s");
+    t.write(&config);
     let mut outputs = Vec::new();
     let v1 = t.bgd(&["deploy", "bgd-demo:v1", "-v"]);
     assert_eq!(v1.code, 0, "{v1:?}");
@@ -250,10 +250,7 @@ fn existing_official_layout_nginx_is_used() {
             .is_some_and(|r| r.body.contains("Welcome to nginx"))
     });
     assert!(welcome, "the stock server answers before bgd deploys");
-    t.write_config(
-        &t.config_text("")
-            .replace(&format!("  image: {NGINX_IMAGE}\n"), ""),
-    );
+    t.write(&t.config().unset("lb.image"));
     let r = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -272,7 +269,7 @@ fn existing_official_layout_nginx_is_used() {
 #[test]
 fn failing_health_is_rejected_and_v1_keeps_serving() {
     let t = TestApp::new("health");
-    t.write_config(&t.config_text("").replace("deadline: 10s", "deadline: 3s"));
+    t.write(&t.config().set("readiness.deadline", "3s"));
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
     let before = t.active_config();
@@ -310,14 +307,8 @@ fn failing_health_is_rejected_and_v1_keeps_serving() {
 #[test]
 fn smoke_mismatch_is_rejected_with_what_came_back() {
     let t = TestApp::new("smoke");
-    let smoke = r#"smoke:
-  - name: says-v1
-    path: /
-    expect:
-      status: [200]
-      body_contains: "version=v1"
-"#;
-    t.write_config(&t.config_text(smoke));
+    let smoke = json!([{"name": "says-v1", "path": "/", "expect": {"status": [200], "body_contains": "version=v1"}}]);
+    t.write(&t.config().set("smoke", smoke));
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
     let v2 = t.bgd(&["deploy", "bgd-demo:v2", "--json"]);
@@ -336,7 +327,7 @@ fn smoke_mismatch_is_rejected_with_what_came_back() {
 #[test]
 fn missing_image_exits_6_and_names_it() {
     let t = TestApp::new("noimg");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     let r = t.bgd(&["deploy", "bgd-demo:does-not-exist"]);
     assert_eq!(r.code, 6, "{r:?}");
     assert!(r.stderr.contains("bgd-demo:does-not-exist"), "{r:?}");
@@ -346,7 +337,7 @@ fn missing_image_exits_6_and_names_it() {
 #[test]
 fn broken_custom_template_leaves_nginx_untouched() {
     let t = TestApp::new("tmpl");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
     let before = t.active_config();
@@ -358,11 +349,7 @@ fn broken_custom_template_leaves_nginx_untouched() {
         "server {\n    listen {{ listen }};\n    this_is_not_a_directive on;\n}\n",
     )
     .unwrap();
-    let config = t.config_text("").replace(
-        "  preview_url:",
-        "  template: broken.conf.tera\n  preview_url:",
-    );
-    t.write_config(&config);
+    t.write(&t.config().set("lb.template", "broken.conf.tera"));
     let r = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.code, 2, "a broken template is a config error: {r:?}");
@@ -387,7 +374,7 @@ fn broken_custom_template_leaves_nginx_untouched() {
 #[test]
 fn the_record_survives_replacing_the_nginx_container() {
     let t = TestApp::new("lbnew");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     docker(&["rm", "-f", &t.lb()]);

@@ -3,25 +3,32 @@
 
 mod common;
 use common::*;
+use serde_json::json;
 
-/// The demo app's shared "schema" lives on a volume both colors and the migration mount.
-fn config_with_migration(t: &TestApp, migrate_env: &str) -> String {
-    t.config_text(
-        "smoke:\n  - name: home\n    path: /\n    expect:\n      status: [200]\nhooks:\n  migrate:\n    command: [\"migrate\"]\n    timeout: 2s\n",
-    )
-    .replace(
-        "  stop_timeout: 5s\n",
-        &format!(
-            "  stop_timeout: 5s\n  volumes: [\"{}-data:/data\"]\n  env: {{ DEMO_SCHEMA_FILE: /data/schema, {migrate_env} }}\n",
-            t.app
-        ),
-    )
+/// The demo app's shared "schema" lives on a volume both colors and the migration mount;
+/// `migrate_env` steers the stand-in migration (`DEMO_MIGRATE_*`).
+fn config_with_migration(t: &TestApp, migrate_env: (&str, &str)) -> Cfg {
+    t.config()
+        .set(
+            "smoke",
+            json!([{"name": "home", "path": "/", "expect": {"status": [200]}}]),
+        )
+        .set(
+            "hooks.migrate",
+            json!({"command": ["migrate"], "timeout": "2s"}),
+        )
+        .set(
+            "container.volumes",
+            json!([format!("{}-data:/data", t.app)]),
+        )
+        .set("container.env.DEMO_SCHEMA_FILE", "/data/schema")
+        .set(&format!("container.env.{}", migrate_env.0), migrate_env.1)
 }
 
 #[test]
 fn compatible_migration_passes_and_breaking_one_is_caught() {
     let t = TestApp::new("migrate");
-    t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_SCHEMA: \"1\""));
+    t.write(&config_with_migration(&t, ("DEMO_MIGRATE_SCHEMA", "1")));
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
     assert!(
@@ -55,7 +62,7 @@ fn compatible_migration_passes_and_breaking_one_is_caught() {
 
     // back on v1 for the breaking case; schema 2 breaks v1 (it understands up to 1)
     assert_eq!(t.bgd(&["rollback"]).code, 0);
-    t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_SCHEMA: \"2\""));
+    t.write(&config_with_migration(&t, ("DEMO_MIGRATE_SCHEMA", "2")));
     let v3 = t.bgd(&["deploy", "bgd-demo:v3"]);
     assert_eq!(v3.code, 3, "{v3:?}");
     assert!(v3.stderr.contains("not backward-compatible"), "{v3:?}");
@@ -82,10 +89,10 @@ fn compatible_migration_passes_and_breaking_one_is_caught() {
 #[test]
 fn failing_or_slow_migration_rejects_the_candidate() {
     let t = TestApp::new("migfail");
-    t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_SCHEMA: \"1\""));
+    t.write(&config_with_migration(&t, ("DEMO_MIGRATE_SCHEMA", "1")));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
 
-    t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_EXIT: \"3\""));
+    t.write(&config_with_migration(&t, ("DEMO_MIGRATE_EXIT", "3")));
     let r = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
@@ -95,7 +102,7 @@ fn failing_or_slow_migration_rejects_the_candidate() {
     assert!(t.containers("green").is_empty());
     assert_eq!(t.live_version(), "v1");
 
-    t.write_config(&config_with_migration(&t, "DEMO_MIGRATE_MS: \"10000\""));
+    t.write(&config_with_migration(&t, ("DEMO_MIGRATE_MS", "10000")));
     let r = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("did not finish within 2.0s"), "{r:?}");
@@ -153,10 +160,12 @@ fn host_snapshot(t: &TestApp) -> String {
 fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
     let t = TestApp::new("plan");
     let secret = "plan-secret-value-31337";
-    t.write_config(&t.config_text("").replace(
-        "  stop_timeout: 5s\n",
-        &format!("  stop_timeout: 5s\n  memory: 128m\n  env: {{ API_TOKEN: {secret}, MODE: blue-green, DATABASE_URL: \"postgres://shop:{secret}x@db/shop\" }}\n"),
-    ));
+    t.write(
+        &t.config().set("container.memory", "128m").set(
+            "container.env",
+            json!({"API_TOKEN": secret, "MODE": "blue-green", "DATABASE_URL": format!("postgres://shop:{secret}x@db/shop")}),
+        ),
+    );
 
     // a fresh host: nothing is created, not even the network or nginx
     let before = host_snapshot(&t);
@@ -250,9 +259,10 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
 #[test]
 fn no_switch_leaves_a_candidate_that_switch_promotes() {
     let t = TestApp::new("noswitch");
-    t.write_config(
-        &t.config_text("smoke:\n  - name: home\n    path: /\n    expect:\n      status: [200]\n"),
-    );
+    t.write(&t.config().set(
+        "smoke",
+        json!([{"name": "home", "path": "/", "expect": {"status": [200]}}]),
+    ));
     // nothing to switch to yet
     let s = t.bgd(&["switch"]);
     assert_eq!(s.code, 2, "{s:?}");
@@ -334,7 +344,7 @@ fn no_switch_leaves_a_candidate_that_switch_promotes() {
 #[test]
 fn a_candidate_changed_by_hand_or_by_config_does_not_take_traffic() {
     let t = TestApp::new("drift");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "--no-switch", "bgd-demo:v2"]).code, 0);
     let green1 = format!("{}-green-1", t.app);
@@ -353,10 +363,7 @@ fn a_candidate_changed_by_hand_or_by_config_does_not_take_traffic() {
     docker(&["update", "--restart", "unless-stopped", &green1]);
 
     // bgd.yaml changed since it started: it is not what the config now describes
-    t.write_config(&t.config_text("").replace(
-        "  stop_timeout: 5s\n",
-        "  stop_timeout: 5s\n  env: { FEATURE_X: \"on\" }\n",
-    ));
+    t.write(&t.config().set("container.env.FEATURE_X", "on"));
     let s = t.bgd(&["switch"]);
     assert_eq!(s.code, 3, "{s:?}");
     assert!(
@@ -379,16 +386,17 @@ fn a_candidate_changed_by_hand_or_by_config_does_not_take_traffic() {
 #[test]
 fn config_changes_and_hand_changes_show_as_drift_in_status() {
     let t = TestApp::new("stdrift");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let st = t.bgd(&["status", "--json"]).result();
     assert_eq!(st["live"]["drift"], serde_json::json!([]), "{st}");
 
     let secret = "drift-secret-4242";
-    t.write_config(&t.config_text("").replace(
-        "  stop_timeout: 5s\n",
-        &format!("  stop_timeout: 5s\n  memory: 256m\n  env: {{ DB_PASSWORD: {secret} }}\n"),
-    ));
+    t.write(
+        &t.config()
+            .set("container.memory", "256m")
+            .set("container.env.DB_PASSWORD", secret),
+    );
     let other = format!("{}-other", t.app);
     docker(&["network", "create", &other]);
     let blue2 = format!("{}-blue-2", t.app);

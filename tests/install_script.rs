@@ -327,7 +327,8 @@ fn install_waits_for_the_guard_takes_over_a_stale_one_and_honours_the_lock() {
     let r = b.install("v1", &[]);
     assert_eq!(r.outcome, "applied", "{r:?}");
     assert!(
-        b.sh(&format!("ls -a {guard} 2>&1")).contains("No such file"),
+        b.sh(&format!("ls -a {guard} 2>&1"))
+            .contains("No such file"),
         "the guard is released"
     );
 

@@ -1,4 +1,4 @@
-//! `--json` is a contract for scripts (SPEC.md, docs/json.md): every line on stdout is one of
+//! `--json` is a contract for scripts (docs/json.md): every line on stdout is one of
 //! the events below, the last is the result, and every field is known. The structs reject
 //! unknown fields, so a field added or renamed without updating docs/json.md fails here.
 
@@ -287,9 +287,10 @@ fn the_structs_are_strict() {
 #[test]
 fn every_command_speaks_the_documented_json() {
     let t = TestApp::new("json");
-    t.write_config(
-        &t.config_text("smoke:\n  - name: home\n    path: /\n    expect:\n      status: [200]\n"),
-    );
+    t.write(&t.config().set(
+        "smoke",
+        serde_json::json!([{"name": "home", "path": "/", "expect": {"status": [200]}}]),
+    ));
     let json = |args: &[&str]| {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);

@@ -21,7 +21,7 @@ fn assert_no_failures(summary: &serde_json::Value) {
 #[test]
 fn deploys_and_rollbacks_under_load_drop_nothing() {
     let t = TestApp::new("load");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     let v1 = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
 
@@ -55,7 +55,7 @@ fn deploys_and_rollbacks_under_load_drop_nothing() {
 #[test]
 fn in_flight_request_on_the_old_color_completes() {
     let t = TestApp::new("drain");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     let port = t.live_port;
@@ -94,7 +94,7 @@ fn in_flight_request_on_the_old_color_completes() {
 #[test]
 fn parked_stopped_rollback_starts_it_first() {
     let t = TestApp::new("stopped");
-    t.write_config(&t.config_text("park:\n  mode: stopped\n"));
+    t.write(&t.config().set("park.mode", "stopped"));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let load = Load::start(t.live_port, &t.dir);
     load.expect("blue");
@@ -160,11 +160,11 @@ fn load_tool_counts_every_kind_of_failure() {
         );
     }
 
-    let closed = free_port();
+    let closed = claim_port();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bgd-load"))
         .args([
             "--url",
-            &format!("http://127.0.0.1:{closed}/"),
+            &format!("http://127.0.0.1:{}/", closed.port),
             "--keepalive",
             "1",
             "--duration",
@@ -192,7 +192,7 @@ fn load_tool_counts_every_kind_of_failure() {
 #[test]
 fn rollback_follows_a_parked_replica_that_changed_address() {
     let t = TestApp::new("newip");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     let blue1 = format!("{}-blue-1", t.app);
@@ -248,7 +248,7 @@ fn rollback_follows_a_parked_replica_that_changed_address() {
 #[test]
 fn old_nginx_works_with_a_warning() {
     let t = TestApp::new("old");
-    t.write_config(&t.config_text("").replace(NGINX_IMAGE, "bgd-nginx:1.22"));
+    t.write(&t.config().set("lb.image", "bgd-nginx:1.22"));
     let r = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("lacks keepalive_min_timeout"), "{r:?}");

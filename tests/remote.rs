@@ -17,7 +17,7 @@ fn daemon_socket() -> String {
 }
 
 /// An sshd container on a loopback port accepting a fresh key; returns (port, ssh command).
-fn start_sshd(t: &TestApp) -> (u16, String) {
+fn start_sshd(t: &TestApp) -> (Port, String) {
     let key = t.dir.join("id_ed25519");
     let out = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -26,7 +26,8 @@ fn start_sshd(t: &TestApp) -> (u16, String) {
         .expect("run ssh-keygen (install openssh-client)");
     assert!(out.status.success(), "{out:?}");
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let port = free_port();
+    let claim = claim_port();
+    let port = claim.port;
     let name = format!("{}-sshd", t.app);
     let id = docker(&[
         "run",
@@ -70,15 +71,15 @@ fn start_sshd(t: &TestApp) -> (u16, String) {
         "ssh -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
         key.display()
     );
-    (port, ssh)
+    (claim, ssh)
 }
 
 #[test]
 fn deploys_and_rolls_back_through_an_ssh_docker_host() {
     let t = TestApp::new("ssh");
-    t.write_config(&t.config_text(""));
-    let (port, ssh) = start_sshd(&t);
-    let host = format!("ssh://root@127.0.0.1:{port}");
+    t.write(&t.config());
+    let (sshd_port, ssh) = start_sshd(&t);
+    let host = format!("ssh://root@127.0.0.1:{}", sshd_port.port);
     let env = [
         ("DOCKER_HOST", host.as_str()),
         ("BGD_SSH_COMMAND", ssh.as_str()),
@@ -133,8 +134,9 @@ fn deploys_and_rolls_back_through_an_ssh_docker_host() {
 #[test]
 fn an_unreachable_ssh_host_is_exit_6_with_what_ssh_said() {
     let t = TestApp::new("sshbad");
-    t.write_config(&t.config_text(""));
-    let closed = free_port();
+    t.write(&t.config());
+    let claim = claim_port(); // held, so nothing else listens there meanwhile
+    let closed = claim.port;
     let host = format!("ssh://root@127.0.0.1:{closed}");
     let r = bgd_env(
         &t.dir,
@@ -249,7 +251,7 @@ fn start_tls_proxy(config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -
 #[test]
 fn deploys_and_rolls_back_through_a_tls_docker_host() {
     let t = TestApp::new("tls");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     let certs = t.dir.join("certs");
     let port = start_tls_proxy(tls_certs(&certs));
     let host = format!("tcp://127.0.0.1:{port}");

@@ -13,7 +13,7 @@ fn this_host() -> String {
 #[test]
 fn concurrent_deploys_one_runs_the_other_exits_5_naming_the_holder() {
     let t = TestApp::new("lock");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| t.bgd(&["deploy", "bgd-demo:v2"]));
@@ -43,7 +43,7 @@ fn concurrent_deploys_one_runs_the_other_exits_5_naming_the_holder() {
 #[test]
 fn foreign_and_stale_locks() {
     let t = TestApp::new("lock2");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
 
@@ -75,84 +75,44 @@ fn foreign_and_stale_locks() {
     assert!(d.stderr.contains("taking over the deploy lock"), "{d:?}");
     assert_eq!(t.live_version(), "v3");
 
-    // --lock-wait: the deploy waits for the holder to finish
+    // --lock-wait: the deploy waits for the holder to finish (released once it says it waits)
     t.plant_lock("ci-runner-7", 4242, "bgd deploy web:v9");
-    let dir = t.dir.clone();
-    let waiter =
-        std::thread::spawn(move || bgd_in(&dir, &["deploy", "bgd-demo:v4", "--lock-wait", "20s"]));
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut waiter = t.watch(&["deploy", "bgd-demo:v4", "--lock-wait", "20s"]);
+    waiter.wait_for("the wait for the lock", |e| {
+        e["event"] == "log"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("waiting for the deploy lock"))
+    });
     assert_eq!(t.bgd(&["lock", "release", "--force"]).code, 0);
-    let w = waiter.join().unwrap();
+    let w = waiter.finish();
     assert_eq!(w.code, 0, "{w:?}");
-    assert!(w.stderr.contains("waiting for the deploy lock"), "{w:?}");
     assert_eq!(t.live_version(), "v4");
     let bad = t.bgd(&["deploy", "bgd-demo:v4", "--lock-wait", "soon"]);
     assert_eq!(bad.code, 2, "{bad:?}");
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// A config whose candidates take 30 s to become ready: a deploy sits in its readiness gate.
-fn slow_start_config(t: &TestApp) -> String {
-    t.config_text("")
-        .replace(
-            "  stop_timeout: 5s\n",
-            "  stop_timeout: 5s\n  env: { DEMO_START_DELAY_MS: \"30000\" }\n",
-        )
-        .replace("deadline: 10s", "deadline: 60s")
-}
-
-fn spawn_bgd(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_bgd"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn bgd")
-}
-
-fn finish(child: std::process::Child) -> Run {
-    let out = child.wait_with_output().expect("wait for bgd");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+fn slow_start_config(t: &TestApp) -> Cfg {
+    t.config()
+        .set("container.env.DEMO_START_DELAY_MS", "30000")
+        .set("readiness.deadline", "60s")
 }
 
 #[test]
 fn sigint_during_the_gates_removes_the_candidate() {
     let t = TestApp::new("sigint");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     // the next candidate starts slowly, so the deploy sits in its readiness gate
-    t.write_config(&slow_start_config(&t));
-    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v2"]);
-    wait_for("the candidate to exist", || {
-        t.containers("green").len() == 2
-    });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    signal(&child, "-INT");
-    let r = finish(child);
+    t.write(&slow_start_config(&t));
+    let mut run = t.watch(&["deploy", "bgd-demo:v2"]);
+    run.wait_step("readiness", "started");
+    run.signal("-INT");
+    let r = run.finish();
     assert_eq!(r.code, 130, "{r:?}");
-    assert!(r.stderr.contains("interrupted by SIGINT"), "{r:?}");
+    let error = r.result()["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("interrupted by SIGINT"), "{r:?}");
     assert!(t.containers("green").is_empty(), "candidate left behind");
     assert_eq!(t.live_version(), "v1");
     assert_eq!(
@@ -170,17 +130,15 @@ fn sigint_during_the_gates_removes_the_candidate() {
 #[test]
 fn a_release_failing_after_the_switch_is_switched_back() {
     let t = TestApp::new("verify");
-    let smoke = "smoke:\n  - name: home\n    path: /\n";
-    t.write_config(&t.config_text(smoke));
+    let cfg = t
+        .config()
+        .set("smoke", serde_json::json!([{"name": "home", "path": "/"}]));
+    t.write(&cfg);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     // v2 passes every gate, then starts failing 8 s after it started
-    t.write_config(
-        &t.config_text(smoke)
-            .replace(
-                "  stop_timeout: 5s\n",
-                "  stop_timeout: 5s\n  env: { DEMO_FAIL_AFTER_MS: \"8000\" }\n",
-            )
-            .replace("  verify: 1s\n", "  verify: 20s\n"),
+    t.write(
+        &cfg.set("container.env.DEMO_FAIL_AFTER_MS", "8000")
+            .set("switch.verify", "20s"),
     );
     let load = Load::start(t.live_port, &t.dir);
     load.expect("any");
@@ -225,27 +183,40 @@ fn a_release_failing_after_the_switch_is_switched_back() {
     );
 }
 
-/// bgd killed with SIGKILL at six points of a deploy, under load: no request fails, and the
-/// next deploy succeeds with no manual step.
+/// bgd killed with SIGKILL as it starts each step of a deploy, under load: no request fails,
+/// and the next deploy succeeds with no manual step. The kill points are bgd's own step
+/// events, so every step is hit whatever the machine's speed.
 #[test]
-fn sigkill_at_any_point_breaks_nothing() {
+fn sigkill_at_any_step_breaks_nothing() {
     let t = TestApp::new("kill");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // a release parked from here on, so a deploy sets one aside and lets it go
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     let load = Load::start(t.live_port, &t.dir);
-    let delays_ms = [100u64, 400, 800, 1200, 1700, 2300];
-    let mut version = 1;
-    for delay in delays_ms {
+    let steps = [
+        "prepare",
+        "set-aside",
+        "start",
+        "preview",
+        "readiness",
+        "drift",
+        "switch",
+        "drop-parked",
+        "verify",
+    ];
+    let mut version = 2;
+    for step in steps {
         load.expect("any");
         version = version % 4 + 1;
-        let child = spawn_bgd(&t.dir, &["deploy", &format!("bgd-demo:v{version}")]);
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        signal(&child, "-KILL");
-        let _ = finish(child);
+        let mut run = t.watch(&["deploy", &format!("bgd-demo:v{version}")]);
+        run.wait_step(step, "started");
+        run.signal("-KILL");
+        assert_eq!(run.finish().code, -1, "killed at {step}");
         // whatever was left, the next deploy takes it from there
         version = version % 4 + 1;
         let next = switch_under_load(&t, &load, &["deploy", &format!("bgd-demo:v{version}")]);
-        assert_eq!(next["ok"], true, "after a kill at {delay} ms: {next}");
+        assert_eq!(next["ok"], true, "after a kill at {step}: {next}");
         assert_eq!(t.live_version(), format!("v{version}"));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -258,23 +229,39 @@ fn sigkill_at_any_point_breaks_nothing() {
 #[test]
 fn injection_attempts_are_config_errors() {
     let t = TestApp::new("inject");
-    let base = t.config_text("");
+    let base = t.config();
+    let probe = |extra: serde_json::Value| {
+        let mut p = serde_json::json!({"name": "x", "path": "/"});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::json!([p])
+    };
     let attempts = [
-        base.replace(&format!("app: {}", t.app), "app: \"web;\\n}\""),
-        base.replace(&format!("app: {}", t.app), "app: \"web { return 200; }\""),
-        format!("{base}smoke:\n  - name: x\n    path: \"/ok; return 200\"\n"),
-        format!("{base}smoke:\n  - name: x\n    path: /\n    headers: {{ Host: \"a\\r\\nX-Evil: 1\" }}\n"),
-        format!("{base}smoke:\n  - name: \"x\\ny\"\n    path: /\n"),
-        base.replace("  port: 8080\n", "  port: 8080\n  labels: { \"bgd.color\": green }\n"),
-        base.replace(&format!("network: {}-net", t.app), "network: \"net; rm -rf /\""),
-        base.replace("url: http://127.0.0.1", "url: \"http://127.0.0.1 $host\""),
+        base.clone().set("app", "web;\n}"),
+        base.clone().set("app", "web { return 200; }"),
+        base.clone().set(
+            "smoke",
+            probe(serde_json::json!({"path": "/ok; return 200"})),
+        ),
+        base.clone().set(
+            "smoke",
+            probe(serde_json::json!({"headers": {"Host": "a\r\nX-Evil: 1"}})),
+        ),
+        base.clone()
+            .set("smoke", probe(serde_json::json!({"name": "x\ny"}))),
+        base.clone()
+            .set_at(&["container", "labels", "bgd.color"], "green"),
+        base.clone().set("network", "net; rm -rf /"),
+        base.clone()
+            .set("lb.url", format!("http://127.0.0.1 $host:{}", t.live_port)),
     ];
-    for text in attempts {
-        t.write_config(&text);
+    for cfg in attempts {
+        t.write(&cfg);
         let r = t.bgd(&["validate"]);
-        assert_eq!(r.code, 2, "accepted:\n{text}\n{r:?}");
+        assert_eq!(r.code, 2, "accepted:\n{}\n{r:?}", cfg.yaml());
     }
-    t.write_config(&base);
+    t.write(&base);
     for image in ["bgd-demo:v1;rm", "bgd-demo:v1\n}", "$(reboot)", "-it"] {
         let r = t.bgd(&["deploy", image]);
         assert_eq!(r.code, 2, "{image:?}: {r:?}");
@@ -317,14 +304,14 @@ fn hanging_docker_daemon_exits_6() {
 #[test]
 fn stopped_nginx_and_dying_candidate() {
     let t = TestApp::new("faults");
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
 
     // a candidate that exits during the gates: rejected at once, with its last output
-    t.write_config(&t.config_text("").replace(
-        "  stop_timeout: 5s\n",
-        "  stop_timeout: 5s\n  command: [\"migrate\"]\n",
-    ));
+    t.write(
+        &t.config()
+            .set("container.command", serde_json::json!(["migrate"])),
+    );
     let r = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(r.code, 3, "{r:?}");
     // caught right after the start or during readiness, depending on timing; both name the
@@ -343,7 +330,7 @@ fn stopped_nginx_and_dying_candidate() {
     assert_eq!(t.live_version(), "v1");
 
     // the nginx container stopped: exit 6 saying how to start it; nothing else touched
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     docker(&["stop", "-t", "1", &t.lb()]);
     let r = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(r.code, 6, "{r:?}");
@@ -372,7 +359,7 @@ fn stopped_nginx_and_dying_candidate() {
 #[test]
 fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
     let t = TestApp::new("keep");
-    t.write_config(&t.config_text("").replace("deadline: 10s", "deadline: 3s"));
+    t.write(&t.config().set("readiness.deadline", "3s"));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     let parked_is_v1 = |when: &str| {
@@ -400,36 +387,32 @@ fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
     parked_is_v1("after a rejected candidate");
 
     // interrupted in its readiness gate
-    t.write_config(&slow_start_config(&t));
-    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v3"]);
-    wait_for("the candidate to exist", || {
+    t.write(&slow_start_config(&t));
+    let mut run = t.watch(&["deploy", "bgd-demo:v3"]);
+    run.wait_step("readiness", "started");
+    assert!(
         docker(&["ps", "-a", "--format", "{{.Names}}"])
-            .contains(&format!("{}-blue-1-parked", t.app))
-            && t.containers("blue").len() == 4
-    });
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    signal(&child, "-INT");
-    let r = finish(child);
+            .contains(&format!("{}-blue-1-parked", t.app)),
+        "set aside while the candidate is gated"
+    );
+    run.signal("-INT");
+    let r = run.finish();
     assert_eq!(r.code, 130, "{r:?}");
     parked_is_v1("after an interrupted deploy");
 
     // killed in its readiness gate: the parked release stays set aside, and rollback still
     // finds it by its labels
-    let child = spawn_bgd(&t.dir, &["deploy", "bgd-demo:v3"]);
-    wait_for("the candidate to exist", || {
-        docker(&["ps", "-a", "--format", "{{.Names}}"])
-            .contains(&format!("{}-blue-1-parked", t.app))
-            && t.containers("blue").len() == 4
-    });
-    signal(&child, "-KILL");
-    let _ = finish(child);
+    let mut run = t.watch(&["deploy", "bgd-demo:v3"]);
+    run.wait_step("readiness", "started");
+    run.signal("-KILL");
+    run.finish();
     let rb = t.bgd(&["rollback"]);
     assert_eq!(rb.code, 0, "{rb:?}");
     assert_eq!(t.live_version(), "v1");
 
     // the next deploy clears what the killed run left, gives the live release its own names
     // back, and the candidate that goes live lets the parked release it replaced go
-    t.write_config(&t.config_text(""));
+    t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v3"]).code, 0);
     let names = docker(&["ps", "-a", "--format", "{{.Names}}"]);
     let ours: Vec<&str> = names.lines().filter(|n| n.starts_with(&t.app)).collect();

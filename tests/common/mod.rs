@@ -1,14 +1,28 @@
 //! Shared harness for integration tests: each test gets its own app name, network, nginx
 //! container and loopback ports; a guard removes all of it when the test ends (even on
 //! panic) and prints the containers' logs when the test failed.
+//!
+//! cfg.rs: configs as data; ports.rs: ports claimed without a race; watch.rs: bgd in the
+//! background with its `--json` events read as they come; http.rs: a loopback HTTP client;
+//! load.rs: the non-retrying load tool.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod cfg;
+mod http;
+mod load;
+mod ports;
+mod watch;
+
+pub use cfg::Cfg;
+pub use http::{http_get, Reply};
+pub use load::Load;
+pub use ports::{claim_port, Port};
+pub use watch::{watch, Watched};
+
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
-use std::time::Duration;
 
 pub const NGINX_IMAGE: &str = "bgd-nginx:1.30";
 
@@ -34,24 +48,6 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{prefix}-{:x}", (nanos ^ std::process::id()) & 0xffffff)
-}
-
-pub fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-/// `N` distinct free loopback ports. The listeners are held until all are chosen: two
-/// consecutive `bind(0)` calls may otherwise hand out the same port (it happened in CI).
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
-        .collect();
-    std::array::from_fn(|i| {
-        listeners[i]
-            .local_addr()
-            .expect("a bound listener's address")
-            .port()
-    })
 }
 
 pub struct Run {
@@ -125,53 +121,14 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A minimal HTTP/1.1 client for loopback: one request on a fresh connection.
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn http_get(port: u16, path: &str) -> Option<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Some(Reply {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
 /// One test's app: its config directory, ports and cleanup.
 pub struct TestApp {
     pub app: String,
     pub dir: PathBuf,
     pub live_port: u16,
     pub preview_port: u16,
+    /// Held until the app's containers are gone (fields drop after `Drop::drop`)
+    _ports: [Port; 2],
 }
 
 impl TestApp {
@@ -181,12 +138,13 @@ impl TestApp {
         let app = unique_name(&format!("t-{tag}"));
         let dir = std::env::temp_dir().join("bgd-tests").join(&app);
         std::fs::create_dir_all(&dir).expect("test dir");
-        let [live_port, preview_port] = free_ports();
+        let ports = [claim_port(), claim_port()];
         TestApp {
             app,
             dir,
-            live_port,
-            preview_port,
+            live_port: ports[0].port,
+            preview_port: ports[1].port,
+            _ports: ports,
         }
     }
 
@@ -194,43 +152,51 @@ impl TestApp {
         format!("{}-lb", self.app)
     }
 
-    /// A config for the demo app; `extra` is appended (top-level YAML keys).
-    pub fn config_text(&self, extra: &str) -> String {
-        format!(
-            r#"app: {app}
-replicas: 2
-network: {app}-net
-container:
-  port: 8080
-  stop_timeout: 5s
-readiness:
-  path: /health
-  interval: 100ms
-  timeout: 1s
-  successes: 2
-  deadline: 10s
-lb:
-  image: {nginx}
-  publish: ["127.0.0.1:{live}:80", "127.0.0.1:{preview}:8081"]
-  url: http://127.0.0.1:{live}
-  preview_url: http://127.0.0.1:{preview}
-switch:
-  drain: 5s
-  verify: 1s
-{extra}"#,
-            app = self.app,
-            nginx = NGINX_IMAGE,
-            live = self.live_port,
-            preview = self.preview_port,
-        )
+    /// The demo app's config, as data: two replicas, quick readiness, nginx 1.30 created by
+    /// bgd, publishing this test's ports.
+    pub fn config(&self) -> Cfg {
+        Cfg::new(json!({
+            "app": self.app,
+            "replicas": 2,
+            "network": format!("{}-net", self.app),
+            "container": {"port": 8080, "stop_timeout": "5s"},
+            "readiness": {
+                "path": "/health",
+                "interval": "100ms",
+                "timeout": "1s",
+                "successes": 2,
+                "deadline": "10s",
+            },
+            "lb": {
+                "image": NGINX_IMAGE,
+                "publish": [
+                    format!("127.0.0.1:{}:80", self.live_port),
+                    format!("127.0.0.1:{}:8081", self.preview_port),
+                ],
+                "url": format!("http://127.0.0.1:{}", self.live_port),
+                "preview_url": format!("http://127.0.0.1:{}", self.preview_port),
+            },
+            "switch": {"drain": "5s", "verify": "1s"},
+        }))
     }
 
-    pub fn write_config(&self, text: &str) {
+    /// Writes `cfg` as this app's bgd.yaml.
+    pub fn write(&self, cfg: &Cfg) {
+        self.write_text(&cfg.yaml());
+    }
+
+    /// Writes bgd.yaml as text (for tests of what bgd makes of the text itself).
+    pub fn write_text(&self, text: &str) {
         std::fs::write(self.dir.join("bgd.yaml"), text).expect("write bgd.yaml");
     }
 
     pub fn bgd(&self, args: &[&str]) -> Run {
         bgd_in(&self.dir, args)
+    }
+
+    /// `bgd --json ARGS` in the background, its events read as they come.
+    pub fn watch(&self, args: &[&str]) -> Watched {
+        watch(&self.dir, &[], args)
     }
 
     /// What the live listener serves on `/`.
@@ -378,79 +344,6 @@ impl Drop for TestApp {
             .args(["network", "rm", &format!("{}-net", self.app)])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// bgd-load running against a listener while a test switches traffic.
-pub struct Load {
-    child: std::process::Child,
-    stop_file: PathBuf,
-    expect_file: PathBuf,
-}
-
-impl Load {
-    /// 20 keep-alive connections (4 saturating, 16 paced), 2 `Connection: close` clients and
-    /// 2 POST clients, none of which retries.
-    pub fn start(port: u16, dir: &Path) -> Load {
-        let stop_file = dir.join("load.stop");
-        let expect_file = dir.join("load.expect");
-        let _ = std::fs::remove_file(&stop_file);
-        std::fs::write(&expect_file, "any").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bgd-load"))
-            .args(["--url", &format!("http://127.0.0.1:{port}/")])
-            .args([
-                "--keepalive",
-                "4",
-                "--paced",
-                "16",
-                "--pace-ms",
-                "5",
-                "--close",
-                "2",
-                "--post",
-                "2",
-            ])
-            .args(["--duration", "600"])
-            .arg("--stop-file")
-            .arg(&stop_file)
-            .arg("--expect-file")
-            .arg(&expect_file)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start bgd-load");
-        // let every client get going before the first switch
-        std::thread::sleep(Duration::from_millis(500));
-        Load {
-            child,
-            stop_file,
-            expect_file,
-        }
-    }
-
-    /// From now on every new request must be served by `color` ("any" while switching).
-    pub fn expect(&self, color: &str) {
-        std::fs::write(&self.expect_file, color).unwrap();
-        // the tool polls the file every 2 ms
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    /// Stops the load and returns its summary.
-    pub fn finish(mut self) -> serde_json::Value {
-        std::fs::write(&self.stop_file, "").unwrap();
-        let mut out = String::new();
-        if let Some(mut s) = self.child.stdout.take() {
-            s.read_to_string(&mut out).unwrap();
-        }
-        let _ = self.child.wait();
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bgd-load output {out:?}: {e}"))
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.stop_file, "");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
