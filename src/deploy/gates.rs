@@ -113,7 +113,8 @@ impl Ready<'_> {
                 }
                 Err(why) => {
                     streak = 0;
-                    self.note_failure(&server.name, format!("{}: {why}", r.path));
+                    let hint = misrouted(&verdict, self.pool.color);
+                    self.note_failure(&server.name, format!("{}: {why}{hint}", r.path));
                     self.fail_if_dead(&server.name).await?;
                 }
             }
@@ -175,6 +176,17 @@ impl Ready<'_> {
             }
         }
         error::rejected(msg)
+    }
+}
+
+/// When a per-replica probe was answered by another color, nginx did not route it to the
+/// replica at all: say where to look.
+pub fn misrouted(verdict: &crate::probe::Verdict, color: Color) -> &'static str {
+    match &verdict.answer {
+        Ok(a) if a.color() != Some(color.as_str()) => {
+            " (nginx did not route the probe to this replica: a custom lb.template must keep the X-Bgd-Probe-Replica map and the X-Bgd-* headers of the built-in one)"
+        }
+        _ => "",
     }
 }
 

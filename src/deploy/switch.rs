@@ -3,7 +3,7 @@
 //! verification through the live listener; switching back when verification fails; parking
 //! the old color.
 
-use super::gates::smoke_probes;
+use super::gates::{misrouted, smoke_probes};
 use super::run::Run;
 use super::specs::render_input;
 use crate::config::ParkMode;
@@ -167,7 +167,11 @@ pub async fn verify(run: &mut Run<'_>) -> Result<String> {
                 ..Default::default()
             };
             verdict.check(&expect).map_err(|why| {
-                error::rejected(format!("live replica {}: {}: {why}", server.name, r.path))
+                let hint = misrouted(&verdict, pool.color);
+                error::rejected(format!(
+                    "live replica {}: {}: {why}{hint}",
+                    server.name, r.path
+                ))
             })?;
         }
         rounds += 1;

@@ -47,7 +47,7 @@ pub fn unique_name(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{:x}", (nanos ^ std::process::id()) & 0xffffff)
+    format!("{prefix}-{:06x}", (nanos ^ std::process::id()) & 0xffffff)
 }
 
 pub struct Run {

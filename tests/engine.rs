@@ -1,0 +1,244 @@
+//! The engine's own contracts: a deploy runs exactly the steps `deploy --plan` lists, and
+//! verification judges every answer by the color that served it.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+/// (step, text) of every step a `--json` run reported starting, in order; release ids masked
+/// (the plan and the deploy each make their own).
+fn started(r: &Run) -> Vec<(String, String)> {
+    r.json_lines()
+        .iter()
+        .filter(|e| e["event"] == "step" && e["status"] == "started")
+        .map(|e| (e["step"].as_str().unwrap().to_string(), mask(&e["message"])))
+        .collect()
+}
+
+/// (step, text) of the steps `deploy --plan --json` printed.
+fn planned(t: &TestApp, args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["--json", "deploy", "--plan"];
+    all.extend_from_slice(args);
+    let p = t.bgd(&all);
+    assert_eq!(p.code, 0, "{p:?}");
+    let r = p.result();
+    let names = r["step_names"].as_array().unwrap();
+    let texts = r["steps"].as_array().unwrap();
+    assert_eq!(names.len(), texts.len(), "{r}");
+    names
+        .iter()
+        .zip(texts)
+        .map(|(n, t)| (n.as_str().unwrap().to_string(), mask(t)))
+        .collect()
+}
+
+/// A release id (`20261126-084826`) in a step's text, masked.
+fn mask(text: &Value) -> String {
+    let text = text.as_str().unwrap_or_default();
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("release ") {
+        let (head, tail) = rest.split_at(i + "release ".len());
+        out.push_str(head);
+        let id: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .collect();
+        out.push_str(if id.len() == 15 { "RELEASE" } else { &id });
+        rest = &tail[id.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Plans `deploy ARGS`, runs it, and checks it ran the plan: the same steps, in the same
+/// order, saying the same things.
+fn deploy_as_planned(t: &TestApp, args: &[&str], expect_steps: &[&str]) {
+    let plan = planned(t, args);
+    let names: Vec<&str> = plan.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, expect_steps, "the plan of deploy {args:?}");
+    let mut all = vec!["--json", "deploy"];
+    all.extend_from_slice(args);
+    let run = t.bgd(&all);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(started(&run), plan, "deploy {args:?} ran its plan");
+    let done = run
+        .json_lines()
+        .iter()
+        .filter(|e| e["event"] == "step" && e["status"] == "done")
+        .count();
+    assert_eq!(done, plan.len(), "every step ended: {run:?}");
+}
+
+#[test]
+fn a_deploy_runs_exactly_the_steps_its_plan_lists() {
+    let t = TestApp::new("steps");
+    let cfg = t
+        .config()
+        .set("smoke", json!([{"name": "home", "path": "/"}]));
+    t.write(&cfg);
+    // a fresh app: the network and nginx are created first
+    deploy_as_planned(
+        &t,
+        &["bgd-demo:v1"],
+        &[
+            "network",
+            "lb",
+            "prepare",
+            "start",
+            "preview",
+            "readiness",
+            "smoke",
+            "drift",
+            "switch",
+            "verify",
+        ],
+    );
+    // a second deploy: nothing parked yet
+    deploy_as_planned(
+        &t,
+        &["bgd-demo:v2"],
+        &[
+            "prepare",
+            "start",
+            "preview",
+            "readiness",
+            "smoke",
+            "drift",
+            "switch",
+            "verify",
+        ],
+    );
+    // with a migration hook, and a parked release to set aside and let go
+    t.write(&cfg.set(
+        "hooks.migrate",
+        json!({"command": ["migrate"], "timeout": "30s"}),
+    ));
+    deploy_as_planned(
+        &t,
+        &["bgd-demo:v3"],
+        &[
+            "prepare",
+            "set-aside",
+            "start",
+            "preview",
+            "readiness",
+            "migrate",
+            "compatibility",
+            "smoke",
+            "drift",
+            "switch",
+            "drop-parked",
+            "verify",
+        ],
+    );
+    // --no-switch stops after the gates
+    deploy_as_planned(
+        &t,
+        &["--no-switch", "bgd-demo:v4"],
+        &[
+            "prepare",
+            "set-aside",
+            "start",
+            "preview",
+            "readiness",
+            "migrate",
+            "compatibility",
+            "smoke",
+            "drift",
+            "drop-parked",
+        ],
+    );
+    // and the next deploy replaces the waiting candidate
+    deploy_as_planned(
+        &t,
+        &["bgd-demo:v1"],
+        &[
+            "prepare",
+            "tidy",
+            "start",
+            "preview",
+            "readiness",
+            "migrate",
+            "compatibility",
+            "smoke",
+            "drift",
+            "switch",
+            "verify",
+        ],
+    );
+    assert_eq!(t.live_version(), "v1");
+}
+
+/// A template whose preview listener ignores `X-Bgd-Probe-Replica`: every probe goes to the
+/// idle color. Before the switch that is the candidate, so its gates pass; after it, a probe
+/// of a live replica is answered by the old color.
+const NO_PROBE_MAP: &str = r#"
+{%- if live %}
+upstream bgd_{{ ident }}_live {
+{%- for s in live.servers %}
+    server {{ s.addr }};
+{%- endfor %}
+}
+{%- endif %}
+{%- if preview %}
+upstream bgd_{{ ident }}_preview {
+{%- for s in preview.servers %}
+    server {{ s.addr }};
+{%- endfor %}
+}
+{%- endif %}
+server {
+    listen {{ listen }} default_server;
+    location / {
+{%- if live %}
+        proxy_pass http://bgd_{{ ident }}_live;
+        add_header X-Bgd-Color {{ live.color }} always;
+        add_header X-Bgd-Generation {{ generation }} always;
+{%- else %}
+        add_header X-Bgd-Color none always;
+        add_header X-Bgd-Generation {{ generation }} always;
+        return 503;
+{%- endif %}
+    }
+}
+server {
+    listen {{ preview_listen }} default_server;
+    location / {
+{%- if preview %}
+        proxy_pass http://bgd_{{ ident }}_preview;
+        add_header X-Bgd-Color {{ preview.color }} always;
+        add_header X-Bgd-Generation {{ generation }} always;
+{%- else %}
+        return 503;
+{%- endif %}
+    }
+}
+"#;
+
+/// Verification probes every live replica through nginx; an answer from the old color is a
+/// failure even when its status is fine (it used to pass), and traffic goes back.
+#[test]
+fn verification_rejects_an_answer_from_the_wrong_color() {
+    let t = TestApp::new("color");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    std::fs::write(t.dir.join("no-probe-map.conf.tera"), NO_PROBE_MAP).unwrap();
+    t.write(&t.config().set("lb.template", "no-probe-map.conf.tera"));
+    let r = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let verify_failed = r
+        .json_lines()
+        .into_iter()
+        .find(|e| e["step"] == "verify" && e["status"] == "failed")
+        .unwrap_or_else(|| panic!("verification failed: {r:?}"));
+    let why = verify_failed["message"].as_str().unwrap();
+    assert!(
+        why.contains("answered for color \"blue\", not green")
+            && why.contains("X-Bgd-Probe-Replica"),
+        "{why}"
+    );
+    assert_eq!(t.live_version(), "v1", "traffic is back on blue");
+    let s = t.bgd(&["status", "--json"]).result();
+    assert_eq!(s["live"]["image"], "bgd-demo:v1", "{s}");
+}
