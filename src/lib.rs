@@ -21,7 +21,7 @@ pub mod state;
 
 use output::{Mode, Output};
 
-/// Runs a parsed command line and returns the process exit code (SPEC.md's table).
+/// Runs a parsed command line and returns the process exit code (docs/exit-codes.md).
 pub fn run(cli: cli::Cli) -> i32 {
     let mode = if cli.json {
         Mode::Json

@@ -91,7 +91,7 @@ fn deploy_v1_v2_status_rollback() {
         [("deploy", "ok"), ("deploy", "ok"), ("rollback", "ok")]
     );
 
-    // labels per SPEC.md
+    // labels per docs/host.md
     let labels = docker(&[
         "inspect",
         "-f",

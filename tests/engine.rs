@@ -1,5 +1,6 @@
-//! The engine's own contracts: a deploy runs exactly the steps `deploy --plan` lists, and
-//! verification judges every answer by the color that served it.
+//! The engine's own contracts: `deploy --plan` touches nothing and shows the steps, specs
+//! and config diff; a deploy runs exactly the steps the plan lists; verification judges
+//! every answer by the color that served it.
 
 mod common;
 use common::*;
@@ -241,4 +242,145 @@ fn verification_rejects_an_answer_from_the_wrong_color() {
     assert_eq!(t.live_version(), "v1", "traffic is back on blue");
     let s = t.bgd(&["status", "--json"]).result();
     assert_eq!(s["live"]["image"], "bgd-demo:v1", "{s}");
+}
+
+/// Everything a deploy could change on the host for `t`: its containers, its network, the
+/// nginx container and bgd's files in it.
+fn host_snapshot(t: &TestApp) -> String {
+    let containers = docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label=bgd.app={}", t.app),
+        "--format",
+        "{{.ID}} {{.Names}} {{.Image}} {{.State}}",
+    ]);
+    let lb = docker(&["inspect", "-f", "{{.Id}} {{.State.Status}}", &t.lb()]);
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--filter",
+        &format!("name={}", t.app),
+        "--format",
+        "{{.ID}} {{.Name}}",
+    ]);
+    let files = if lb.trim().is_empty() {
+        String::new()
+    } else {
+        docker(&[
+            "exec",
+            &t.lb(),
+            "sh",
+            "-c",
+            "cd /etc/nginx && ls -R conf.d bgd && for f in conf.d/* bgd/*/*; do [ -f \"$f\" ] && echo \"== $f\" && cat \"$f\"; done",
+        ])
+    };
+    let mut lines: Vec<&str> = containers.lines().collect();
+    lines.sort();
+    format!(
+        "{}\n-- lb\n{lb}-- networks\n{networks}-- files\n{files}",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
+    let t = TestApp::new("plan");
+    let secret = "plan-secret-value-31337";
+    t.write(
+        &t.config().set("container.memory", "128m").set(
+            "container.env",
+            json!({"API_TOKEN": secret, "MODE": "blue-green", "DATABASE_URL": format!("postgres://shop:{secret}x@db/shop")}),
+        ),
+    );
+
+    // a fresh host: nothing is created, not even the network or nginx
+    let before = host_snapshot(&t);
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:v1"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert_eq!(
+        host_snapshot(&t),
+        before,
+        "a plan on a fresh host changed it"
+    );
+    assert!(docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}-net", t.app)
+    ])
+    .trim()
+    .is_empty());
+    assert!(
+        p.stdout
+            .contains(&format!("create the network {}-net", t.app)),
+        "{p:?}"
+    );
+    assert!(
+        p.stdout
+            .contains(&format!("create the nginx container {}", t.lb())),
+        "{p:?}"
+    );
+    assert!(
+        p.stdout.contains("+upstream bgd_"),
+        "the config to be written: {p:?}"
+    );
+
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let before = host_snapshot(&t);
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:v2"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    let blue1 = format!("{}-blue-1", t.app);
+    let green1 = format!("{}-green-1", t.app);
+    for want in [
+        "start 2 green replica(s) of bgd-demo:v2".to_string(),
+        "switch live traffic to green".to_string(),
+        "park blue (bgd-demo:v1)".to_string(),
+        "MODE=blue-green".to_string(),
+        "API_TOKEN=<secret>".to_string(),
+        "DATABASE_URL=<secret>".to_string(),
+        "memory        128 MiB".to_string(),
+        format!("+    server <{green1}>:8080;"),
+        format!("+upstream bgd_{}_preview {{", t.app.replace('-', "_")),
+    ] {
+        assert!(p.stdout.contains(&want), "plan lacks {want:?}: {p:?}");
+    }
+    assert!(
+        !p.stdout.contains(secret) && !p.stderr.contains(secret),
+        "{p:?}"
+    );
+
+    let j = t.bgd(&["--json", "deploy", "--plan", "--no-switch", "bgd-demo:v2"]);
+    let r = j.result();
+    assert_eq!(r["ok"], true, "{j:?}");
+    assert_eq!(r["target"], "green");
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("waits as the candidate"), "{notes}");
+    assert!(
+        !steps.iter().any(|s| s.starts_with("switch live traffic")),
+        "{steps:?}"
+    );
+    assert_eq!(r["create"].as_array().unwrap().len(), 2);
+    let diff = r["nginx"]["diff"].as_str().unwrap();
+    assert!(diff.contains(&format!("<{green1}>:8080")), "{diff}");
+    assert!(!j.stdout.contains(secret));
+
+    // a plan for an image the host lacks says it would pull it, and still touches nothing
+    let p = t.bgd(&["deploy", "--plan", "bgd-demo:not-here"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert!(p.stdout.contains("pull bgd-demo:not-here"), "{p:?}");
+
+    assert_eq!(host_snapshot(&t), before, "a plan changed the host");
+    assert!(t.containers("green").is_empty());
+    assert_eq!(t.live_version(), "v1");
+    assert!(docker(&["ps", "--format", "{{.Names}}"]).contains(&blue1));
 }

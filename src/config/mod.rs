@@ -1,14 +1,15 @@
 //! bgd.yaml: raw serde structs (`raw`) -> a validated `Config` (`validate`). Every error names
 //! the file, line, column and key path. serde_yaml stays behind this module.
 
+mod checks;
 mod envfile;
 mod locate;
 pub mod raw;
 mod validate;
 
+pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
 pub use envfile::{valid_env_name, Secret};
 pub use raw::{parse_duration, ParkMode};
-pub use validate::{check_image_ref, valid_app_name, valid_docker_name};
 
 use crate::error;
 use anyhow::Result;

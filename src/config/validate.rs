@@ -1,6 +1,8 @@
-//! The semantic pass: `RawConfig` -> `Config`, with defaults filled in. Each problem names its
-//! key path; `mod.rs` turns that into a line and column.
+//! The semantic pass: `RawConfig` -> `Config`, with defaults filled in, one section at a
+//! time. Each problem names its key path; `mod.rs` turns that into a line and column.
+//! Single values are checked in `checks.rs`.
 
+use super::checks::*;
 use super::envfile;
 use super::raw::*;
 use super::*;
@@ -10,233 +12,14 @@ pub struct Issue {
     pub message: String,
 }
 
-fn issue(path: impl Into<String>, message: impl Into<String>) -> Issue {
+pub(super) fn issue(path: impl Into<String>, message: impl Into<String>) -> Issue {
     Issue {
         path: path.into(),
         message: message.into(),
     }
 }
 
-type Checked<T> = std::result::Result<T, Issue>;
-
-/// Docker object names (containers, networks): `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub fn valid_docker_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 128
-        && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-pub fn valid_app_name(name: &str) -> bool {
-    (1..=40).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-}
-
-/// An image reference as Docker accepts it: `[registry[:port]/]name[:tag][@digest]`, no
-/// whitespace or shell/config metacharacters.
-pub fn check_image_ref(image: &str) -> std::result::Result<(), String> {
-    let ok_chars = image
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'));
-    if image.is_empty() || image.len() > 255 || !ok_chars {
-        return Err(format!(
-            "{image:?} is not an image reference (expected name[:tag][@digest], e.g. registry.example.com/web:v2)"
-        ));
-    }
-    if image.starts_with(['-', '.', '/', ':', '@']) || image.ends_with([':', '/', '@']) {
-        return Err(format!("{image:?} is not an image reference"));
-    }
-    Ok(())
-}
-
-/// A memory size as Docker's `--memory` takes it: bytes, or a number with `b`, `k`, `m`, `g`
-/// (binary units, either case). Docker's floor is 6 MiB.
-pub fn parse_memory(text: &str) -> std::result::Result<i64, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let bad = || format!("{text:?} is not a memory size: use e.g. \"512m\" or \"2g\"");
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    let scale: i64 = match unit {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return Err(bad()),
-    };
-    let bytes = n.checked_mul(scale).ok_or_else(bad)?;
-    if bytes < 6 << 20 {
-        return Err(format!("{text:?} is below Docker's minimum of 6m"));
-    }
-    Ok(bytes)
-}
-
-/// A CPU limit as Docker's `--cpus` takes it (e.g. `0.5`, `2`), in billionths of a CPU.
-pub fn parse_cpus(text: &str) -> std::result::Result<i64, String> {
-    let n: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of CPUs (e.g. 0.5 or 2)"))?;
-    if !(0.01..=1024.0).contains(&n) {
-        return Err(format!("{text:?} must be between 0.01 and 1024"));
-    }
-    Ok((n * 1e9).round() as i64)
-}
-
-/// HTTP request paths bgd sends: absolute, printable, no spaces.
-fn check_path(key: &str, path: &str) -> Checked<()> {
-    if !path.starts_with('/') {
-        return Err(issue(key, format!("{path:?} must start with '/'")));
-    }
-    if path.len() > 2048 || path.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(issue(
-            key,
-            "must be printable, without spaces or control characters",
-        ));
-    }
-    Ok(())
-}
-
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
-}
-
-fn check_headers(
-    key: &str,
-    headers: &BTreeMap<String, Scalar>,
-) -> Checked<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for (name, value) in headers {
-        let k = format!("{key}.{name}");
-        if !valid_header_name(name) {
-            return Err(issue(
-                k,
-                format!("{name:?} is not a valid HTTP header name"),
-            ));
-        }
-        if value.0.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(issue(
-                k,
-                "header values cannot contain control characters or newlines",
-            ));
-        }
-        out.insert(name.clone(), value.0.clone());
-    }
-    Ok(out)
-}
-
-fn check_status(key: &str, status: u16) -> Checked<u16> {
-    if (100..=599).contains(&status) {
-        Ok(status)
-    } else {
-        Err(issue(
-            key,
-            format!("{status} is not an HTTP status (100-599)"),
-        ))
-    }
-}
-
-fn positive(key: &str, d: Option<DurationStr>, default: Duration) -> Checked<Duration> {
-    let d = d.map_or(default, |d| d.0);
-    if d.is_zero() {
-        return Err(issue(key, "must be longer than zero"));
-    }
-    Ok(d)
-}
-
-fn check_url(key: &str, url: &str) -> Checked<String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| issue(key, format!("{url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(issue(
-            key,
-            format!("{url:?} must be an http:// or https:// URL with a host"),
-        ));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(issue(key, "must not have a query or fragment"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
-pub fn parse_publish(spec: &str) -> std::result::Result<Publish, String> {
-    let bad = || {
-        format!(
-            "{spec:?} is not a port mapping: use \"[host_ip:]host_port:container_port\" (e.g. \"127.0.0.1:8000:80\")"
-        )
-    };
-    let spec_no_proto = spec.strip_suffix("/tcp").unwrap_or(spec);
-    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
-    let parts: Vec<&str> = spec_no_proto.rsplitn(3, ':').collect();
-    let publish = match parts.as_slice() {
-        [c] => Publish {
-            host_ip: None,
-            host_port: None,
-            container_port: port(c).ok_or_else(bad)?,
-        },
-        [c, h] => Publish {
-            host_ip: None,
-            host_port: Some(port(h).ok_or_else(bad)?),
-            container_port: port(c).ok_or_else(bad)?,
-        },
-        [c, h, ip] => {
-            let ip = ip.trim_start_matches('[').trim_end_matches(']');
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad());
-            }
-            Publish {
-                host_ip: Some(ip.to_string()),
-                host_port: if h.is_empty() {
-                    None
-                } else {
-                    Some(port(h).ok_or_else(bad)?)
-                },
-                container_port: port(c).ok_or_else(bad)?,
-            }
-        }
-        _ => return Err(bad()),
-    };
-    Ok(publish)
-}
-
-/// `lb.url` when not given: the host side of the mapping that publishes `port`.
-fn url_for(publish: &[Publish], port: u16) -> Option<String> {
-    publish
-        .iter()
-        .find(|p| p.container_port == port)
-        .and_then(|p| {
-            let host_port = p.host_port?;
-            let ip = match p.host_ip.as_deref() {
-                None | Some("0.0.0.0") | Some("::") => "127.0.0.1".to_string(),
-                Some(ip) if ip.contains(':') => format!("[{ip}]"),
-                Some(ip) => ip.to_string(),
-            };
-            Some(format!("http://{ip}:{host_port}"))
-        })
-}
-
-fn read_relative(dir: &Path, key: &str, rel: &str) -> Checked<(PathBuf, String)> {
-    let path = dir.join(rel);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(issue(key, format!("{} is too large", path.display())));
-    }
-    let bytes = std::fs::read(&path)
-        .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
-    let text = String::from_utf8(bytes)
-        .ok()
-        .filter(|t| !t.contains('\0'))
-        .ok_or_else(|| issue(key, format!("{} is not a text file", path.display())))?;
-    Ok((path, text))
-}
+pub(super) type Checked<T> = std::result::Result<T, Issue>;
 
 pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
     if !valid_app_name(&raw.app) {
@@ -260,8 +43,29 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             format!("{network:?} must be a user-defined network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, not bridge/host/none)"),
         ));
     }
+    let s = raw.switch;
+    Ok(Config {
+        file: PathBuf::new(),
+        container: container(raw.container, dir)?,
+        readiness: readiness(raw.readiness)?,
+        smoke: smoke(raw.smoke)?,
+        hooks: Hooks {
+            migrate: migrate(raw.hooks.migrate)?,
+        },
+        lb: lb(raw.lb, &app, dir)?,
+        switch: Switch {
+            verify: s.verify.map_or(Duration::from_secs(10), |d| d.0),
+            auto_rollback: s.auto_rollback.unwrap_or(true),
+            drain: positive("switch.drain", s.drain, Duration::from_secs(30))?,
+        },
+        park: raw.park.mode.unwrap_or(ParkMode::Running),
+        app,
+        replicas,
+        network,
+    })
+}
 
-    let c = raw.container;
+fn container(c: RawContainer, dir: &Path) -> Checked<ContainerConfig> {
     if c.port == 0 {
         return Err(issue("container.port", "must be between 1 and 65535"));
     }
@@ -273,19 +77,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             ));
         }
     }
-    let mut env = BTreeMap::new();
-    for (k, v) in c.env {
-        if !valid_env_name(&k) {
-            return Err(issue(
-                format!("container.env.{k}"),
-                format!("{k:?} is not a valid variable name"),
-            ));
-        }
-        if v.0.contains('\0') {
-            return Err(issue(format!("container.env.{k}"), "must not contain NUL"));
-        }
-        env.insert(k, v.0);
-    }
+    let env = env(c.env)?;
     let (env_file, env_file_path) = match c.env_file {
         None => (Vec::new(), None),
         Some(rel) => {
@@ -309,17 +101,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             ));
         }
     }
-    let mut labels = BTreeMap::new();
-    for (k, v) in c.labels {
-        let key = format!("container.labels.{k}");
-        if k.starts_with("bgd.") {
-            return Err(issue(key, "labels starting with 'bgd.' are bgd's own"));
-        }
-        if k.is_empty() || k.chars().chain(v.0.chars()).any(|c| c.is_control()) {
-            return Err(issue(key, "labels must be printable"));
-        }
-        labels.insert(k, v.0);
-    }
+    let labels = labels(c.labels)?;
     let stop_timeout = c.stop_timeout.map_or(Duration::from_secs(10), |d| d.0);
     let memory = c
         .memory
@@ -329,7 +111,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         .cpus
         .map(|m| parse_cpus(&m.0).map_err(|e| issue("container.cpus", e)))
         .transpose()?;
-    let container = ContainerConfig {
+    Ok(ContainerConfig {
         port: c.port,
         command: c.command,
         env,
@@ -340,9 +122,42 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         stop_timeout,
         memory,
         nano_cpus,
-    };
+    })
+}
 
-    let r = raw.readiness;
+fn env(raw: BTreeMap<String, Scalar>) -> Checked<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for (k, v) in raw {
+        if !valid_env_name(&k) {
+            return Err(issue(
+                format!("container.env.{k}"),
+                format!("{k:?} is not a valid variable name"),
+            ));
+        }
+        if v.0.contains('\0') {
+            return Err(issue(format!("container.env.{k}"), "must not contain NUL"));
+        }
+        env.insert(k, v.0);
+    }
+    Ok(env)
+}
+
+fn labels(raw: BTreeMap<String, Scalar>) -> Checked<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for (k, v) in raw {
+        let key = format!("container.labels.{k}");
+        if k.starts_with("bgd.") {
+            return Err(issue(key, "labels starting with 'bgd.' are bgd's own"));
+        }
+        if k.is_empty() || k.chars().chain(v.0.chars()).any(|c| c.is_control()) {
+            return Err(issue(key, "labels must be printable"));
+        }
+        labels.insert(k, v.0);
+    }
+    Ok(labels)
+}
+
+fn readiness(r: RawReadiness) -> Checked<Readiness> {
     let readiness = Readiness {
         path: r.path.unwrap_or_else(|| "/".into()),
         expect_status: check_status("readiness.expect_status", r.expect_status.unwrap_or(200))?,
@@ -361,9 +176,12 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             "must be at least readiness.interval",
         ));
     }
+    Ok(readiness)
+}
 
+fn smoke(raw: Vec<RawSmoke>) -> Checked<Vec<SmokeProbe>> {
     let mut smoke = Vec::new();
-    for (i, s) in raw.smoke.into_iter().enumerate() {
+    for (i, s) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("smoke[{i}].{k}");
         if s.name.is_empty()
             || s.name.len() > 64
@@ -414,8 +232,11 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             expect,
         });
     }
+    Ok(smoke)
+}
 
-    let migrate = match raw.hooks.migrate {
+fn migrate(raw: Option<RawMigrate>) -> Checked<Option<Migrate>> {
+    Ok(match raw {
         None => None,
         Some(m) => {
             if m.command.is_empty() {
@@ -429,9 +250,10 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
                 timeout: positive("hooks.migrate.timeout", m.timeout, Duration::from_secs(300))?,
             })
         }
-    };
+    })
+}
 
-    let l = raw.lb;
+fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
     let lb_container = l.container.unwrap_or_else(|| format!("{app}-lb"));
     if !valid_docker_name(&lb_container) {
         return Err(issue(
@@ -479,93 +301,19 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         None => None,
         Some(rel) => Some(read_relative(dir, "lb.template", &rel)?),
     };
-
-    let s = raw.switch;
-    let switch = Switch {
-        verify: s.verify.map_or(Duration::from_secs(10), |d| d.0),
-        auto_rollback: s.auto_rollback.unwrap_or(true),
-        drain: positive("switch.drain", s.drain, Duration::from_secs(30))?,
-    };
-
-    Ok(Config {
-        file: PathBuf::new(),
-        app,
-        replicas,
-        network,
-        container,
-        readiness,
-        smoke,
-        hooks: Hooks { migrate },
-        lb: Lb {
-            container: lb_container,
-            image: l.image,
-            publish,
-            listen,
-            preview_listen,
-            url,
-            preview_url,
-            template,
-            upstream_keepalive_timeout: positive(
-                "lb.upstream_keepalive_timeout",
-                l.upstream_keepalive_timeout,
-                Duration::from_secs(2),
-            )?,
-        },
-        switch,
-        park: raw.park.mode.unwrap_or(ParkMode::Running),
+    Ok(Lb {
+        container: lb_container,
+        image: l.image,
+        publish,
+        listen,
+        preview_listen,
+        url,
+        preview_url,
+        template,
+        upstream_keepalive_timeout: positive(
+            "lb.upstream_keepalive_timeout",
+            l.upstream_keepalive_timeout,
+            Duration::from_secs(2),
+        )?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn publish_forms() {
-        assert_eq!(
-            parse_publish("127.0.0.1:8000:80").unwrap(),
-            Publish {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(8000),
-                container_port: 80
-            }
-        );
-        assert_eq!(parse_publish("8000:80").unwrap().host_port, Some(8000));
-        assert_eq!(parse_publish("80").unwrap().container_port, 80);
-        assert!(parse_publish("x:80").is_err());
-        assert!(parse_publish("1.2.3:8000:80").is_err());
-        assert!(parse_publish("0:80").is_err());
-    }
-
-    #[test]
-    fn resources() {
-        assert_eq!(parse_memory("512m"), Ok(512 << 20));
-        assert_eq!(parse_memory("2G"), Ok(2 << 30));
-        assert_eq!(parse_memory("10485760"), Ok(10 << 20));
-        assert!(parse_memory("1k").is_err(), "below Docker's floor");
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("-1g").is_err());
-        assert_eq!(parse_cpus("0.5"), Ok(500_000_000));
-        assert_eq!(parse_cpus("2"), Ok(2_000_000_000));
-        assert!(parse_cpus("0").is_err());
-        assert!(parse_cpus("many").is_err());
-    }
-
-    #[test]
-    fn image_refs() {
-        assert!(check_image_ref("nginx:1.29-alpine").is_ok());
-        assert!(check_image_ref("registry.example.com:5000/team/web@sha256:abc").is_ok());
-        assert!(check_image_ref("web;rm -rf").is_err());
-        assert!(check_image_ref("-v").is_err());
-        assert!(check_image_ref("").is_err());
-    }
-
-    #[test]
-    fn app_names() {
-        assert!(valid_app_name("web-2"));
-        assert!(!valid_app_name("Web"));
-        assert!(!valid_app_name("-web"));
-        assert!(!valid_app_name("web;"));
-        assert!(!valid_app_name(&"a".repeat(41)));
-    }
 }

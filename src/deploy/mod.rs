@@ -37,6 +37,7 @@ pub use run::{Deployed, SwitchReport};
 use crate::model::Role;
 use anyhow::Result;
 use run::{Command, Run};
+use step::Step;
 
 /// `bgd deploy IMAGE`: the steps before the lock (image, network, nginx, `prepare`), then
 /// the plan made from what `prepare` read under the lock. On failure before the switch the
@@ -88,7 +89,7 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
 pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
     let mut run = Run::new(host, Command::Switch);
     let result = async {
-        run.execute(&[plan::prepare_step(host.config)]).await?;
+        run.execute(&[Step::prepare(host.config)]).await?;
         let (candidate, steps) = plan::switch(host.config, &run.obs)?;
         run.set_target(candidate);
         run.execute(&steps).await?;

@@ -10,7 +10,6 @@ use crate::docker::ContainerSpec;
 use crate::error;
 use crate::model::{Color, Pool, Release, Role, Server};
 use crate::nginx::render::RenderInput;
-use crate::output::fmt_duration;
 use anyhow::Result;
 
 /// What `bgd deploy` was asked to do.
@@ -97,16 +96,8 @@ pub fn prelude(config: &Config, image: &str, facts: &Facts) -> (Vec<Step>, Vec<S
             h.describe()
         ));
     }
-    steps.push(prepare_step(config));
+    steps.push(Step::prepare(config));
     (steps, warnings)
-}
-
-/// `prepare`: every command that changes routing starts by taking the lock and reading.
-pub fn prepare_step(config: &Config) -> Step {
-    Step::new(
-        StepKind::Prepare,
-        format!("take the deploy lock of {} and read the host", config.app),
-    )
 }
 
 fn published(config: &Config) -> String {
@@ -150,200 +141,34 @@ pub fn deploy_steps(
     let target = candidate.color;
     let live = obs.state.live.as_ref();
     let freeing = free_idle_color(config, obs, target);
-    let mut steps = Vec::new();
-    if !freeing.remove.is_empty() || !freeing.rename.is_empty() {
-        let mut text = String::new();
-        if !freeing.remove.is_empty() {
-            text = format!(
-                "remove containers that are neither live nor parked (a candidate, or left by a killed run): {}",
-                freeing.remove.join(", ")
-            );
-        }
-        if !freeing.rename.is_empty() {
-            let renames: Vec<String> = freeing
-                .rename
-                .iter()
-                .map(|(now, own)| format!("{now} -> {own}"))
-                .collect();
-            let sep = if text.is_empty() { "" } else { "; " };
-            text.push_str(&format!(
-                "{sep}give the live release its own names back: {}",
-                renames.join(", ")
-            ));
-        }
-        steps.push(Step::new(StepKind::Tidy, text));
+    let mut steps: Vec<Step> = Step::tidy(&freeing).into_iter().collect();
+    steps.extend(Step::set_aside(&freeing));
+    steps.push(Step::start(config, candidate));
+    steps.push(Step::preview(config, target, "the candidate"));
+    steps.push(Step::readiness(config, target, config.readiness.successes));
+    steps.extend(Step::migrate(config, candidate));
+    // the old version against the migrated schema, when one serves
+    let live_serves = obs.live_pool(config).is_some_and(|p| !p.servers.is_empty());
+    if let (Some(_), Some(l), true) = (&config.hooks.migrate, live, live_serves) {
+        steps.push(Step::compatibility(config, l.color));
     }
-    if let Some((parked, aside)) = &freeing.set_aside {
-        let names: Vec<&str> = aside.iter().map(|(now, _)| now.as_str()).collect();
-        steps.push(Step::new(
-            StepKind::SetAside,
-            format!(
-                "set the parked release {} ({}) aside while the candidate is gated, still running: {} (it comes back if the candidate is rejected)",
-                parked.release,
-                parked.image,
-                names.join(", ")
-            ),
-        ));
-    }
-    let names: Vec<String> = replica_specs(config, candidate)
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    steps.push(Step::new(
-        StepKind::Start,
-        format!(
-            "start {} {target} replica(s) of {} (release {}): {}",
-            names.len(),
-            candidate.image,
-            candidate.release,
-            names.join(", ")
-        ),
-    ));
-    steps.push(preview_step(config, target, "the candidate"));
-    steps.push(readiness_step(config, target, config.readiness.successes));
-    if let Some(m) = &config.hooks.migrate {
-        steps.push(Step::new(
-            StepKind::Migrate,
-            format!(
-                "run the migration {:?} in a one-off container {}-migrate from {} (limit {})",
-                m.command.join(" "),
-                config.app,
-                candidate.image,
-                fmt_duration(m.timeout)
-            ),
-        ));
-        let live_serves = obs.live_pool(config).is_some_and(|p| !p.servers.is_empty());
-        if let (Some(l), true) = (live, live_serves) {
-            let what = if config.smoke.is_empty() {
-                "readiness probe".to_string()
-            } else {
-                format!("{} smoke probe(s)", config.smoke.len())
-            };
-            steps.push(Step::new(
-                StepKind::Compatibility,
-                format!(
-                    "check that {} (live) still passes the {what} through {} after the migration",
-                    l.color, config.lb.url
-                ),
-            ));
-        }
-    }
-    if let Some(s) = smoke_step(config) {
-        steps.push(s);
-    }
-    steps.push(drift_step(target));
-    let drop_parked = freeing.set_aside.as_ref().map(|(parked, _)| {
-        Step::new(
-            StepKind::DropParked,
-            format!(
-                "remove the release {} ({}) that was parked in {target}: {target} is {} now",
-                parked.release,
-                parked.image,
-                if request.no_switch {
-                    "the candidate's"
-                } else {
-                    "live"
-                }
-            ),
-        )
-    });
+    steps.extend(Step::smoke(config));
+    steps.push(Step::drift(target));
+    let drop_parked = Step::drop_parked(&freeing, target, request.no_switch);
     if request.no_switch {
         steps.extend(drop_parked);
         return steps;
     }
-    steps.push(switch_step(config, target, "to"));
+    steps.push(Step::switch(config, target, "to"));
     steps.extend(drop_parked);
     let on_failure = match (live, config.switch.auto_rollback) {
         (Some(l), true) => format!("switch back to {} (exit 4)", l.color),
         (Some(_), false) => "stop with exit 7 and the rollback command".to_string(),
         (None, _) => "stop with exit 7 (nothing to go back to)".to_string(),
     };
-    steps.push(verify_step(config, target, &on_failure));
-    steps.extend(live.and_then(|l| park_step(config, l)));
+    steps.push(Step::verify(config, target, &on_failure));
+    steps.extend(live.and_then(|l| Step::park(config, l)));
     steps
-}
-
-fn preview_step(config: &Config, color: Color, what: &str) -> Step {
-    Step::new(
-        StepKind::Preview,
-        format!(
-            "route the preview listener (port {}, {}) to {what} ({color})",
-            config.lb.preview_listen, config.lb.preview_url
-        ),
-    )
-}
-
-fn readiness_step(config: &Config, color: Color, passes: u32) -> Step {
-    let r = &config.readiness;
-    Step::new(
-        StepKind::Readiness,
-        format!(
-            "readiness of every {color} replica: GET {} answers {}, {passes} time(s) in a row, every {}, all within {}",
-            r.path,
-            r.expect_status,
-            fmt_duration(r.interval),
-            fmt_duration(r.deadline)
-        ),
-    )
-}
-
-fn smoke_step(config: &Config) -> Option<Step> {
-    if config.smoke.is_empty() {
-        return None;
-    }
-    let probes: Vec<String> = config
-        .smoke
-        .iter()
-        .map(|p| format!("{} ({} {})", p.name, p.method, p.path))
-        .collect();
-    Some(Step::new(
-        StepKind::Smoke,
-        format!(
-            "smoke probes through the preview listener: {}",
-            probes.join(", ")
-        ),
-    ))
-}
-
-fn drift_step(color: Color) -> Step {
-    Step::new(
-        StepKind::Drift,
-        format!("check that {color}'s containers match bgd.yaml (drift), did not restart and kept their addresses"),
-    )
-}
-
-fn switch_step(config: &Config, color: Color, to: &str) -> Step {
-    Step::new(
-        StepKind::Switch,
-        format!(
-            "switch live traffic {to} {color}: one validated reload (nginx -t, atomic swap, reload), no old nginx worker left (drain up to {}), confirmed through {}",
-            fmt_duration(config.switch.drain),
-            config.lb.url
-        ),
-    )
-}
-
-fn verify_step(config: &Config, color: Color, on_failure: &str) -> Step {
-    Step::new(
-        StepKind::Verify,
-        format!(
-            "verify {color} through {} for {}: smoke probes and readiness of every replica; on failure {on_failure}",
-            config.lb.url,
-            fmt_duration(config.switch.verify)
-        ),
-    )
-}
-
-fn park_step(config: &Config, old: &Release) -> Option<Step> {
-    (config.park == ParkMode::Stopped).then(|| {
-        Step::new(
-            StepKind::Park,
-            format!(
-                "park {} ({}): stop it after the drain (park.mode: stopped)",
-                old.color, old.image
-            ),
-        )
-    })
 }
 
 /// What is live and what is idle, in one line.
@@ -489,18 +314,18 @@ pub fn switch(config: &Config, obs: &Observed) -> Result<(Release, Vec<Step>)> {
     }
     let target = candidate.color;
     let mut steps = vec![
-        preview_step(config, target, "the candidate"),
-        readiness_step(config, target, config.readiness.successes),
+        Step::preview(config, target, "the candidate"),
+        Step::readiness(config, target, config.readiness.successes),
     ];
-    steps.extend(smoke_step(config));
-    steps.push(drift_step(target));
-    steps.push(switch_step(config, target, "to"));
+    steps.extend(Step::smoke(config));
+    steps.push(Step::drift(target));
+    steps.push(Step::switch(config, target, "to"));
     let on_failure = match (&obs.state.live, config.switch.auto_rollback) {
         (Some(l), true) => format!("switch back to {} (exit 4)", l.color),
         _ => "stop with exit 7".to_string(),
     };
-    steps.push(verify_step(config, target, &on_failure));
-    steps.extend(obs.state.live.as_ref().and_then(|l| park_step(config, l)));
+    steps.push(Step::verify(config, target, &on_failure));
+    steps.extend(obs.state.live.as_ref().and_then(|l| Step::park(config, l)));
     Ok((candidate, steps))
 }
 
@@ -537,16 +362,9 @@ pub fn rollback(config: &Config, obs: &Observed, verify: bool) -> Result<(Releas
         .collect();
     let mut steps = Vec::new();
     if !stopped.is_empty() {
-        steps.push(Step::new(
-            StepKind::StartParked,
-            format!(
-                "start the parked {} replicas: {}",
-                parked.color,
-                stopped.join(", ")
-            ),
-        ));
+        steps.push(Step::start_parked(&parked, &stopped));
     }
-    steps.push(preview_step(config, parked.color, "the parked release"));
+    steps.push(Step::preview(config, parked.color, "the parked release"));
     steps.extend(rollback_switch(
         config,
         &parked,
@@ -565,12 +383,12 @@ pub fn rollback_switch(
     verify: bool,
 ) -> Vec<Step> {
     let mut steps = vec![
-        readiness_step(config, parked.color, 1),
-        switch_step(config, parked.color, "back to"),
+        Step::readiness(config, parked.color, 1),
+        Step::switch(config, parked.color, "back to"),
     ];
-    steps.extend(old_live.and_then(|l| park_step(config, l)));
+    steps.extend(old_live.and_then(|l| Step::park(config, l)));
     if verify {
-        steps.push(verify_step(config, parked.color, "stop with exit 7"));
+        steps.push(Step::verify(config, parked.color, "stop with exit 7"));
     }
     steps
 }

@@ -35,7 +35,7 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
     }
     let mut run = Run::new(host, Command::Rollback).started_at(started);
     let result = async {
-        run.execute(&[plan::prepare_step(host.config)]).await?;
+        run.execute(&[Step::prepare(host.config)]).await?;
         let (parked, steps) = plan::rollback(host.config, &run.obs, verify)?;
         run.set_target(parked);
         run.execute(&steps).await?;

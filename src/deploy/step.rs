@@ -1,7 +1,13 @@
-//! The steps bgd takes, by name. `plan` decides which steps a command takes and says what
-//! each will do; `Run::execute` performs them in that order and reports each one as it starts
-//! and ends (the `step` events of `--json`). `deploy --plan` prints the same list: a plan is
-//! the list rendered, never a text written beside the engine.
+//! The steps bgd takes: their names, and the words that say what each will do. `plan`
+//! decides which steps a command takes; `Run::execute` performs them in that order and
+//! reports each one as it starts (with these words) and ends (the `step` events of
+//! `--json`). `deploy --plan` prints the same list: a plan is the list rendered, never a
+//! text written beside the engine.
+
+use super::specs::{replica_specs, Freeing};
+use crate::config::{Config, ParkMode};
+use crate::model::{Color, Release};
+use crate::output::fmt_duration;
 
 /// What a step does. `name` is the `step` of its `--json` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,5 +95,207 @@ impl Step {
             kind,
             text: text.into(),
         }
+    }
+}
+
+/// The words of each step, from what the plan knows.
+impl Step {
+    pub fn prepare(config: &Config) -> Step {
+        let text = format!("take the deploy lock of {} and read the host", config.app);
+        Step::new(StepKind::Prepare, text)
+    }
+
+    /// Leftovers to remove and live containers to rename, if any.
+    pub fn tidy(freeing: &Freeing) -> Option<Step> {
+        let mut parts = Vec::new();
+        if !freeing.remove.is_empty() {
+            parts.push(format!(
+                "remove containers that are neither live nor parked (a candidate, or left by a killed run): {}",
+                freeing.remove.join(", ")
+            ));
+        }
+        if !freeing.rename.is_empty() {
+            let renames: Vec<String> = freeing
+                .rename
+                .iter()
+                .map(|(now, own)| format!("{now} -> {own}"))
+                .collect();
+            parts.push(format!(
+                "give the live release its own names back: {}",
+                renames.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| Step::new(StepKind::Tidy, parts.join("; ")))
+    }
+
+    pub fn set_aside(freeing: &Freeing) -> Option<Step> {
+        let (parked, aside) = freeing.set_aside.as_ref()?;
+        let names: Vec<&str> = aside.iter().map(|(now, _)| now.as_str()).collect();
+        Some(Step::new(
+            StepKind::SetAside,
+            format!(
+                "set the parked release {} ({}) aside while the candidate is gated, still running: {} (it comes back if the candidate is rejected)",
+                parked.release,
+                parked.image,
+                names.join(", ")
+            ),
+        ))
+    }
+
+    pub fn start(config: &Config, candidate: &Release) -> Step {
+        let names: Vec<String> = replica_specs(config, candidate)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        Step::new(
+            StepKind::Start,
+            format!(
+                "start {} {} replica(s) of {} (release {}): {}",
+                names.len(),
+                candidate.color,
+                candidate.image,
+                candidate.release,
+                names.join(", ")
+            ),
+        )
+    }
+
+    pub fn start_parked(parked: &Release, stopped: &[String]) -> Step {
+        Step::new(
+            StepKind::StartParked,
+            format!(
+                "start the parked {} replicas: {}",
+                parked.color,
+                stopped.join(", ")
+            ),
+        )
+    }
+
+    pub fn preview(config: &Config, color: Color, what: &str) -> Step {
+        Step::new(
+            StepKind::Preview,
+            format!(
+                "route the preview listener (port {}, {}) to {what} ({color})",
+                config.lb.preview_listen, config.lb.preview_url
+            ),
+        )
+    }
+
+    pub fn readiness(config: &Config, color: Color, passes: u32) -> Step {
+        let r = &config.readiness;
+        Step::new(
+            StepKind::Readiness,
+            format!(
+                "readiness of every {color} replica: GET {} answers {}, {passes} time(s) in a row, every {}, all within {}",
+                r.path,
+                r.expect_status,
+                fmt_duration(r.interval),
+                fmt_duration(r.deadline)
+            ),
+        )
+    }
+
+    pub fn migrate(config: &Config, candidate: &Release) -> Option<Step> {
+        let m = config.hooks.migrate.as_ref()?;
+        Some(Step::new(
+            StepKind::Migrate,
+            format!(
+                "run the migration {:?} in a one-off container {}-migrate from {} (limit {})",
+                m.command.join(" "),
+                config.app,
+                candidate.image,
+                fmt_duration(m.timeout)
+            ),
+        ))
+    }
+
+    pub fn compatibility(config: &Config, live: Color) -> Step {
+        let what = if config.smoke.is_empty() {
+            "readiness probe".to_string()
+        } else {
+            format!("{} smoke probe(s)", config.smoke.len())
+        };
+        Step::new(
+            StepKind::Compatibility,
+            format!(
+                "check that {live} (live) still passes the {what} through {} after the migration",
+                config.lb.url
+            ),
+        )
+    }
+
+    /// The smoke probes, when there are any.
+    pub fn smoke(config: &Config) -> Option<Step> {
+        if config.smoke.is_empty() {
+            return None;
+        }
+        let probes: Vec<String> = config
+            .smoke
+            .iter()
+            .map(|p| format!("{} ({} {})", p.name, p.method, p.path))
+            .collect();
+        Some(Step::new(
+            StepKind::Smoke,
+            format!(
+                "smoke probes through the preview listener: {}",
+                probes.join(", ")
+            ),
+        ))
+    }
+
+    pub fn drift(color: Color) -> Step {
+        Step::new(
+            StepKind::Drift,
+            format!("check that {color}'s containers match bgd.yaml (drift), did not restart and kept their addresses"),
+        )
+    }
+
+    /// `to` is "to" for a deploy or switch, "back to" for a rollback.
+    pub fn switch(config: &Config, color: Color, to: &str) -> Step {
+        Step::new(
+            StepKind::Switch,
+            format!(
+                "switch live traffic {to} {color}: one validated reload (nginx -t, atomic swap, reload), no old nginx worker left (drain up to {}), confirmed through {}",
+                fmt_duration(config.switch.drain),
+                config.lb.url
+            ),
+        )
+    }
+
+    /// The parked release set aside, let go once `color` is live (or the candidate's).
+    pub fn drop_parked(freeing: &Freeing, color: Color, no_switch: bool) -> Option<Step> {
+        let (parked, _) = freeing.set_aside.as_ref()?;
+        let now = if no_switch { "the candidate's" } else { "live" };
+        Some(Step::new(
+            StepKind::DropParked,
+            format!(
+                "remove the release {} ({}) that was parked in {color}: {color} is {now} now",
+                parked.release, parked.image
+            ),
+        ))
+    }
+
+    pub fn verify(config: &Config, color: Color, on_failure: &str) -> Step {
+        Step::new(
+            StepKind::Verify,
+            format!(
+                "verify {color} through {} for {}: smoke probes and readiness of every replica; on failure {on_failure}",
+                config.lb.url,
+                fmt_duration(config.switch.verify)
+            ),
+        )
+    }
+
+    /// Stopping the old color, with `park.mode: stopped`.
+    pub fn park(config: &Config, old: &Release) -> Option<Step> {
+        (config.park == ParkMode::Stopped).then(|| {
+            Step::new(
+                StepKind::Park,
+                format!(
+                    "park {} ({}): stop it after the drain (park.mode: stopped)",
+                    old.color, old.image
+                ),
+            )
+        })
     }
 }

@@ -64,7 +64,7 @@ impl Run {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
             .collect()
     }
-    /// The result line of a `--json` run: the last line, checked for the shape SPEC.md fixes.
+    /// The result line of a `--json` run: the last line, checked for the shape docs/json.md fixes.
     pub fn result(&self) -> serde_json::Value {
         let lines = self.json_lines();
         let last = lines
