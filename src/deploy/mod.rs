@@ -90,8 +90,9 @@ pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
     let mut run = Run::new(host, Command::Switch);
     let result = async {
         run.execute(&[Step::prepare(host.config)]).await?;
-        let (candidate, steps) = plan::switch(host.config, &run.obs)?;
-        run.set_target(candidate);
+        let candidate = plan::switch_target(&run.obs)?;
+        run.set_target(candidate.clone());
+        let steps = plan::switch(host.config, &run.obs, &candidate)?;
         run.execute(&steps).await?;
         run.switch_report()
     }

@@ -273,9 +273,8 @@ pub fn deploy(
     }
 }
 
-/// The steps of `bgd switch` once it holds the lock: the waiting candidate is gated again and
-/// promoted. Refused when no candidate waits; rejected when its containers stopped.
-pub fn switch(config: &Config, obs: &Observed) -> Result<(Release, Vec<Step>)> {
+/// The candidate `bgd switch` promotes; refused when none waits.
+pub fn switch_target(obs: &Observed) -> Result<Release> {
     let Some(candidate) = obs
         .state
         .idle
@@ -292,7 +291,13 @@ pub fn switch(config: &Config, obs: &Observed) -> Result<(Release, Vec<Step>)> {
         };
         return Err(error::refused(format!("nothing to switch to: {why}")));
     };
-    let containers = obs.containers_of(&candidate);
+    Ok(candidate)
+}
+
+/// The steps of `bgd switch` once it holds the lock: the waiting candidate is gated again and
+/// promoted. Refused when its containers are gone; rejected when they stopped.
+pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Vec<Step>> {
+    let containers = obs.containers_of(candidate);
     if containers.is_empty() {
         return Err(error::refused(format!(
             "nothing to switch to: the candidate's containers ({}, release {}) are gone; deploy again",
@@ -326,7 +331,7 @@ pub fn switch(config: &Config, obs: &Observed) -> Result<(Release, Vec<Step>)> {
     };
     steps.push(Step::verify(config, target, &on_failure));
     steps.extend(obs.state.live.as_ref().and_then(|l| Step::park(config, l)));
-    Ok((candidate, steps))
+    Ok(steps)
 }
 
 /// The parked release a rollback returns to; refused when there is none.
@@ -341,37 +346,41 @@ pub fn rollback_target(obs: &Observed) -> Result<Release> {
         };
         return Err(error::refused(format!("nothing to roll back to: {why}")));
     };
-    let parked = parked.release;
-    if obs.containers_of(&parked).is_empty() {
+    Ok(parked.release)
+}
+
+/// The steps of `bgd rollback` to `parked` once it holds the lock (the full path). Refused
+/// when its containers are gone.
+pub fn rollback(
+    config: &Config,
+    obs: &Observed,
+    parked: &Release,
+    verify: bool,
+) -> Result<Vec<Step>> {
+    let containers = obs.containers_of(parked);
+    if containers.is_empty() {
         return Err(error::refused(format!(
             "nothing to roll back to: the parked {} containers of release {} are gone",
             parked.color, parked.release
         )));
     }
-    Ok(parked)
-}
-
-/// The steps of `bgd rollback` once it holds the lock (the full path).
-pub fn rollback(config: &Config, obs: &Observed, verify: bool) -> Result<(Release, Vec<Step>)> {
-    let parked = rollback_target(obs)?;
-    let stopped: Vec<String> = obs
-        .containers_of(&parked)
+    let stopped: Vec<String> = containers
         .iter()
         .filter(|c| !c.running())
         .map(|c| c.name.clone())
         .collect();
     let mut steps = Vec::new();
     if !stopped.is_empty() {
-        steps.push(Step::start_parked(&parked, &stopped));
+        steps.push(Step::start_parked(parked, &stopped));
     }
     steps.push(Step::preview(config, parked.color, "the parked release"));
     steps.extend(rollback_switch(
         config,
-        &parked,
+        parked,
         obs.state.live.as_ref(),
         verify,
     ));
-    Ok((parked, steps))
+    Ok(steps)
 }
 
 /// The rollback's switch and what follows it: one readiness pass over the parked replicas,

@@ -36,8 +36,9 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
     let mut run = Run::new(host, Command::Rollback).started_at(started);
     let result = async {
         run.execute(&[Step::prepare(host.config)]).await?;
-        let (parked, steps) = plan::rollback(host.config, &run.obs, verify)?;
-        run.set_target(parked);
+        let parked = plan::rollback_target(&run.obs)?;
+        run.set_target(parked.clone());
+        let steps = plan::rollback(host.config, &run.obs, &parked, verify)?;
         run.execute(&steps).await?;
         run.switch_report()
     }
