@@ -314,22 +314,29 @@ fn install_stops_old_workers_still_busy_after_the_drain() {
 #[test]
 fn install_waits_for_the_guard_takes_over_a_stale_one_and_honours_the_lock() {
     let b = NginxBox::start("guard", None);
-    let guard = "/etc/nginx/bgd/.install-guard";
-    // held by a live process (pid 1, its real start time): busy after --guard-ms
-    b.sh(&format!(
-        "mkdir -p {guard} && read -r s < /proc/1/stat && set -- ${{s##*) }} && shift 19 && echo \"1 $1\" > {guard}/owner"
-    ));
+    // The guard is a symlink in /dev/shm naming its owner: "pid start-time until-ms".
+    let guard = "/dev/shm/bgd-install-guard";
+    let pid1 = "read -r s < /proc/1/stat && set -- ${s##*) } && shift 19 && echo \"1 $1\"";
+    let live_owner = b.sh(pid1).trim().to_string();
+    // held by a live process that said it would be done by now: busy after --guard-ms
+    b.sh(&format!("ln -s '{live_owner} 0' {guard}"));
     let r = b.install("v1", &[]);
     assert_eq!(r.outcome, "busy", "{r:?}");
-    assert!(r.output.contains("owner: 1 "), "{r:?}");
-    // its owner gone (same pid, another start time): taken over
-    b.sh(&format!("echo '1 1' > {guard}/owner"));
+    assert!(
+        r.output.contains(&format!("owner: {live_owner} 0")),
+        "{r:?}"
+    );
+    // its owner gone (pid 1 with another start time): taken over, even with a take-over
+    // left behind by an exec that died half way
+    b.sh(&format!(
+        "ln -sf '1 1 0' {guard} && ln -s '1 1 0' {guard}.takeover"
+    ));
     let r = b.install("v1", &[]);
     assert_eq!(r.outcome, "applied", "{r:?}");
     assert!(
-        b.sh(&format!("ls -a {guard} 2>&1"))
-            .contains("No such file"),
-        "the guard is released"
+        b.sh("ls -A /dev/shm").trim().is_empty(),
+        "the guard is released: {}",
+        b.sh("ls -la /dev/shm")
     );
 
     // --lock-once: held by another run, nothing changes; free: taken for the exec, released
@@ -394,6 +401,21 @@ fn the_lock_script_takes_refuses_takes_over_and_releases() {
     b.lock(&[("--op", "acquire"), ("--holder", me)]);
     let r = b.lock(&[("--op", "release"), ("--token", "")]);
     assert_eq!(r.outcome, "released", "--force: {r:?}");
+    // a take-over that died half way blocks take-overs until --force clears it
+    b.lock(&[("--op", "acquire"), ("--holder", me)]);
+    b.sh(&format!("mkdir {DIR}/lock.takeover"));
+    let r = b.lock(&[
+        ("--op", "take-over"),
+        ("--token", "tok-me"),
+        ("--holder", other),
+    ]);
+    assert_eq!(r.outcome, "held", "{r:?}");
+    let r = b.lock(&[("--op", "release"), ("--token", "")]);
+    assert_eq!(r.outcome, "released", "{r:?}");
+    assert!(
+        !b.sh(&format!("ls -A {DIR}")).contains("lock"),
+        "all cleared"
+    );
     let r = b.lock(&[("--op", "sideways")]);
     assert_eq!(r.outcome, "bad-input", "{r:?}");
 }

@@ -4,7 +4,7 @@
 //! that puts all of it back when a step before the switch fails.
 
 use super::run::{Command, Run, SetAside};
-use super::specs::{free_idle_color, pool_of, render_input, replica_specs};
+use super::specs::{pool_of, render_input, replica_specs};
 use crate::docker::ContainerInfo;
 use crate::error;
 use crate::model::{Pool, Role};
@@ -15,8 +15,7 @@ use anyhow::Result;
 /// their aside names get their own names back.
 pub async fn tidy(run: &mut Run<'_>) -> Result<String> {
     let host = run.host;
-    let target = run.target()?.color;
-    let freeing = free_idle_color(host.config, &run.obs, target);
+    let freeing = run.freeing.clone();
     host.remove_all(&freeing.remove).await;
     for (now, own) in &freeing.rename {
         if let Err(e) = host.docker.rename(now, own).await {
@@ -40,24 +39,21 @@ pub async fn tidy(run: &mut Run<'_>) -> Result<String> {
 /// gives it back. Recorded as it goes, so that a rename failing half way is undone too.
 pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
     let host = run.host;
-    let target = run.target()?.color;
-    let Some((release, renames)) = free_idle_color(host.config, &run.obs, target).set_aside else {
+    let Some((release, replicas)) = run.freeing.set_aside.clone() else {
         return Ok("nothing to set aside".into());
     };
     let set_aside = run.undo.set_aside.insert(SetAside {
         release,
         containers: Vec::new(),
     });
-    for (name, aside) in renames {
-        let renamed = if name == aside {
+    for r in replicas {
+        let renamed = if r.now == r.aside {
             Ok(())
         } else {
-            host.docker.rename(&name, &aside).await
+            host.docker.rename(&r.now, &r.aside).await
         };
-        // the aside name is the own name with "-parked" added (`model::aside_name`)
-        let own = aside.strip_suffix("-parked").unwrap_or(&aside).to_string();
-        let now = if renamed.is_ok() { aside } else { name };
-        set_aside.containers.push((now, own));
+        let now = if renamed.is_ok() { r.aside } else { r.now };
+        set_aside.containers.push((now, r.own));
         renamed?;
     }
     let names: Vec<&str> = set_aside
@@ -239,7 +235,7 @@ pub async fn drop_parked(run: &mut Run<'_>) -> Result<String> {
 /// candidate containers are gone, and a parked release set aside is parked again.
 pub async fn undo(run: &mut Run<'_>) {
     let host = run.host;
-    if run.undo.candidates.is_empty() && run.undo.set_aside.is_none() {
+    if !run.undo.has_work() {
         return;
     }
     host.out

@@ -42,15 +42,15 @@ pub async fn readiness(run: &mut Run<'_>) -> Result<String> {
         last_failures: Mutex::new(Vec::new()),
     };
     let result = ready.wait().await;
-    if rollback {
-        let stays = run.live_pool.as_ref().map_or("none", |l| l.color.as_str());
-        result.map_err(|e| {
-            error::environment(format!(
+    match result {
+        Err(e) if rollback && !error::is_interrupted(&e) => {
+            // the parked release is not healthy: traffic stays where it is
+            let stays = run.live_pool.as_ref().map_or("none", |l| l.color.as_str());
+            return Err(error::environment(format!(
                 "the parked release is not ready, traffic stays on {stays}: {e:#}"
-            ))
-        })?;
-    } else {
-        result?;
+            )));
+        }
+        result => result?,
     }
     Ok(format!(
         "all {} replica(s) of {} ready",
@@ -249,6 +249,9 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
         smoke_probes(run, &config.lb.url, live, "live").await
     };
     checked.map_err(|e| {
+        if error::is_interrupted(&e) {
+            return e;
+        }
         error::rejected(format!(
             "the migration is not backward-compatible: the live release ({live}) fails against the migrated schema: {e:#}\n\
              Traffic stays on {live}, whose users are being hurt right now if this is a shared database: roll the schema forward or fix it. \

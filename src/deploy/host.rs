@@ -83,6 +83,7 @@ impl<'a> Host<'a> {
                 self.config.app
             )),
             NginxError::Busy(msg) | NginxError::Broken(msg) => error::environment(msg),
+            NginxError::Bug(msg) => anyhow::anyhow!("{what}: {msg}"),
             NginxError::Docker(e) => e,
         }
     }

@@ -62,7 +62,15 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
     let mut run = Run::new(host, Command::Deploy(request.clone()));
     let result = async {
         run.execute(&prelude).await?;
-        let steps = plan::deploy_steps(host.config, request, &run.obs, run.target()?);
+        let candidate = run.target()?.clone();
+        run.freeing = specs::free_idle_color(host.config, &run.obs, candidate.color);
+        let steps = plan::deploy_steps(
+            host.config,
+            &run.obs,
+            &candidate,
+            &run.freeing,
+            request.no_switch,
+        );
         // the idle color is freed for the candidate: a candidate left waiting there goes
         run.state.idle = None;
         run.execute(&steps).await?;

@@ -150,7 +150,7 @@ pub async fn observe(host: &Host<'_>) -> Result<Observed> {
                 }
             }
             state::HISTORY_FILE => observed.history = state::parse_history(&data),
-            "holder.json" => observed.lock = serde_json::from_slice(&data).ok(),
+            "lock/holder.json" => observed.lock = serde_json::from_slice(&data).ok(),
             state::ACTIVE_FILE => {
                 observed.active_config = Some(String::from_utf8_lossy(&data).into_owned())
             }

@@ -3,7 +3,7 @@
 //! them. No I/O: what the host looks like comes in as `Observed` and `Facts`.
 
 use super::observe::Observed;
-use super::specs::{free_idle_color, render_input, replica_specs};
+use super::specs::{free_idle_color, render_input, replica_specs, Freeing};
 use super::step::{Step, StepKind};
 use crate::config::{Config, ParkMode};
 use crate::docker::ContainerSpec;
@@ -131,44 +131,74 @@ pub fn target_color(obs: &Observed) -> Color {
         .map_or(Color::Blue, |l| l.color.other())
 }
 
-/// The steps of a deploy once it holds the lock, for `candidate` (its color is the target).
+/// The steps of a deploy once it holds the lock, for `candidate` (its color is the target),
+/// the idle color freed as `freeing` says.
 pub fn deploy_steps(
     config: &Config,
-    request: &DeployRequest,
     obs: &Observed,
     candidate: &Release,
+    freeing: &Freeing,
+    no_switch: bool,
 ) -> Vec<Step> {
     let target = candidate.color;
     let live = obs.state.live.as_ref();
-    let freeing = free_idle_color(config, obs, target);
-    let mut steps: Vec<Step> = Step::tidy(&freeing).into_iter().collect();
-    steps.extend(Step::set_aside(&freeing));
+    let live_pool = obs.live_pool(config);
+    let mut steps: Vec<Step> = Step::tidy(freeing).into_iter().collect();
+    steps.extend(Step::set_aside(freeing));
     steps.push(Step::start(config, candidate));
     steps.push(Step::preview(config, target, "the candidate"));
     steps.push(Step::readiness(config, target, config.readiness.successes));
     steps.extend(Step::migrate(config, candidate));
     // the old version against the migrated schema, when one serves
-    let live_serves = obs.live_pool(config).is_some_and(|p| !p.servers.is_empty());
+    let live_serves = live_pool.as_ref().is_some_and(|p| !p.servers.is_empty());
     if let (Some(_), Some(l), true) = (&config.hooks.migrate, live, live_serves) {
         steps.push(Step::compatibility(config, l.color));
     }
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
-    let drop_parked = Step::drop_parked(&freeing, target, request.no_switch);
-    if request.no_switch {
+    let drop_parked = Step::drop_parked(freeing, target, no_switch);
+    if no_switch {
         steps.extend(drop_parked);
         return steps;
     }
     steps.push(Step::switch(config, target, "to"));
     steps.extend(drop_parked);
-    let on_failure = match (live, config.switch.auto_rollback) {
-        (Some(l), true) => format!("switch back to {} (exit 4)", l.color),
-        (Some(_), false) => "stop with exit 7 and the rollback command".to_string(),
-        (None, _) => "stop with exit 7 (nothing to go back to)".to_string(),
-    };
+    let on_failure = after_failed_verify(config, live_pool.as_ref()).describe();
     steps.push(Step::verify(config, target, &on_failure));
     steps.extend(live.and_then(|l| Step::park(config, l)));
     steps
+}
+
+/// What a failed verification after the switch leads to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterFailedVerify {
+    /// switch back to the previous live color (exit 4)
+    SwitchBack(Color),
+    /// stop with exit 7, for this reason
+    Stop(&'static str),
+}
+
+/// Switching back needs `switch.auto_rollback` and a previous live color that still runs.
+pub fn after_failed_verify(config: &Config, old_live: Option<&Pool>) -> AfterFailedVerify {
+    match old_live {
+        None => AfterFailedVerify::Stop("nothing to go back to"),
+        Some(p) if p.servers.is_empty() => {
+            AfterFailedVerify::Stop("the previous release has no running replicas")
+        }
+        Some(_) if !config.switch.auto_rollback => AfterFailedVerify::Stop(
+            "switch.auto_rollback is off: the message gives the rollback command",
+        ),
+        Some(p) => AfterFailedVerify::SwitchBack(p.color),
+    }
+}
+
+impl AfterFailedVerify {
+    pub fn describe(self) -> String {
+        match self {
+            AfterFailedVerify::SwitchBack(c) => format!("switch back to {c} (exit 4)"),
+            AfterFailedVerify::Stop(why) => format!("stop with exit 7 ({why})"),
+        }
+    }
 }
 
 /// What is live and what is idle, in one line.
@@ -207,8 +237,15 @@ pub fn deploy(
         image: request.image.clone(),
         release: release_id.to_string(),
     };
+    let freeing = free_idle_color(config, obs, target);
     let (mut steps, warnings) = prelude(config, &request.image, facts);
-    steps.extend(deploy_steps(config, request, obs, &candidate));
+    steps.extend(deploy_steps(
+        config,
+        obs,
+        &candidate,
+        &freeing,
+        request.no_switch,
+    ));
     let mut notes = vec![format!("now: {}", situation(obs))];
     let live = obs.state.live.as_ref();
     notes.push(match live {
@@ -230,13 +267,12 @@ pub fn deploy(
     }
     notes.push("the outcome is recorded in the history on the Docker host".to_string());
 
-    let freeing = free_idle_color(config, obs, target);
     let mut remove = freeing.remove.clone();
     remove.extend(
         freeing
             .set_aside
             .iter()
-            .flat_map(|(_, aside)| aside.iter().map(|(now, _)| now.clone())),
+            .flat_map(|(_, aside)| aside.iter().map(|a| a.now.clone())),
     );
     let create = replica_specs(config, &candidate);
     let placeholder = Pool {
@@ -325,10 +361,7 @@ pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Ve
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
     steps.push(Step::switch(config, target, "to"));
-    let on_failure = match (&obs.state.live, config.switch.auto_rollback) {
-        (Some(l), true) => format!("switch back to {} (exit 4)", l.color),
-        _ => "stop with exit 7".to_string(),
-    };
+    let on_failure = after_failed_verify(config, obs.live_pool(config).as_ref()).describe();
     steps.push(Step::verify(config, target, &on_failure));
     steps.extend(obs.state.live.as_ref().and_then(|l| Step::park(config, l)));
     Ok(steps)

@@ -49,9 +49,10 @@ pub async fn lb(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
     let name = &config.lb.container;
     if let Some(c) = host.docker.inspect(name).await? {
-        if c.ip_on(&config.network).is_none() {
-            host.docker.connect_network(&config.network, name).await?;
+        if c.ip_on(&config.network).is_some() {
+            return Ok(format!("{name} is on network {} already", config.network));
         }
+        host.docker.connect_network(&config.network, name).await?;
         return Ok(format!("connected {name} to network {}", config.network));
     }
     let Some(image) = config.lb.image.as_deref() else {
@@ -190,6 +191,7 @@ pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     run.old_live = run.state.live.clone();
     run.live_pool = run.obs.live_pool(config);
     run.journal.active = true;
+    run.journal.entry.at = state::now();
     if let Command::Deploy(request) = &run.command {
         if let (Some(l), Some(p)) = (&run.old_live, &run.live_pool) {
             if p.servers.is_empty() {

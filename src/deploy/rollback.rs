@@ -50,6 +50,7 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
 /// What the fast path learned for a rollback.
 struct FastView {
     state: AppState,
+    parked: Release,
     containers: Vec<ContainerInfo>,
     parked_pool: Pool,
     live_pool: Pool,
@@ -73,15 +74,9 @@ impl FastView {
         run.pool = Some(self.parked_pool);
         run.lock = LockUse::Once(Holder::me("bgd rollback"));
         run.journal.active = true;
-        let parked = run.state.idle.clone().map(|i| i.release);
+        run.set_target(self.parked.clone());
         let old_live = run.old_live.clone();
-        match parked {
-            Some(parked) => {
-                run.set_target(parked.clone());
-                plan::rollback_switch(config, &parked, old_live.as_ref(), verify)
-            }
-            None => Vec::new(),
-        }
+        plan::rollback_switch(config, &self.parked, old_live.as_ref(), verify)
     }
 }
 
@@ -133,7 +128,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         generation,
         live: Some(live),
         idle: Some(Idle {
-            release: parked,
+            release: parked.clone(),
             role: Role::Parked,
         }),
         nginx: Some(NginxInfo {
@@ -144,6 +139,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
     };
     Ok(Some(FastView {
         state,
+        parked,
         containers: containers.clone(),
         parked_pool,
         live_pool,

@@ -11,6 +11,7 @@
 use super::host::Host;
 use super::observe::{observe, Observed};
 use super::plan::DeployRequest;
+use super::specs::Freeing;
 use super::step::{Step, StepKind};
 use super::{candidate, gates, lock, prepare, switch};
 use crate::error::{self, Failure};
@@ -106,6 +107,8 @@ pub struct Run<'a> {
     /// The live release when the run began, and its pool as nginx routes it
     pub old_live: Option<Release>,
     pub live_pool: Option<Pool>,
+    /// How a deploy frees the idle color (decided once, from what `prepare` read)
+    pub freeing: Freeing,
     /// The release this run makes live (the candidate, or the parked release), and its pool
     /// as the gates proved it
     pub target: Option<Release>,
@@ -157,6 +160,7 @@ impl<'a> Run<'a> {
             kmt: true,
             old_live: None,
             live_pool: None,
+            freeing: Freeing::default(),
             target: None,
             pool: None,
             switched: None,
@@ -210,6 +214,9 @@ impl<'a> Run<'a> {
     }
 
     fn interrupted_before(&self, kind: StepKind) -> Result<()> {
+        if !kind.interruptible() {
+            return Ok(());
+        }
         let at = match (&self.switched, &self.target) {
             (Some(_), Some(t)) => format!("after the switch: {} is live", t.color),
             _ if kind.after_switch() => format!("before the {} step", kind.name()),
@@ -262,10 +269,17 @@ impl<'a> Run<'a> {
     /// A step failed with `e`: put things back as far as this run can, and say why it stopped.
     async fn recover(&mut self, e: anyhow::Error) -> anyhow::Error {
         if self.switched.is_none() {
-            if self.undo.has_work() {
+            // A switch that could not be confirmed nor undone may leave nginx routing live
+            // traffic to the candidate: nothing is removed, `bgd status` says what is live.
+            if matches!(error::failure(&e), Some(Failure::Unsafe(_))) {
+                return e;
+            }
+            if let (Command::Deploy(_), true) = (&self.command, self.journal.active) {
                 self.host
                     .out
                     .undoing(&self.host.out.redact(&format!("{e:#}")));
+            }
+            if self.undo.has_work() {
                 candidate::undo(self).await;
             }
             return e;

@@ -173,13 +173,21 @@ pub fn render_input(
 /// containers of that color (a candidate a killed run left) and containers of the live color
 /// that are not the live release are removed; live containers a killed deploy left under
 /// their aside names get their own names back.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Freeing {
-    /// The parked release, and its containers as (name now, aside name)
-    pub set_aside: Option<(Release, Vec<(String, String)>)>,
+    /// The parked release, and its containers
+    pub set_aside: Option<(Release, Vec<Aside>)>,
     pub remove: Vec<String>,
     /// (name now, own name)
     pub rename: Vec<(String, String)>,
+}
+
+/// A parked replica's names: now, while set aside, and its own (given back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aside {
+    pub now: String,
+    pub aside: String,
+    pub own: String,
 }
 
 pub fn free_idle_color(config: &Config, obs: &Observed, target: Color) -> Freeing {
@@ -193,9 +201,11 @@ pub fn free_idle_color(config: &Config, obs: &Observed, target: Color) -> Freein
     let mut aside = Vec::new();
     for c in obs.of_color(target) {
         match (parked, c.replica()) {
-            (Some(p), Some(n)) if c.is_of(p) => {
-                aside.push((c.name.clone(), aside_name(&config.app, target, n)))
-            }
+            (Some(p), Some(n)) if c.is_of(p) => aside.push(Aside {
+                now: c.name.clone(),
+                aside: aside_name(&config.app, target, n),
+                own: container_name(&config.app, target, n),
+            }),
             _ => freeing.remove.push(c.name.clone()),
         }
     }
@@ -357,10 +367,12 @@ mod tests {
             container("web-green-2", &v2, 2),
         ];
         let f = free_idle_color(&config(), &obs, Color::Blue);
-        assert_eq!(
-            f.set_aside,
-            Some((v1, vec![("web-blue-1".into(), "web-blue-1-parked".into())]))
-        );
+        let aside = Aside {
+            now: "web-blue-1".into(),
+            aside: "web-blue-1-parked".into(),
+            own: "web-blue-1".into(),
+        };
+        assert_eq!(f.set_aside, Some((v1, vec![aside])));
         assert_eq!(f.remove, vec!["web-blue-2".to_string()]);
         assert_eq!(
             f.rename,

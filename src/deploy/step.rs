@@ -73,6 +73,12 @@ impl StepKind {
         }
     }
 
+    /// Whether a signal stops the run before this step. Letting the set-aside release go
+    /// is not stopped: the candidate holds its color for good by then.
+    pub fn interruptible(self) -> bool {
+        self != StepKind::DropParked
+    }
+
     /// Whether live traffic may already be on the new color when this step runs.
     pub fn after_switch(self) -> bool {
         matches!(
@@ -130,7 +136,7 @@ impl Step {
 
     pub fn set_aside(freeing: &Freeing) -> Option<Step> {
         let (parked, aside) = freeing.set_aside.as_ref()?;
-        let names: Vec<&str> = aside.iter().map(|(now, _)| now.as_str()).collect();
+        let names: Vec<&str> = aside.iter().map(|a| a.now.as_str()).collect();
         Some(Step::new(
             StepKind::SetAside,
             format!(

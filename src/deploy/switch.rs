@@ -4,6 +4,7 @@
 //! the old color.
 
 use super::gates::{misrouted, smoke_probes};
+use super::plan::{after_failed_verify, AfterFailedVerify};
 use super::run::Run;
 use super::specs::render_input;
 use crate::config::ParkMode;
@@ -191,8 +192,10 @@ pub async fn verify(run: &mut Run<'_>) -> Result<String> {
 /// back (exit 4); otherwise say exactly what to run (exit 7).
 pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> anyhow::Error {
     let host = run.host;
-    let old = run.live_pool.clone().filter(|p| !p.servers.is_empty());
-    let (Some(old), true, Ok(pool)) = (old, host.config.switch.auto_rollback, run.pool().cloned())
+    let old = run.live_pool.clone();
+    let pool = run.pool().cloned();
+    let (AfterFailedVerify::SwitchBack(old_color), Some(old), Ok(pool)) =
+        (after_failed_verify(host.config, old.as_ref()), old, pool)
     else {
         return error::unsafe_state(format!(
             "the switch happened but verification through lb.url failed: {why:#}\n{}",
@@ -206,7 +209,6 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
     host.out.warn(&format!(
         "verification after the switch failed: {why:#}; switching back"
     ));
-    let old_color = old.color;
     let to = Routing {
         live: Some(old.clone()),
         preview: Some((pool.clone(), Role::Candidate)),
@@ -238,21 +240,23 @@ pub async fn park(run: &mut Run<'_>) -> Result<String> {
     if config.park != ParkMode::Stopped {
         return Ok(format!("parked {} (running)", old.color));
     }
-    let names: Vec<String> = run
+    // by id: a deploy may have renamed them since they were read (tidy)
+    let containers: Vec<(String, String)> = run
         .obs
         .containers_of(&old)
         .iter()
-        .map(|c| c.name.clone())
+        .map(|c| (c.id.clone(), c.name.clone()))
         .collect();
-    let stops = names
+    let stops = containers
         .iter()
-        .map(|n| host.docker.stop(n, config.container.stop_timeout));
-    for (n, r) in names
+        .map(|(id, _)| host.docker.stop(id, config.container.stop_timeout));
+    for ((_, name), r) in containers
         .iter()
         .zip(futures_util::future::join_all(stops).await)
     {
         if let Err(e) = r {
-            host.out.warn(&format!("could not stop parked {n}: {e:#}"));
+            host.out
+                .warn(&format!("could not stop parked {name}: {e:#}"));
         }
     }
     Ok(format!(

@@ -5,12 +5,13 @@
 # Inputs, all named (--key value):
 #   --app NAME           the app: the stub is CONF_DIR/bgd-NAME.conf, the files ROOT/NAME/
 #   --conf-dir DIR       nginx's conf.d, included by nginx.conf
-#   --root DIR           bgd's directory; the install guard (one install at a time, whatever
-#                        the app: a reload affects them all) lives there
+#   --root DIR           bgd's directory (the install guard lives there when the container
+#                        has no /dev/shm)
 #   --config TEXT        the new config
 #   --handover-ms N      longest wait for nginx's new workers after the reload   [5000]
 #   --drain-ms N         longest wait for the old workers to finish their requests [30000]
-#   --guard-ms N         longest wait for another install to finish              [60000]
+#   --guard-ms N         least wait for another install to finish (longer when the other
+#                        install said it may take longer)                        [60000]
 #   --state JSON         state to record once the new config serves              [none]
 #   --history LINE       history line to append then                             [none]
 #   --history-keep N     history lines kept                                      [1000]
@@ -27,11 +28,13 @@
 #                     previous files are restored and nginx reloaded again
 # not-running         no nginx worker process is running
 # write-failed        a file could not be written; the previous config is active
-# busy                another install held the guard longer than --guard-ms
+# busy                another install held the guard longer than --guard-ms and than it
+#                     said it would
 # locked              --lock-once: another run holds the deploy lock (BGD_HOLDER first)
 # lock-lost           --lock-token: the caller's lock was released or taken over
 # bad-input           an unknown option or a bad value
-# Times come from /proc/uptime (monotonic), and the loops fork nothing but nginx itself.
+# Times come from /proc/uptime (monotonic). The loops read /proc with shell builtins: the
+# only programs they start are `sleep`, and nginx itself.
 set -u
 
 finish() {
@@ -63,7 +66,8 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep"; do
-  case $n in '' | *[!0-9]*) echo "not a number: $n"; finish bad-input ;; esac
+  # digits only, no leading zero: $((...)) would read 010 as octal
+  case $n in '' | *[!0-9]* | 0?*) echo "not a number of milliseconds: $n"; finish bad-input ;; esac
 done
 if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ] || [ "$have_config" = 0 ]; then
   echo "--app, --conf-dir, --root and --config are required"
@@ -72,7 +76,11 @@ fi
 
 dir="$root/$app"
 lockdir="$dir/lock"
-guard="$root/.install-guard"
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  guard=/dev/shm/bgd-install-guard
+else
+  guard="$root/.install-guard"
+fi
 stub="$conf_dir/bgd-$app.conf"
 active="$dir/active.conf"
 stub_text="include $active;"
@@ -140,49 +148,59 @@ restore() {
   if [ -f "$dir/prev.stub" ]; then mv -f "$dir/prev.stub" "$stub"; else rm -f "$stub"; fi
 }
 
-# The guard: one install at a time in this nginx. Its owner file holds "pid start-time" of
-# the exec that made it; a guard whose owner is gone (the container restarted mid-install)
-# is taken over.
+# The guard: one install at a time in this nginx, whatever the app (a reload affects them
+# all). It is a symlink whose target names its owner, "pid start-time until-ms", so it is
+# made and named in one atomic step; in /dev/shm (a tmpfs) a container restart clears it.
+# A live owner is waited for as long as it said it may take (another app's drain may be
+# longer than ours); a guard whose owner is gone is taken over, under a second symlink, so
+# that of two takers one wins and a fresh guard is never removed.
+# alive_owner OWNER: its process (pid and start time) still runs
+alive_owner() {
+  ident_of "${1%% *}"
+  owner_rest=${1#* }
+  [ -n "$ident" ] && [ "$ident" = "${1%% *} ${owner_rest%% *}" ]
+}
+# take_over LINK OWNER: removes LINK if it still names OWNER (a gone owner)
+take_over() {
+  mutex="$1.takeover"
+  if ! ln -s "$mine" "$mutex" 2>/dev/null; then
+    held=$(readlink "$mutex" 2>/dev/null) || held=""
+    if [ -n "$held" ] && ! alive_owner "$held"; then rm -f "$mutex"; fi
+    sleep 0.01
+    return 0
+  fi
+  if [ "$(readlink "$1" 2>/dev/null)" = "$2" ]; then rm -f "$1"; fi
+  rm -f "$mutex"
+}
 take_guard() {
   now
   give_up=$((now_ms + guard_ms))
-  while ! mkdir "$guard" 2>/dev/null; do
-    owner=""
-    { read -r owner < "$guard/owner"; } 2>/dev/null
-    if [ -n "$owner" ]; then
-      ident_of "${owner%% *}"
-      if [ "$ident" != "$owner" ] && mv "$guard" "$guard.stale.$$" 2>/dev/null; then
-        # moved away: it must be the stale guard we looked at, else give it back
-        moved=""
-        { read -r moved < "$guard.stale.$$/owner"; } 2>/dev/null
-        if [ "$moved" = "$owner" ]; then
-          rm -rf "$guard.stale.$$"
-        else
-          mv "$guard.stale.$$" "$guard" 2>/dev/null || rm -rf "$guard.stale.$$"
-        fi
-        continue
-      fi
+  ident_of $$
+  mine="$ident $((now_ms + handover_ms * 2 + drain_ms + 2000))"
+  until ln -s "$mine" "$guard" 2>/dev/null; do
+    owner=$(readlink "$guard" 2>/dev/null) || owner=""
+    if [ -n "$owner" ] && ! alive_owner "$owner"; then
+      take_over "$guard" "$owner"
+      continue
     fi
     now
-    if [ "$now_ms" -ge "$give_up" ]; then
-      echo "another install has held $guard for ${guard_ms}ms (owner: ${owner:-unknown})"
+    owner_until=${owner##* }
+    case $owner_until in '' | *[!0-9]*) owner_until=0 ;; esac
+    if [ "$now_ms" -ge "$give_up" ] && [ "$now_ms" -ge "$owner_until" ]; then
+      echo "another install holds the guard $guard (owner: ${owner:-unknown})"
       finish busy
     fi
     sleep 0.02
   done
-  ident_of $$
-  my_ident=$ident
-  printf '%s\n' "$my_ident" > "$guard/owner"
+  my_guard=$mine
 }
-my_ident=""
+my_guard=""
 holds_lock_once=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   if [ "$holds_lock_once" = 1 ]; then rm -rf "$lockdir"; fi
-  if [ -n "$my_ident" ]; then
-    owner=""
-    { read -r owner < "$guard/owner"; } 2>/dev/null
-    if [ "$owner" = "$my_ident" ]; then rm -rf "$guard"; fi
+  if [ -n "$my_guard" ] && [ "$(readlink "$guard" 2>/dev/null)" = "$my_guard" ]; then
+    rm -f "$guard"
   fi
 }
 trap cleanup EXIT
@@ -274,8 +292,15 @@ done
 wait_until_gone "$old" "$drain_ms"
 stopped=0
 if [ -n "$alive" ]; then
-  for pid in $alive; do kill -TERM "$pid" 2>/dev/null && stopped=$((stopped + 1)); done
+  for pid in $alive; do
+    # still an nginx worker (a pid may be reused)
+    title_of "$pid"
+    case $title in "nginx: worker process"*) kill -TERM "$pid" 2>/dev/null && stopped=$((stopped + 1)) ;; esac
+  done
   wait_until_gone "$alive" 1000
-  for pid in $alive; do kill -KILL "$pid" 2>/dev/null; done
+  for pid in $alive; do
+    title_of "$pid"
+    case $title in "nginx: worker process"*) kill -KILL "$pid" 2>/dev/null ;; esac
+  done
 fi
 finish applied "stopped=$stopped"

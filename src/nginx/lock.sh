@@ -41,9 +41,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "--dir is required"; finish bad-input; }
 
-take() {
+# take_lock: makes the lock this caller's, or says who holds it
+take_lock() {
   if mkdir "$dir/lock" 2>/dev/null; then
-    printf '%s' "$new_holder" > "$dir/lock/holder.json" || finish failed
+    printf '%s' "$new_holder" > "$dir/lock/holder.json" || { rm -rf "$dir/lock"; finish failed; }
     finish taken
   fi
   show_holder
@@ -54,7 +55,7 @@ case $op in
   acquire)
     [ -n "$new_holder" ] || { echo "--holder is required"; finish bad-input; }
     mkdir -p "$dir" || finish failed
-    take
+    take_lock
     ;;
   take-over)
     if [ -z "$new_holder" ] || [ -z "$token" ]; then
@@ -67,20 +68,27 @@ case $op in
       *"\"$token\""*) ;;
       *) show_holder; finish held ;;
     esac
-    # Renaming is atomic: of two runs taking over the same stale lock, one renames it. The
-    # other may rename the lock the first one just took: it checks what it moved and, if
-    # that is not the stale lock, puts it back.
-    mv "$dir/lock" "$dir/lock.stale.$$" 2>/dev/null || { show_holder; finish held; }
-    moved=""
-    { IFS= read -r moved < "$dir/lock.stale.$$/holder.json"; } 2>/dev/null
-    case $moved in
-      *"\"$token\""*) rm -rf "$dir/lock.stale.$$" ;;
-      *) mv "$dir/lock.stale.$$" "$dir/lock" 2>/dev/null; show_holder; finish held ;;
+    # Of two runs taking over the same stale lock, one wins: the take-over holds a second
+    # directory, and the holder is read again under it (a fresh lock is never removed).
+    if ! mkdir "$dir/lock.takeover" 2>/dev/null; then show_holder; finish held; fi
+    holder=""
+    { IFS= read -r holder < "$dir/lock/holder.json"; } 2>/dev/null
+    case $holder in
+      *"\"$token\""*) rm -rf "$dir/lock" ;;
     esac
-    take
+    if mkdir "$dir/lock" 2>/dev/null; then
+      printf '%s' "$new_holder" > "$dir/lock/holder.json" || { rm -rf "$dir/lock" "$dir/lock.takeover"; finish failed; }
+      rmdir "$dir/lock.takeover"
+      finish taken
+    fi
+    rmdir "$dir/lock.takeover"
+    show_holder
+    finish held
     ;;
   release)
     [ "$have_token" = 1 ] || { echo "--token is required (empty to release whoever holds it)"; finish bad-input; }
+    # --force also clears a take-over that died half way
+    [ -n "$token" ] || rm -rf "$dir/lock.takeover"
     [ -d "$dir/lock" ] || finish released
     holder=""
     { IFS= read -r holder < "$dir/lock/holder.json"; } 2>/dev/null

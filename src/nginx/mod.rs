@@ -60,6 +60,9 @@ pub enum NginxError {
     /// nginx is not running, the container has no shell, a file cannot be written
     #[error("{0}")]
     Broken(String),
+    /// A script refused bgd's own input, or said something bgd does not know: a bug in bgd
+    #[error("{0}")]
+    Bug(String),
     /// The Docker API call failed
     #[error(transparent)]
     Docker(#[from] anyhow::Error),
@@ -111,19 +114,20 @@ impl<'a> Nginx<'a> {
         )))
     }
 
-    /// bgd's files for this app by file name, in one read: `active.conf` (the config nginx
-    /// has), `state.json`, `history.jsonl`, `lock/holder.json` (as `holder.json`).
+    /// bgd's files for this app in one read, by path within its directory: `active.conf`
+    /// (the config nginx has), `state.json`, `history.jsonl`, `lock/holder.json`.
     pub async fn read_files(&self) -> Result<Vec<(String, Vec<u8>)>, NginxError> {
         let files = self
             .docker
             .download(&self.container, &self.state_dir())
             .await?
             .unwrap_or_default();
+        // the archive's paths start with the directory's own name
         Ok(files
             .into_iter()
-            .map(|(name, data)| {
-                let base = name.rsplit('/').next().unwrap_or(&name).to_string();
-                (base, data)
+            .map(|(path, data)| {
+                let inner = path.split_once('/').map_or(path.as_str(), |(_, p)| p);
+                (inner.to_string(), data)
             })
             .collect())
     }
@@ -176,7 +180,7 @@ impl<'a> Nginx<'a> {
         match report.outcome.as_str() {
             "taken" | "released" => Ok(()),
             "held" => Err(NginxError::Locked(report.holder())),
-            _ => Err(report.broken(&self.container)),
+            _ => Err(report.unexpected(&self.container)),
         }
     }
 
@@ -237,7 +241,7 @@ impl<'a> Nginx<'a> {
                 "nginx in container {} is not running ({detail}); check `docker logs {}`",
                 self.container, self.container
             ))),
-            _ => Err(report.broken(&self.container)),
+            _ => Err(report.unexpected(&self.container)),
         }
     }
 }

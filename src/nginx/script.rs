@@ -82,12 +82,17 @@ impl Report {
         serde_json::from_str(self.holder.as_deref()?).ok()
     }
 
-    /// An outcome the caller does not expect: the script could not do its work.
-    pub fn broken(&self, container: &str) -> NginxError {
-        NginxError::Broken(format!(
+    /// An outcome the caller does not handle: the script could not do its work
+    /// (`write-failed`, `failed`), or refused bgd's own input (`bad-input`, a bug in bgd).
+    pub fn unexpected(&self, container: &str) -> NginxError {
+        let msg = format!(
             "bgd's script in {container} reported {}: {}",
             self.outcome, self.detail
-        ))
+        );
+        match self.outcome.as_str() {
+            "write-failed" | "failed" => NginxError::Broken(msg),
+            _ => NginxError::Bug(format!("{msg} (a bug in bgd: please report it)")),
+        }
     }
 }
 
