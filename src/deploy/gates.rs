@@ -21,16 +21,13 @@ use std::time::Duration;
 /// Per-request limit for smoke probes.
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `readiness`: every replica of the pool, one by one through the preview listener. A
-/// candidate needs `readiness.successes` passes each (exit 3 otherwise); a rollback's parked
-/// release one pass (exit 6 otherwise: traffic stays where it is).
-pub async fn readiness(run: &mut Run<'_>) -> Result<String> {
+/// `readiness`: every replica of the pool, `passes` times in a row each, one by one through
+/// the preview listener. A candidate that fails is rejected (exit 3); a rollback's parked
+/// release that fails is not sent traffic (exit 6: traffic stays where it is).
+pub async fn readiness(run: &mut Run<'_>, passes: u32) -> Result<String> {
     let host = run.host;
     let pool = run.pool()?.clone();
-    let (passes, rollback) = match run.command {
-        Command::Rollback => (1, true),
-        _ => (host.config.readiness.successes, false),
-    };
+    let rollback = matches!(run.command, Command::Rollback);
     let ready = Ready {
         config: host.config,
         prober: &host.prober,

@@ -244,7 +244,7 @@ impl<'a> Run<'a> {
             StepKind::Start => candidate::start(self).await,
             StepKind::StartParked => candidate::start_parked(self).await,
             StepKind::Preview => candidate::preview(self).await,
-            StepKind::Readiness => gates::readiness(self).await,
+            StepKind::Readiness { passes } => gates::readiness(self, passes).await,
             StepKind::Migrate => gates::migrate(self).await,
             StepKind::Compatibility => gates::compatibility(self).await,
             StepKind::Smoke => gates::smoke(self).await,

@@ -30,8 +30,8 @@ pub enum StepKind {
     StartParked,
     /// route the preview listener to the release about to go live
     Preview,
-    /// every replica passes readiness, one by one
-    Readiness,
+    /// every replica passes readiness, one by one, this many times in a row
+    Readiness { passes: u32 },
     /// the migration hook
     Migrate,
     /// the live release still works after the migration
@@ -61,7 +61,7 @@ impl StepKind {
             StepKind::SetAside => "set-aside",
             StepKind::Start | StepKind::StartParked => "start",
             StepKind::Preview => "preview",
-            StepKind::Readiness => "readiness",
+            StepKind::Readiness { .. } => "readiness",
             StepKind::Migrate => "migrate",
             StepKind::Compatibility => "compatibility",
             StepKind::Smoke => "smoke",
@@ -190,7 +190,7 @@ impl Step {
     pub fn readiness(config: &Config, color: Color, passes: u32) -> Step {
         let r = &config.readiness;
         Step::new(
-            StepKind::Readiness,
+            StepKind::Readiness { passes },
             format!(
                 "readiness of every {color} replica: GET {} answers {}, {passes} time(s) in a row, every {}, all within {}",
                 r.path,
