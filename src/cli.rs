@@ -20,7 +20,7 @@ pub struct Cli {
     /// Machine output: JSON Lines on stdout, the last line being the result
     #[arg(long, global = true)]
     pub json: bool,
-    /// Only errors and results
+    /// Only errors, warnings and results
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// More detail (nginx output, container specs)

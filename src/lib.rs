@@ -1,7 +1,7 @@
 //! bgd: blue-green deployments of containerised HTTP services on Docker hosts.
 //!
 //! The flow is one way: arguments (`cli`) -> config (`config`) -> observed host state
-//! (`deploy::observe`) -> plan (`deploy::plan`, pure) -> steps (`deploy::engine`) -> report
+//! (`deploy::observe`) -> plan (`deploy::plan`, pure) -> steps (`deploy::run`) -> report
 //! (`output`). bollard lives only in `docker`; nginx text is rendered by pure code in
 //! `nginx::render`.
 

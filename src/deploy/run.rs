@@ -36,7 +36,7 @@ pub struct SwitchReport {
     pub live: Release,
     pub parked: Option<Release>,
     pub generation: u64,
-    /// From the start of the reload to the drained handover
+    /// From the start of the install exec to the drained handover
     pub switch_took: Duration,
 }
 
