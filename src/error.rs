@@ -79,6 +79,11 @@ pub fn is_interrupted(err: &anyhow::Error) -> bool {
     matches!(failure(err), Some(Failure::Interrupted(..)))
 }
 
+/// Another run holds the deploy lock (worth waiting for, or falling back from).
+pub fn is_locked(err: &anyhow::Error) -> bool {
+    matches!(failure(err), Some(Failure::Locked(_)))
+}
+
 pub fn config(msg: impl Into<String>) -> anyhow::Error {
     Failure::Config(msg.into()).into()
 }

@@ -5,7 +5,7 @@
 use super::observe::Observed;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, Docker};
-use crate::error::{self, Failure};
+use crate::error;
 use crate::model::Color;
 use crate::nginx::{render, Install, Installed, LockUse, Nginx, NginxError};
 use crate::output::{fmt_duration, Output};
@@ -234,10 +234,4 @@ impl<'a> Host<'a> {
             self.config.lb.container
         ));
     }
-}
-
-/// Whether an error is the deploy lock being held by another run (and so worth waiting for,
-/// or falling back from).
-pub fn is_locked(e: &anyhow::Error) -> bool {
-    matches!(error::failure(e), Some(Failure::Locked(_)))
 }

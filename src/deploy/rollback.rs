@@ -4,13 +4,14 @@
 //! path: `prepare` (lock and read), start a release parked stopped, re-route the preview
 //! listener if addresses changed, then the same readiness pass and switch.
 
-use super::host::{is_locked, Host};
+use super::host::Host;
 use super::observe::list_containers;
 use super::plan;
 use super::run::{Command, Run, SwitchReport};
 use super::specs::pool_of;
 use super::step::Step;
 use crate::docker::ContainerInfo;
+use crate::error::is_locked;
 use crate::lock::Holder;
 use crate::model::{Color, Pool, Release, Role, LABEL_COLOR};
 use crate::nginx::{render, LockUse};
