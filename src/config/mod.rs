@@ -5,11 +5,13 @@ mod checks;
 mod envfile;
 mod locate;
 pub mod raw;
+mod secrets;
 mod validate;
 
 pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
 pub use envfile::{valid_env_name, Secret};
 pub use raw::{parse_duration, ParkMode};
+pub use secrets::{command_secrets, secret_env, secret_name, value_secrets};
 
 use crate::error;
 use anyhow::Result;
@@ -134,54 +136,38 @@ impl Config {
     }
 
     /// Every secret value, so output can be scrubbed of them as a last line of defence: all
-    /// `env_file` values, and `env` values that look secret (`secret_env`).
+    /// `env_file` values, `env` values that are secret by name or shape (with the password
+    /// parts of URLs on their own), and the secrets in `container.command` and
+    /// `hooks.migrate.command`. Values shorter than 4 characters cannot be told apart from
+    /// ordinary text and are left out.
     pub fn secrets(&self) -> Vec<String> {
-        let from_env = self
+        let mut all: Vec<String> = self
             .container
-            .env
-            .iter()
-            .filter(|(k, v)| secret_env(k, v))
-            .map(|(_, v)| v.clone());
-        self.container
             .env_file
             .iter()
             .map(|(_, v)| v.expose().to_string())
-            .chain(from_env)
-            .filter(|v| v.len() >= 4)
-            .collect()
+            .collect();
+        for (k, v) in &self.container.env {
+            if secret_name(k) {
+                all.push(v.clone());
+            }
+            all.extend(value_secrets(v));
+        }
+        all.extend(
+            self.container
+                .command
+                .iter()
+                .flat_map(|c| command_secrets(c)),
+        );
+        all.extend(
+            self.hooks
+                .migrate
+                .iter()
+                .flat_map(|m| command_secrets(&m.command)),
+        );
+        all.retain(|v| v.len() >= 4);
+        all
     }
-}
-
-/// Whether an `env` entry is treated as a secret: its name says so (`secret_name`), or its
-/// value is a URL carrying credentials (`postgres://user:pass@db/...`).
-pub fn secret_env(name: &str, value: &str) -> bool {
-    secret_name(name) || url_with_credentials(value)
-}
-
-fn url_with_credentials(value: &str) -> bool {
-    value.split("://").skip(1).any(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        authority.contains('@')
-    })
-}
-
-/// Names of variables whose values are treated as secrets even in `env`.
-pub fn secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "SECRET",
-        "TOKEN",
-        "PASSWORD",
-        "PASSWD",
-        "PASS",
-        "KEY",
-        "CREDENTIAL",
-        "AUTH",
-        "PRIVATE",
-        "DSN",
-    ]
-    .iter()
-    .any(|w| upper.contains(w))
 }
 
 /// The config file to use: `-f`, `BGD_CONFIG` (clap reads both), else `./bgd.yaml`.
@@ -244,22 +230,4 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             c.file = path.to_path_buf();
             c
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::secret_env;
-
-    #[test]
-    fn secret_env_entries() {
-        assert!(secret_env("API_TOKEN", "x"));
-        assert!(secret_env(
-            "DATABASE_URL",
-            "postgres://shop:pw@db:5432/shop"
-        ));
-        assert!(secret_env("CACHE", "redis://:pw@cache:6379/0"));
-        assert!(!secret_env("DATABASE_URL", "postgres://db:5432/shop"));
-        assert!(!secret_env("HOMEPAGE", "https://example.com/a@b"));
-        assert!(!secret_env("LOG_LEVEL", "info"));
-    }
 }
