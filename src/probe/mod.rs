@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 /// Header that routes a request on the preview listener to one replica ("green-2").
 pub const PROBE_REPLICA_HEADER: &str = "X-Bgd-Probe-Replica";
-/// Largest body bgd reads from a probe response; the rest is not read.
-const MAX_BODY: usize = 256 * 1024;
+/// Largest body bgd reads from a probe response: the rest is not read, and the connection
+/// is closed (a streaming endpoint must not hold memory, or the probe, for its whole length).
+const MAX_BODY: usize = 64 * 1024;
 
 /// One probe to send.
 pub struct Request<'a> {
@@ -59,7 +60,7 @@ pub struct Answer {
     pub status: u16,
     /// lower-case names
     pub headers: Vec<(String, String)>,
-    /// at most `MAX_BODY` bytes, lossily decoded
+    /// at most `MAX_BODY` bytes (64 KiB), lossily decoded
     pub body: String,
 }
 

@@ -6,6 +6,9 @@
 //!   GET  /health      200 `ok` (or 500, see the switches)
 //!   GET  /version     the version alone
 //!   GET  /slow?ms=N   holds the request N ms, then answers like `/`
+//!   GET  /stream?bytes=N&every_ms=M
+//!                     200 with a body of N bytes (default 10 MiB), sent 64 KiB every M ms
+//!                     (default 50): a health endpoint that streams
 //!   POST /echo        answers with the number of bytes received
 //!
 //! Switches (environment):
@@ -256,6 +259,9 @@ fn serve(stream: TcpStream, s: &Settings, in_flight: &AtomicUsize) -> io::Result
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader, s)? {
+        if req.target.starts_with("/stream") {
+            return stream_body(&mut writer, &req, s);
+        }
         in_flight.fetch_add(1, Ordering::SeqCst);
         let (status, body) = respond(&req, s);
         let close = req.close || SHUTTING_DOWN.load(Ordering::SeqCst);
@@ -277,6 +283,34 @@ fn serve(stream: TcpStream, s: &Settings, in_flight: &AtomicUsize) -> io::Result
         }
     }
     Ok(())
+}
+
+/// `/stream`: a long body sent slowly, then the connection closes. Stops when the client
+/// goes away.
+fn stream_body(writer: &mut TcpStream, req: &Request, s: &Settings) -> io::Result<()> {
+    let query = req.target.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str, default: u64| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let (total, every) = (param("bytes", 10 << 20), param("every_ms", 50));
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {total}\r\nX-App-Version: {}\r\nConnection: close\r\n\r\n",
+        s.version
+    );
+    writer.write_all(head.as_bytes())?;
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0u64;
+    while sent < total {
+        let n = chunk.len().min((total - sent) as usize);
+        writer.write_all(&chunk[..n])?;
+        sent += n as u64;
+        thread::sleep(Duration::from_millis(every));
+    }
+    writer.flush()
 }
 
 fn respond(req: &Request, s: &Settings) -> (&'static str, String) {
