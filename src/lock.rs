@@ -14,6 +14,43 @@ pub struct Holder {
     pub ci: Option<String>,
     pub command: String,
     pub since: String,
+    /// The holder's machine and PID namespace: its pid means something only where both
+    /// are ours. Absent in locks taken by older bgd versions (nothing is provable then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
+}
+
+/// What the lock directory says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum LockState {
+    #[default]
+    Free,
+    Held(Holder),
+    /// The directory exists but its holder cannot be read: a run died while taking it, or
+    /// wrote something bgd does not understand
+    Unreadable,
+}
+
+impl LockState {
+    pub fn holder(&self) -> Option<&Holder> {
+        match self {
+            LockState::Held(h) => Some(h),
+            _ => None,
+        }
+    }
+    pub fn is_held(&self) -> bool {
+        *self != LockState::Free
+    }
+    /// "alice@laptop (pid 4242, ...) since ..." or what is known when nothing is.
+    pub fn describe(&self) -> String {
+        match self {
+            LockState::Free => "nobody".into(),
+            LockState::Held(h) => h.describe(),
+            LockState::Unreadable => "a run whose description cannot be read".into(),
+        }
+    }
 }
 
 impl Holder {
@@ -28,6 +65,8 @@ impl Holder {
             ci,
             command: command.to_string(),
             since: crate::state::now(),
+            boot_id: boot_id(),
+            pid_ns: pid_namespace(),
         }
     }
 
@@ -43,14 +82,33 @@ impl Holder {
         )
     }
 
-    /// The holder ran on this machine and its process is gone: nothing can release the lock
-    /// but a successor. Elsewhere nothing is provable, so the lock stands.
+    /// The holder ran on this machine (same host name and boot), in this PID namespace, and
+    /// its process is gone: nothing can release the lock but a successor. Anywhere else (a
+    /// container sharing the host name, another machine, a lock of an older bgd) a pid
+    /// proves nothing, so the lock stands.
     pub fn provably_gone(&self) -> bool {
         let (_, host, _) = crate::state::identity();
+        let here = |mine: Option<String>, theirs: &Option<String>| {
+            mine.is_some() && mine.as_ref() == theirs.as_ref()
+        };
         self.host == host
+            && here(boot_id(), &self.boot_id)
+            && here(pid_namespace(), &self.pid_ns)
             && self.pid != std::process::id()
             && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+}
+
+/// This boot of this machine (changes at every reboot).
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string()).filter(|i| !i.is_empty())
+}
+
+/// This process's PID namespace, e.g. `pid:[4026531836]`.
+fn pid_namespace() -> Option<String> {
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(ns.to_string_lossy().into_owned())
 }
 
 fn token() -> String {
@@ -94,6 +152,15 @@ mod tests {
         let mut dead = a.clone();
         dead.pid = 999_999_999;
         assert!(dead.provably_gone());
+        let mut other_ns = dead.clone();
+        other_ns.pid_ns = Some("pid:[1]".into());
+        assert!(
+            !other_ns.provably_gone(),
+            "another PID namespace's pid proves nothing"
+        );
+        let mut old = dead.clone();
+        old.boot_id = None;
+        assert!(!old.provably_gone(), "an older bgd's lock proves nothing");
         dead.host = "elsewhere".into();
         assert!(
             !dead.provably_gone(),

@@ -92,3 +92,111 @@ fn foreign_and_stale_locks() {
     let bad = t.bgd(&["deploy", "bgd-demo:v4", "--lock-wait", "soon"]);
     assert_eq!(bad.code, 2, "{bad:?}");
 }
+
+/// A config whose candidates take `ms` to become ready: a deploy holds the lock that long.
+fn slow_start(t: &TestApp, ms: &str) -> Cfg {
+    t.config()
+        .set("container.env.DEMO_START_DELAY_MS", ms)
+        .set("readiness.deadline", "60s")
+}
+
+/// A live bgd in another PID namespace on this machine (a container with the host's name,
+/// `--network host`): its pid does not exist here, but that proves nothing, so its lock is
+/// never taken over.
+#[test]
+fn a_live_lock_from_another_pid_namespace_is_never_taken_over() {
+    let t = TestApp::new("pidns");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    t.write(&slow_start(&t, "30000"));
+    // pid 100000 in its namespace: above this machine's pid_max, so never in our /proc
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "sh",
+        "-c",
+    ])
+    .arg("echo 99999 > /proc/sys/kernel/ns_last_pid && \"$@\"; exit $?")
+    .arg("sh")
+    .arg(env!("CARGO_BIN_EXE_bgd"))
+    .args(["--json", "deploy", "bgd-demo:v2"])
+    .current_dir(&t.dir)
+    .env_remove("BGD_CONFIG");
+    let mut other = watch_command(cmd);
+    other.wait_step("readiness", "started");
+    let held = t.bgd(&["lock", "status", "--json"]).result();
+    assert_eq!(held["holder"]["pid"], 100000, "{held}");
+    assert!(
+        !std::path::Path::new("/proc/100000").exists(),
+        "precondition"
+    );
+    assert_eq!(held["holder"]["host"].as_str(), Some(this_host().as_str()));
+
+    let r = t.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(r.code, 5, "a live lock was taken over: {r:?}");
+    assert!(r.stderr.contains("pid 100000"), "{r:?}");
+    assert_eq!(
+        t.bgd(&["lock", "release"]).code,
+        5,
+        "nor released without --force"
+    );
+    assert_eq!(t.live_version(), "v1");
+    drop(other); // kills it, and its namespace with it
+}
+
+/// Two runs find the same stale lock at once: one takes it over, the other finds it held by
+/// the winner (alive) and exits 5. Never both.
+#[test]
+fn of_two_runs_taking_over_a_stale_lock_one_wins() {
+    let t = TestApp::new("takers");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // the winner holds the lock for a few seconds, through its candidate's slow start
+    t.write(&slow_start(&t, "4000"));
+    t.plant_lock(&this_host(), 999_999_999, "bgd deploy web:v0");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| t.bgd(&["deploy", "bgd-demo:v2"]));
+        let b = s.spawn(|| t.bgd(&["deploy", "bgd-demo:v3"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(codes, [0, 5], "one takes the lock over:\n{a:?}\n{b:?}");
+    let (winner, loser) = if a.code == 0 { (&a, &b) } else { (&b, &a) };
+    assert!(
+        winner.stderr.contains("taking over the deploy lock"),
+        "{winner:?}"
+    );
+    assert!(loser.stderr.contains("holds the deploy lock"), "{loser:?}");
+    assert_eq!(t.bgd(&["lock", "status", "--json"]).result()["held"], false);
+}
+
+/// A lock directory without its holder (a run killed while taking it): it is held, nobody
+/// can say by whom, and `lock release --force` clears it.
+#[test]
+fn release_force_clears_a_half_written_lock() {
+    let t = TestApp::new("halflock");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    t.plant_lock_text("");
+    let s = t.bgd(&["lock", "status", "--json"]).result();
+    assert_eq!(
+        (s["held"].as_bool(), s["holder"].is_null()),
+        (Some(true), true),
+        "{s}"
+    );
+    let d = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 5, "{d:?}");
+    assert!(
+        d.stderr.contains("lock release --force"),
+        "says how to clear it: {d:?}"
+    );
+    assert_eq!(t.bgd(&["lock", "release"]).code, 5);
+    let r = t.bgd(&["lock", "release", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(t.bgd(&["lock", "status", "--json"]).result()["held"], false);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+}

@@ -4,7 +4,7 @@ use crate::cli::LockAction;
 use crate::config::Config;
 use crate::deploy::{lock, Host};
 use crate::docker::Docker;
-use crate::lock::Holder;
+use crate::lock::{Holder, LockState};
 use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -17,32 +17,36 @@ pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<(
     f.insert("app".into(), json!(app));
     match action {
         LockAction::Status => {
-            let holder = lock::holder(&host).await?;
-            match &holder {
-                None => out.print(&format!("the deploy lock of {app} is free")),
-                Some(h) => out.print(&format!(
-                    "the deploy lock of {app} is held by {}{}",
-                    h.describe(),
-                    if h.provably_gone() {
-                        " (that process is gone: the next deploy takes the lock over)"
-                    } else {
-                        ""
-                    }
+            let held = lock::state(&host).await?;
+            let note = match &held {
+                LockState::Held(h) if h.provably_gone() => {
+                    " (that process is gone: the next deploy takes the lock over)"
+                }
+                LockState::Unreadable => {
+                    " (a run died while taking it? If none is in progress: `bgd lock release --force`)"
+                }
+                _ => "",
+            };
+            match &held {
+                LockState::Free => out.print(&format!("the deploy lock of {app} is free")),
+                held => out.print(&format!(
+                    "the deploy lock of {app} is held by {}{note}",
+                    held.describe()
                 )),
             }
-            f.insert("held".into(), json!(holder.is_some()));
-            f.insert("holder".into(), holder_json(holder.as_ref()));
+            f.insert("held".into(), json!(held.is_held()));
+            f.insert("holder".into(), holder_json(held.holder()));
         }
         LockAction::Release { force } => {
             let released = lock::clear(&host, *force).await?;
             match &released {
-                None => out.print(&format!("the deploy lock of {app} is free")),
-                Some(h) => out.print(&format!(
+                LockState::Free => out.print(&format!("the deploy lock of {app} is free")),
+                held => out.print(&format!(
                     "released the deploy lock of {app} (it was held by {})",
-                    h.describe()
+                    held.describe()
                 )),
             }
-            f.insert("released".into(), holder_json(released.as_ref()));
+            f.insert("released".into(), holder_json(released.holder()));
         }
     }
     out.result(true, 0, f);

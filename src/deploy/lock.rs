@@ -5,7 +5,7 @@
 use super::host::Host;
 use super::observe::observe;
 use crate::error;
-use crate::lock::{held_by, Holder};
+use crate::lock::{held_by, Holder, LockState};
 use crate::nginx::NginxError;
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -66,25 +66,28 @@ pub async fn release(host: &Host<'_>, me: &Holder) {
 }
 
 /// Who holds the deploy lock, if anyone.
-pub async fn holder(host: &Host<'_>) -> Result<Option<Holder>> {
+pub async fn state(host: &Host<'_>) -> Result<LockState> {
     Ok(observe(host).await?.lock)
 }
 
 /// `bgd lock release [--force]`: removes the lock when its holder is provably gone, or with
-/// `force` whoever holds it. Returns the holder removed (None when the lock was free).
-pub async fn clear(host: &Host<'_>, force: bool) -> Result<Option<Holder>> {
-    let Some(h) = holder(host).await? else {
-        return Ok(None);
-    };
-    if !force && !h.provably_gone() {
+/// `force` whatever holds it (half-written locks, and take-overs that died, included).
+/// Returns what held it.
+pub async fn clear(host: &Host<'_>, force: bool) -> Result<LockState> {
+    let held = state(host).await?;
+    let gone = held.holder().is_some_and(Holder::provably_gone);
+    if held.is_held() && !force && !gone {
         return Err(error::locked(format!(
             "the deploy lock of {} is held by {}, which may still be running; if you are sure it is not, use `bgd lock release --force`",
             host.config.app,
-            h.describe()
+            held.describe()
         )));
     }
+    if !held.is_held() && !force {
+        return Ok(held);
+    }
     match host.nginx().unlock(None).await {
-        Ok(()) => Ok(Some(h)),
+        Ok(()) => Ok(held),
         Err(e) => Err(host.nginx_failure(e, "removing the deploy lock")),
     }
 }

@@ -7,7 +7,7 @@ use super::host::Host;
 use super::specs::pool_of;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, Docker, ImageDefaults};
-use crate::lock::Holder;
+use crate::lock::{Holder, LockState};
 use crate::model::{Color, Pool, Release, LABEL_APP, LABEL_COLOR, LABEL_MANAGED};
 use crate::nginx::render;
 use crate::state::{self, AppState, HistoryEntry};
@@ -24,7 +24,7 @@ pub struct Observed {
     /// Every container of this app that bgd manages, any state
     pub containers: Vec<ContainerInfo>,
     /// Who holds the deploy lock, if anyone
-    pub lock: Option<Holder>,
+    pub lock: LockState,
 }
 
 impl Observed {
@@ -150,7 +150,11 @@ pub async fn observe(host: &Host<'_>) -> Result<Observed> {
                 }
             }
             state::HISTORY_FILE => observed.history = state::parse_history(&data),
-            "lock/holder.json" => observed.lock = serde_json::from_slice(&data).ok(),
+            "lock/" if observed.lock == LockState::Free => observed.lock = LockState::Unreadable,
+            "lock/holder.json" => {
+                observed.lock = serde_json::from_slice::<Holder>(&data)
+                    .map_or(LockState::Unreadable, LockState::Held)
+            }
             state::ACTIVE_FILE => {
                 observed.active_config = Some(String::from_utf8_lossy(&data).into_owned())
             }

@@ -90,10 +90,10 @@ pub fn prelude(config: &Config, image: &str, facts: &Facts) -> (Vec<Step>, Vec<S
             lb.container
         )),
     }
-    if let Some(h) = &obs.lock {
+    if obs.lock.is_held() {
         warnings.push(format!(
             "the deploy lock is held by {}: the deploy would wait (--lock-wait) or exit 5",
-            h.describe()
+            obs.lock.describe()
         ));
     }
     steps.push(Step::prepare(config));

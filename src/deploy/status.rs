@@ -6,7 +6,7 @@ use super::drift;
 use super::host::Host;
 use super::observe::{image_defaults, observe, Observed};
 use crate::docker::{ContainerInfo, ImageDefaults};
-use crate::lock::Holder;
+use crate::lock::LockState;
 use crate::model::{Release, Role};
 use crate::nginx::render;
 use crate::probe::{Expect, Request};
@@ -197,8 +197,8 @@ fn warnings(host: &Host<'_>, obs: &Observed, routes_to: Option<&str>) -> Vec<Str
             ));
         }
     }
-    if let Some(h) = &obs.lock {
-        warnings.push(lock_warning(h));
+    if obs.lock.is_held() {
+        warnings.push(lock_warning(&obs.lock));
     }
     let strays: Vec<&str> = obs.strays().iter().map(|c| c.name.as_str()).collect();
     if !strays.is_empty() {
@@ -211,14 +211,13 @@ fn warnings(host: &Host<'_>, obs: &Observed, routes_to: Option<&str>) -> Vec<Str
     warnings
 }
 
-fn lock_warning(h: &Holder) -> String {
-    format!(
-        "the deploy lock is held by {}{}",
-        h.describe(),
-        if h.provably_gone() {
+fn lock_warning(lock: &LockState) -> String {
+    let note = match lock {
+        LockState::Held(h) if h.provably_gone() => {
             " (that process is gone; the next deploy takes it over)"
-        } else {
-            ""
         }
-    )
+        LockState::Unreadable => " (`bgd lock release --force` clears it if no run is in progress)",
+        _ => "",
+    };
+    format!("the deploy lock is held by {}{note}", lock.describe())
 }

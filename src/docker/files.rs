@@ -78,8 +78,8 @@ impl Docker {
         .await
     }
 
-    /// Reads every regular file under `path` in a container: (name relative to the archive
-    /// root, contents). A missing path is `None`.
+    /// Reads every regular file under `path` in a container, (name relative to the archive
+    /// root, contents), and names its directories (ending in `/`). A missing path is `None`.
     pub async fn download(
         &self,
         container: &str,
@@ -140,19 +140,30 @@ fn archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
-/// The regular files of a tar archive: (path, contents).
+/// The regular files of a tar archive, (path, contents), and its directories, (path ending
+/// in `/`, nothing).
 fn unpack(bytes: &[u8]) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut archive = tar::Archive::new(bytes);
     let mut files = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
         let name = entry
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => {}
+            tar::EntryType::Directory => {
+                let dir = if name.ends_with('/') {
+                    name
+                } else {
+                    format!("{name}/")
+                };
+                files.push((dir, Vec::new()));
+                continue;
+            }
+            _ => continue,
+        }
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data)?;
         files.push((name, data));
@@ -174,12 +185,11 @@ mod tests {
     fn archives_round_trip_with_parents() {
         let tar = archive(&[("bgd/web/state.json", b"{}"), ("bgd/web/a", b"x")]).unwrap();
         let files = unpack(&tar).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
-            files,
-            vec![
-                ("bgd/web/state.json".to_string(), b"{}".to_vec()),
-                ("bgd/web/a".to_string(), b"x".to_vec())
-            ]
+            names,
+            ["bgd/", "bgd/web/", "bgd/web/state.json", "bgd/web/a"]
         );
+        assert_eq!(files[2].1, b"{}");
     }
 }

@@ -5,7 +5,7 @@
 //! cfg.rs: configs as data; ports.rs: ports claimed without a race; watch.rs: bgd in the
 //! background with its `--json` events read as they come; http.rs: a loopback HTTP client;
 //! load.rs: the non-retrying load tool.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 mod cfg;
 mod http;
@@ -17,7 +17,7 @@ pub use cfg::Cfg;
 pub use http::{http_get, Reply};
 pub use load::Load;
 pub use ports::{claim_port, Port};
-pub use watch::{watch, Watched};
+pub use watch::{watch, watch_command, Watched};
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -256,10 +256,22 @@ impl TestApp {
     }
 
     /// Plants a deploy lock as if another run held it.
+    /// Plants a deploy lock as if another run held it: on `host` with `pid`, in this test's
+    /// boot and PID namespace (so a dead pid on this host proves its holder gone).
     pub fn plant_lock(&self, host: &str, pid: u32, command: &str) {
-        let holder = format!(
-            r#"{{"token":"planted{pid}","user":"someone","host":"{host}","pid":{pid},"ci":null,"command":"{command}","since":"2026-01-01T00:00:00Z"}}"#
-        );
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        let holder = serde_json::json!({
+            "token": format!("planted{pid}"), "user": "someone", "host": host, "pid": pid,
+            "ci": null, "command": command, "since": "2026-01-01T00:00:00Z",
+            "boot_id": boot.trim(), "pid_ns": ns.to_string_lossy(),
+        })
+        .to_string();
+        self.plant_lock_text(&holder);
+    }
+
+    /// Plants a lock directory holding `holder_json` as its holder ("" for none at all).
+    pub fn plant_lock_text(&self, holder: &str) {
         let dir = format!("/etc/nginx/bgd/{}/lock", self.app);
         let out = Command::new("docker")
             .args([
@@ -267,10 +279,10 @@ impl TestApp {
                 &self.lb(),
                 "sh",
                 "-c",
-                "mkdir -p \"$1\" && printf '%s' \"$2\" > \"$1/holder.json\"",
+                "mkdir -p \"$1\" && { [ -z \"$2\" ] || printf '%s' \"$2\" > \"$1/holder.json\"; }",
                 "plant",
                 &dir,
-                &holder,
+                holder,
             ])
             .output()
             .expect("docker exec");

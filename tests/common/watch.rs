@@ -20,12 +20,18 @@ pub struct Watched {
 
 /// Starts `bgd --json ARGS` in `dir` with `env`.
 pub fn watch(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Watched {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bgd"))
-        .arg("--json")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bgd"));
+    cmd.arg("--json")
         .args(args)
         .current_dir(dir)
         .env_remove("BGD_CONFIG")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    watch_command(cmd)
+}
+
+/// Starts `cmd` (a bgd run with `--json`, perhaps behind a wrapper such as `unshare`).
+pub fn watch_command(mut cmd: Command) -> Watched {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
