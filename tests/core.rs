@@ -221,9 +221,11 @@ fn container_settings_applied_and_secrets_never_shown() {
 }
 
 /// A user-provided nginx container (not created by bgd) laid out like the official image, its
-/// stock default.conf on port 80: bgd uses it, and requests for "localhost" reach the app.
+/// stock default.conf on port 80: bgd writes only its own files, so it refuses (exit 2) and
+/// names the file that would answer requests meant for the app, changing nothing; once the
+/// user removes it, bgd uses the container, and requests for "localhost" reach the app.
 #[test]
-fn existing_official_layout_nginx_is_used() {
+fn an_official_layout_nginx_of_the_users_is_used_and_left_alone() {
     let t = TestApp::new("byo");
     let run = std::process::Command::new("docker")
         .args([
@@ -244,19 +246,32 @@ fn existing_official_layout_nginx_is_used() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let welcome = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let welcome = || {
         t.live()
             .is_some_and(|r| r.body.contains("Welcome to nginx"))
+    };
+    let up = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        welcome()
     });
-    assert!(welcome, "the stock server answers before bgd deploys");
+    assert!(up, "the stock server answers before bgd deploys");
+    let default_conf = || docker(&["exec", &t.lb(), "cat", "/etc/nginx/conf.d/default.conf"]);
+    let stock = default_conf();
     t.write(&t.config().unset("lb.image"));
     let r = t.bgd(&["deploy", "bgd-demo:v1"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.stderr.contains("default.conf"),
-        "says what it disabled: {r:?}"
+        r.stderr.contains("/etc/nginx/conf.d/default.conf")
+            && r.stderr.contains("Nothing was changed"),
+        "names the file: {r:?}"
     );
+    assert_eq!(default_conf(), stock, "the user's file is untouched");
+    assert!(welcome(), "and still serves");
+    assert!(t.containers("blue").is_empty());
+
+    docker(&["exec", &t.lb(), "rm", "/etc/nginx/conf.d/default.conf"]);
+    let r = t.bgd(&["deploy", "bgd-demo:v1"]);
+    assert_eq!(r.code, 0, "{r:?}");
     let reply = t.live().unwrap();
     assert_eq!(
         reply.header("X-App-Version"),

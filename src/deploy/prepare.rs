@@ -7,7 +7,7 @@ use super::plan;
 use super::run::{Command, Run};
 use super::specs::{self, listens_on};
 use crate::error;
-use crate::model::Release;
+use crate::model::{Release, LABEL_ROLE};
 use crate::state;
 use anyhow::Result;
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ async fn wait_for_lb(run: &Run<'_>) -> Result<()> {
 /// Starts a new nginx container; it is up when it answers `nginx -v` and still runs.
 async fn start_lb(run: &Run<'_>, name: &str) -> Result<()> {
     let host = run.host;
-    disable_clashing_default_server(run, name, true).await?;
+    disable_clashing_default_server(run, name).await?;
     host.docker.start(name).await?;
     let deadline = Instant::now() + LB_START_LIMIT;
     loop {
@@ -140,11 +140,11 @@ async fn start_lb(run: &Run<'_>, name: &str) -> Result<()> {
     }
 }
 
-/// The official image's `conf.d/default.conf` is a server on port 80 named `localhost`: on
-/// bgd's live port it would answer every request for `localhost` with the welcome page.
-/// When it listens on one of bgd's ports, bgd replaces it with a comment (the next reload
-/// applies that). Other files are the user's and are left alone.
-async fn disable_clashing_default_server(run: &Run<'_>, name: &str, created: bool) -> Result<()> {
+/// In a container bgd created: the official image's `conf.d/default.conf` is a server on
+/// port 80 named `localhost`, which on bgd's live port would answer every request for
+/// `localhost` with the welcome page. When it listens on one of bgd's ports, bgd replaces it
+/// with a comment (the next reload applies that).
+async fn disable_clashing_default_server(run: &Run<'_>, name: &str) -> Result<()> {
     let (host, config) = (run.host, run.host.config);
     let path = "/etc/nginx/conf.d/default.conf";
     let Some(files) = host.docker.download(name, path).await? else {
@@ -168,12 +168,30 @@ async fn disable_clashing_default_server(run: &Run<'_>, name: &str, created: boo
             &[("default.conf", note.as_bytes())],
         )
         .await?;
-    if !created {
-        host.out.warn(&format!(
-            "disabled {path} in {name}: it listened on a port bgd routes (it would answer requests for its server_name)"
-        ));
-    }
     Ok(())
+}
+
+/// In a container bgd did not create, bgd writes only its own files: a server of the
+/// user's on one of bgd's ports would answer requests meant for the app, so the deploy stops
+/// (exit 2, nothing touched) and names the file.
+async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
+    let (host, lb) = (run.host, &run.host.config.lb);
+    let dump = host
+        .nginx()
+        .dump_config()
+        .await
+        .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
+    let files = specs::clashing_files(&dump, &[lb.listen, lb.preview_listen]);
+    let Some(first) = files.first() else {
+        return Ok(());
+    };
+    Err(error::config(format!(
+        "the nginx container {name} serves something else on a port bgd uses (live {}, preview {}), in {}: it would answer requests meant for {} (the official image's default.conf answers every request for `localhost`). bgd changes no file of yours: remove that server (e.g. `docker exec {name} rm {first}`), or give bgd other ports (lb.listen, lb.preview_listen). Nothing was changed",
+        lb.listen,
+        lb.preview_listen,
+        files.join(", "),
+        host.config.app,
+    )))
 }
 
 /// `prepare`: the nginx container runs, the deploy lock is this run's, the host is read
@@ -224,7 +242,12 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
                     lb.name, lb.state, lb.name
                 )));
             }
-            disable_clashing_default_server(run, &lb.name, false).await
+            if lb.label(LABEL_ROLE) == Some("lb") {
+                // bgd's own container: its image's stock server is bgd's to disable
+                disable_clashing_default_server(run, &lb.name).await
+            } else {
+                refuse_clashing_servers(run, &lb.name).await
+            }
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),

@@ -267,6 +267,27 @@ pub fn listens_on(config: &str, ports: &[u16]) -> bool {
     })
 }
 
+/// The files of an `nginx -T` dump, other than bgd's own, that hold a `listen` on one of
+/// `ports`: servers that would answer requests bgd's listeners should get.
+pub fn clashing_files(dump: &str, ports: &[u16]) -> Vec<String> {
+    const FILE: &str = "# configuration file ";
+    let mut files = Vec::new();
+    let mut sections = dump.split(FILE).skip(1);
+    for section in sections.by_ref() {
+        let (header, text) = section.split_once('\n').unwrap_or((section, ""));
+        let path = header.trim_end_matches(':').trim();
+        let bgds = path.starts_with("/etc/nginx/bgd/")
+            || path
+                .rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("bgd-") && path.contains("/conf.d/"));
+        if !bgds && listens_on(text, ports) && !files.iter().any(|f| f == path) {
+            files.push(path.to_string());
+        }
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +339,24 @@ mod tests {
         ));
         assert!(!listens_on("# listen 80;\nserver {}", &[80]));
         assert!(!listens_on("listening 80;", &[80]));
+    }
+
+    #[test]
+    fn finds_the_files_whose_servers_clash() {
+        let dump = "# configuration file /etc/nginx/nginx.conf:\nhttp { include conf.d/*.conf; }\n\n\
+                    # configuration file /etc/nginx/conf.d/default.conf:\nserver {\n    listen 80;\n    server_name localhost;\n}\n\n\
+                    # configuration file /etc/nginx/conf.d/bgd-web.conf:\ninclude /etc/nginx/bgd/web/active.conf;\n\n\
+                    # configuration file /etc/nginx/bgd/web/active.conf:\nserver { listen 80 default_server; }\n\n\
+                    # configuration file /etc/nginx/conf.d/other.conf:\nserver { listen 9000; }\n";
+        assert_eq!(
+            clashing_files(dump, &[80, 8081]),
+            ["/etc/nginx/conf.d/default.conf"]
+        );
+        assert!(clashing_files(dump, &[8000, 8001]).is_empty());
+        assert_eq!(
+            clashing_files(dump, &[9000]),
+            ["/etc/nginx/conf.d/other.conf"]
+        );
     }
 
     #[test]

@@ -114,6 +114,18 @@ impl<'a> Nginx<'a> {
         )))
     }
 
+    /// nginx's whole configuration as it would load it now (`nginx -T`).
+    pub async fn dump_config(&self) -> Result<String, NginxError> {
+        let out = self
+            .docker
+            .exec(&self.container, &["nginx", "-T"], Duration::from_secs(10))
+            .await?;
+        if out.exit_code != 0 {
+            return Err(NginxError::Invalid(format!("{}{}", out.stdout, out.stderr)));
+        }
+        Ok(out.stdout)
+    }
+
     /// bgd's files for this app in one read, by path within its directory: `active.conf`
     /// (the config nginx has), `state.json`, `history.jsonl`, `lock/holder.json`.
     pub async fn read_files(&self) -> Result<Vec<(String, Vec<u8>)>, NginxError> {
