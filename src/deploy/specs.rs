@@ -249,19 +249,17 @@ pub fn env_display(config: &Config) -> Vec<String> {
 
 /// Whether an nginx config text has a `listen` directive on one of `ports` (any address).
 pub fn listens_on(config: &str, ports: &[u16]) -> bool {
-    config.lines().any(|line| {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some(args) = line.strip_prefix("listen") else {
-            return false;
-        };
-        if !args.starts_with(char::is_whitespace) {
+    let code: String = config
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split([';', '{', '}']).any(|statement| {
+        let mut words = statement.split_whitespace();
+        if words.next() != Some("listen") {
             return false;
         }
-        let addr = args
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(';');
+        let addr = words.next().unwrap_or("");
         let port = addr.rsplit(':').next().unwrap_or(addr);
         port.parse::<u16>().is_ok_and(|p| ports.contains(&p))
     })
