@@ -56,6 +56,11 @@ pub enum Command {
     },
     /// Live and idle colors, images, containers, and what nginx routes to
     Status,
+    /// Rebuild bgd's record from what nginx routes and the containers' labels; change no routing
+    Repair,
+    /// Route the live (and idle) release again to where its containers are now, after they
+    /// restarted with other addresses; one validated, recorded reload
+    Reroute,
     /// Past deploys, switches and rollbacks, as recorded on the Docker host
     History {
         /// How many entries, newest last
@@ -103,6 +108,8 @@ impl Command {
             Command::Switch => "switch",
             Command::Rollback { .. } => "rollback",
             Command::Status => "status",
+            Command::Repair => "repair",
+            Command::Reroute => "reroute",
             Command::History { .. } => "history",
             Command::Validate => "validate",
             Command::Render => "render",

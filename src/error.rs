@@ -34,6 +34,10 @@ pub enum Failure {
     /// Stopped by a signal (its number) at a safe point. Exit 128 + the signal (130, 143).
     #[error("{1}")]
     Interrupted(i32, String),
+    /// The command already reported its result (e.g. `status` finding live traffic unsafe):
+    /// exit with this code, printing nothing more.
+    #[error("exit {0}")]
+    Reported(i32),
 }
 
 impl Failure {
@@ -46,6 +50,7 @@ impl Failure {
             Failure::Environment(_) => 6,
             Failure::Unsafe(_) => 7,
             Failure::Interrupted(signo, _) => 128 + signo,
+            Failure::Reported(code) => *code,
         }
     }
 

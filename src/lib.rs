@@ -45,13 +45,19 @@ pub fn run(cli: cli::Cli) -> i32 {
     };
     let mutating = matches!(
         cli.command,
-        cli::Command::Deploy { .. } | cli::Command::Rollback { .. } | cli::Command::Switch
+        cli::Command::Deploy { .. }
+            | cli::Command::Rollback { .. }
+            | cli::Command::Switch
+            | cli::Command::Repair
+            | cli::Command::Reroute
     );
     match runtime.block_on(run_until_signalled(&cli, &out, mutating)) {
         Ok(()) => 0,
         Err(err) => {
             let code = error::exit_code(&err);
-            out.error(&err, code);
+            if !matches!(error::failure(&err), Some(error::Failure::Reported(_))) {
+                out.error(&err, code);
+            }
             code
         }
     }

@@ -58,7 +58,7 @@ impl Holder {
     pub fn me(command: &str) -> Holder {
         let (user, host, ci) = crate::state::identity();
         Holder {
-            token: token(),
+            token: crate::state::new_run_id(),
             user,
             host,
             pid: std::process::id(),
@@ -109,20 +109,6 @@ fn boot_id() -> Option<String> {
 fn pid_namespace() -> Option<String> {
     let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
     Some(ns.to_string_lossy().into_owned())
-}
-
-fn token() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut x = nanos ^ ((std::process::id() as u128) << 64);
-    // a few rounds of xorshift so consecutive runs differ in every digit
-    for _ in 0..4 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    format!("{:016x}", x as u64)
 }
 
 /// The message for exit 5.

@@ -72,14 +72,18 @@ impl Role {
     }
 }
 
-/// One replica nginx can route to: its number and its address on the app network.
+/// One replica nginx can route to: its number, its address on the app network now, and the
+/// name Docker's DNS gives it there, which follows it when it restarts with a new address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Server {
     pub replica: u32,
     /// the container (normally `<app>-<color>-<n>`)
     pub name: String,
-    /// `ip:port`, an IP read from Docker, never a name
+    /// `ip:port`, the IP read from Docker now
     pub addr: String,
+    /// `alias:port`: its network alias (`replica_alias`), when it has one (containers made by
+    /// older bgd versions do not)
+    pub dns: Option<String>,
 }
 
 impl Server {
@@ -100,6 +104,12 @@ pub struct Pool {
 /// Container name for replica `n` (from 1) of a color: `<app>-<color>-<n>`.
 pub fn container_name(app: &str, color: Color, n: u32) -> String {
     format!("{app}-{color}-{n}")
+}
+
+/// The network alias of replica `n` of a release: unique to that container, unchanged by
+/// renames, resolved by Docker's DNS to wherever the container is now.
+pub fn replica_alias(app: &str, release: &str, n: u32) -> String {
+    format!("{app}-{release}-{n}")
 }
 
 /// The name a parked replica has while a candidate holds its color's names.

@@ -11,8 +11,15 @@ pub const ACTIVE_FILE: &str = "active.conf";
 /// History entries kept; older ones are dropped.
 pub const HISTORY_LIMIT: usize = 1000;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The schema of the record this bgd writes. A record of a newer schema is never read as if
+/// it were this one; a record without one is schema 1 (bgd before versions were recorded),
+/// which this bgd reads as it is.
+pub const SCHEMA: u32 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppState {
+    #[serde(default = "legacy_schema")]
+    pub schema: u32,
     pub app: String,
     /// Increases with every config bgd activates; nginx echoes it as X-Bgd-Generation.
     pub generation: u64,
@@ -22,6 +29,37 @@ pub struct AppState {
     #[serde(default)]
     pub nginx: Option<NginxInfo>,
     pub updated_at: String,
+}
+
+impl Default for AppState {
+    fn default() -> AppState {
+        AppState {
+            schema: SCHEMA,
+            app: String::new(),
+            generation: 0,
+            live: None,
+            idle: None,
+            nginx: None,
+            updated_at: String::new(),
+        }
+    }
+}
+
+fn legacy_schema() -> u32 {
+    1
+}
+
+/// What the record on the host says, as far as this bgd can tell.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Record {
+    /// No record: nothing was ever deployed with this nginx, or bgd was told to forget it
+    #[default]
+    Absent,
+    Read(Box<AppState>),
+    /// It does not parse (truncated, or garbage): why
+    Unreadable(String),
+    /// Written by a newer bgd (its schema)
+    TooNew(u32),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,13 +90,32 @@ pub struct HistoryEntry {
     pub exit_code: i32,
     pub duration_ms: u64,
     pub message: String,
+    /// The run that wrote it (a switch and its switch back are one run, one entry)
+    #[serde(default)]
+    pub run: String,
 }
 
-pub fn parse_state(bytes: &[u8]) -> Option<AppState> {
-    serde_json::from_slice(bytes).ok()
+/// Reads the record: never "nothing" for something it cannot read.
+pub fn parse_state(bytes: &[u8]) -> Record {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Record::Unreadable(format!("it does not parse: {e}")),
+    };
+    let schema = value
+        .get("schema")
+        .map_or(Some(1), serde_json::Value::as_u64)
+        .unwrap_or(0) as u32;
+    if schema > SCHEMA {
+        return Record::TooNew(schema);
+    }
+    match serde_json::from_value(value) {
+        Ok(state) => Record::Read(Box::new(state)),
+        Err(e) => Record::Unreadable(format!("it is not a record bgd knows: {e}")),
+    }
 }
 
-/// Parses history lines, skipping any that do not parse (a torn write must not hide the rest).
+/// Parses history lines, skipping any that do not parse (a torn write, or a line of another
+/// bgd version, must not hide the rest). The file itself keeps them: bgd only appends.
 pub fn parse_history(bytes: &[u8]) -> Vec<HistoryEntry> {
     String::from_utf8_lossy(bytes)
         .lines()
@@ -66,16 +123,19 @@ pub fn parse_history(bytes: &[u8]) -> Vec<HistoryEntry> {
         .collect()
 }
 
-pub fn history_text(entries: &[HistoryEntry]) -> String {
-    let start = entries.len().saturating_sub(HISTORY_LIMIT);
-    let mut out = String::new();
-    for e in &entries[start..] {
-        if let Ok(line) = serde_json::to_string(e) {
-            out.push_str(&line);
-            out.push('\n');
-        }
+/// A random id for one run (its history entry, its lock token).
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut x = nanos ^ ((std::process::id() as u128) << 64);
+    // a few rounds of xorshift so consecutive runs differ in every digit
+    for _ in 0..4 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
     }
-    out
+    format!("{:016x}", x as u64)
 }
 
 pub fn now() -> String {
@@ -157,6 +217,7 @@ mod tests {
     #[test]
     fn state_round_trip() {
         let s = AppState {
+            schema: SCHEMA,
             app: "web".into(),
             generation: 3,
             live: Some(Release {
@@ -176,12 +237,21 @@ mod tests {
             updated_at: now(),
         };
         let bytes = serde_json::to_vec(&s).unwrap();
-        assert_eq!(parse_state(&bytes), Some(s));
-        assert_eq!(parse_state(b"{broken"), None);
+        assert_eq!(parse_state(&bytes), Record::Read(Box::new(s.clone())));
+        assert!(matches!(parse_state(b"{broken"), Record::Unreadable(_)));
+        assert!(matches!(parse_state(b"[1, 2]"), Record::Unreadable(_)));
+        let newer = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"schema\":2", "\"schema\":9");
+        assert_eq!(parse_state(newer.as_bytes()), Record::TooNew(9));
+        let legacy = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"schema\":2,", "");
+        assert!(matches!(parse_state(legacy.as_bytes()), Record::Read(r) if r.schema == 1));
     }
 
     #[test]
-    fn history_skips_torn_lines_and_caps() {
+    fn history_skips_torn_lines() {
         let e = HistoryEntry {
             at: now(),
             command: "deploy".into(),
@@ -194,14 +264,11 @@ mod tests {
             exit_code: 0,
             duration_ms: 5,
             message: String::new(),
+            run: new_run_id(),
         };
-        let mut text = history_text(&[e.clone(), e.clone()]);
-        text.push_str("{\"torn");
+        let line = serde_json::to_string(&e).unwrap();
+        let text = format!("{line}\n{{\"torn\n{line}\n");
         assert_eq!(parse_history(text.as_bytes()).len(), 2);
-        let many = vec![e; HISTORY_LIMIT + 5];
-        assert_eq!(
-            parse_history(history_text(&many).as_bytes()).len(),
-            HISTORY_LIMIT
-        );
+        assert_ne!(new_run_id(), new_run_id());
     }
 }

@@ -343,8 +343,8 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
         "API_TOKEN=<secret>".to_string(),
         "DATABASE_URL=<secret>".to_string(),
         "memory        128 MiB".to_string(),
-        format!("+    server <{green1}>:8080;"),
-        format!("+upstream bgd_{}_preview {{", t.app.replace('-', "_")),
+        format!("resolve max_fails=0;  # {green1}"),
+        format!("+upstream bgd_{}_green {{", t.app.replace('-', "_")),
     ] {
         assert!(p.stdout.contains(&want), "plan lacks {want:?}: {p:?}");
     }
@@ -371,7 +371,10 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
     );
     assert_eq!(r["create"].as_array().unwrap().len(), 2);
     let diff = r["nginx"]["diff"].as_str().unwrap();
-    assert!(diff.contains(&format!("<{green1}>:8080")), "{diff}");
+    assert!(
+        diff.contains(&format!("resolve max_fails=0;  # {green1}")),
+        "{diff}"
+    );
     assert!(!j.stdout.contains(secret));
 
     // a plan for an image the host lacks says it would pull it, and still touches nothing

@@ -119,6 +119,7 @@ result!(Status {
     live: Option<LiveColor>,
     idle: Option<IdleColor>,
     nginx: NginxStatus,
+    problems: Vec<String>,
     warnings: Vec<String>,
 });
 result!(History {
@@ -130,6 +131,31 @@ result!(Validate {
     file: String,
 });
 result!(Render { config: String });
+result!(Repaired {
+    app: String,
+    live: Option<Release>,
+    idle: Option<IdleRelease>,
+    generation: u64,
+    was: Vec<String>,
+});
+result!(Rerouted {
+    app: String,
+    live: Release,
+    idle: Option<IdleRelease>,
+    replicas: Vec<String>,
+    generation: u64,
+    was: Vec<String>,
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct IdleRelease {
+    color: Color,
+    image: String,
+    release: String,
+    role: String,
+}
 result!(LockStatus {
     app: String,
     held: bool,
@@ -231,6 +257,7 @@ struct Entry {
     exit_code: i32,
     duration_ms: u64,
     message: String,
+    run: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,8 +370,16 @@ fn every_command_speaks_the_documented_json() {
     let (_, s): (_, Status) = strict(&json(&["status"]), "status");
     assert_eq!(s.nginx.routes_to.as_deref(), Some("blue"));
     assert_eq!(s.live.map(|l| l.containers.len()), Some(2));
+    let (_, rp): (_, Repaired) = strict(&json(&["repair"]), "repair");
+    assert!(rp.was.is_empty(), "{rp:?}");
+    assert_eq!(rp.idle.map(|i| i.role), Some("parked".to_string()));
+    let (events, rr): (_, Rerouted) = strict(&json(&["reroute"]), "reroute");
+    assert_eq!((rr.live.color, rr.replicas.len()), (Color::Blue, 2));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Line::Step(s) if s.step == "reroute")));
     let (_, h): (_, History) = strict(&json(&["history"]), "history");
-    assert_eq!(h.entries.len(), 4);
+    assert_eq!(h.entries.len(), 6);
     let (_, r): (_, Render) = strict(&json(&["render"]), "render");
     assert!(r.config.starts_with("# bgd-state: "));
     let (_, l): (_, LockStatus) = strict(&json(&["lock", "status"]), "lock");

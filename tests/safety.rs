@@ -337,3 +337,41 @@ fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
     assert_eq!(s["idle"]["image"], "bgd-demo:v1", "{s}");
     assert_eq!(s["warnings"], serde_json::json!([]), "{s}");
 }
+
+/// A switch that cannot be confirmed, and whose undo cannot be confirmed either (here lb.url
+/// points where nginx is not): bgd cannot tell what serves, so it removes nothing nginx may
+/// route to, says so (exit 7), and the record names what it installed last.
+#[test]
+fn an_unconfirmable_switch_removes_nothing_that_may_serve() {
+    let t = TestApp::new("noconf");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let closed = claim_port();
+    t.write(
+        &t.config()
+            .set("lb.url", format!("http://127.0.0.1:{}", closed.port)),
+    );
+    let d = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 7, "{d:?}");
+    assert!(
+        d.stderr
+            .contains("restoring the previous routing also failed"),
+        "{d:?}"
+    );
+    assert_eq!(
+        t.containers("green").len(),
+        2,
+        "the candidate nginx may route to is kept"
+    );
+    // the undo did apply (only its confirmation could not be had): blue serves, and the
+    // record says so, with green waiting as the candidate
+    assert_eq!(t.live_version(), "v1");
+    t.write(&t.config());
+    let s = t.bgd(&["status", "--json"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let s = s.result();
+    assert_eq!(s["live"]["image"], "bgd-demo:v1", "{s}");
+    assert_eq!(s["idle"]["role"], "candidate", "{s}");
+    assert_eq!(t.bgd(&["switch"]).code, 0);
+    assert_eq!(t.live_version(), "v2");
+}

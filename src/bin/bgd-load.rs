@@ -9,7 +9,9 @@
 //!
 //! A failure is any connect error, reset, EOF before the full response, timeout, 5xx, or a
 //! wrong color: with --expect-file, the file holds `any` or a color; a response to a request
-//! sent after the file last changed must carry that color in X-Bgd-Color.
+//! sent after the file last changed must carry that color in X-Bgd-Color (or, with
+//! --color-header NAME, in that header: e.g. the app's own version header, to see which
+//! release really answered).
 //!
 //! Runs until --stop-file exists or --duration passes, then prints one JSON summary on stdout.
 //! Only loopback targets are accepted.
@@ -55,6 +57,8 @@ struct Options {
     duration: Duration,
     stop_file: Option<PathBuf>,
     expect_file: Option<PathBuf>,
+    /// lower-case name of the header that says who answered
+    color_header: String,
 }
 
 #[derive(Default)]
@@ -110,7 +114,8 @@ fn usage(msg: &str) -> ! {
     eprintln!("bgd-load: {msg}");
     eprintln!(
         "usage: bgd-load --url http://127.0.0.1:PORT/PATH [--keepalive N] [--paced N] [--close N] [--post N]\n\
-         \x20               [--pace-ms MS] [--post-path PATH] [--duration SECS] [--stop-file F] [--expect-file F]"
+         \x20               [--pace-ms MS] [--post-path PATH] [--duration SECS] [--stop-file F] [--expect-file F]\n\
+         \x20               [--color-header NAME]"
     );
     std::process::exit(2);
 }
@@ -124,6 +129,7 @@ fn parse_args() -> Options {
     let mut stop_file = None;
     let mut expect_file = None;
     let mut post_path = "/echo".to_string();
+    let mut color_header = "x-bgd-color".to_string();
     while let Some(a) = args.next() {
         let mut val = || {
             args.next()
@@ -144,6 +150,7 @@ fn parse_args() -> Options {
             "--stop-file" => stop_file = Some(PathBuf::from(val())),
             "--expect-file" => expect_file = Some(PathBuf::from(val())),
             "--post-path" => post_path = val(),
+            "--color-header" => color_header = val().to_ascii_lowercase(),
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -174,12 +181,14 @@ fn parse_args() -> Options {
         duration,
         stop_file,
         expect_file,
+        color_header,
     }
 }
 
-/// Reads one HTTP/1.1 response. Returns (status, X-Bgd-Color, server wants close).
+/// Reads one HTTP/1.1 response. Returns (status, the color header, server wants close).
 fn read_response(
     reader: &mut BufReader<TcpStream>,
+    color_header: &str,
 ) -> Result<(u16, Option<String>, bool), (&'static str, String)> {
     let io = |e: std::io::Error| -> (&'static str, String) {
         match e.kind() {
@@ -221,7 +230,7 @@ fn read_response(
                 "content-length" => length = v.parse().ok(),
                 "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
                 "connection" => close = v.eq_ignore_ascii_case("close"),
-                "x-bgd-color" => color = Some(v.to_string()),
+                k if k == color_header => color = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -286,7 +295,7 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
                 .get_mut()
                 .write_all(request.as_bytes())
                 .map_err(|e| ("reset", format!("write: {e}")))?;
-            read_response(reader)
+            read_response(reader, &o.color_header)
         })();
         let result = match outcome {
             Ok((status, color, close)) => {

@@ -71,6 +71,15 @@ pub fn release_json(r: Option<&Release>) -> Value {
     )
 }
 
+/// The idle release as JSON: a release with its `role`, or null.
+pub fn idle_json(idle: Option<&crate::state::Idle>) -> Value {
+    idle.map_or(Value::Null, |i| {
+        let mut v = release_json(Some(&i.release));
+        v["role"] = json!(i.role.as_str());
+        v
+    })
+}
+
 /// "; blue parked (web:v1), `bgd rollback` returns to it", or nothing on a first deploy.
 pub fn parked_note(r: &SwitchReport) -> String {
     r.parked.as_ref().map_or(String::new(), |p| {

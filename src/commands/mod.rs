@@ -8,6 +8,8 @@ mod init;
 mod lock;
 mod plan;
 mod render;
+mod repair;
+mod reroute;
 mod rollback;
 mod status;
 mod switch;
@@ -39,6 +41,8 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
             rollback::run(&load(cli, out)?, *verify, lock_wait(cli)?, out).await
         }
         Command::Status => status::run(&load(cli, out)?, out).await,
+        Command::Repair => repair::run(&load(cli, out)?, lock_wait(cli)?, out).await,
+        Command::Reroute => reroute::run(&load(cli, out)?, lock_wait(cli)?, out).await,
         Command::History { limit } => history::run(&load(cli, out)?, *limit, out).await,
         Command::Render => render::run(&load(cli, out)?, out).await,
         Command::Switch => switch::run(&load(cli, out)?, lock_wait(cli)?, out).await,

@@ -63,7 +63,7 @@ fn text(config: &Config, image: &str, report: &PlanReport, env: &[String], diff:
         ));
     }
     text.push_str(&format!(
-        "\nnginx config in {} (new replicas shown as <name>:port until Docker gives them addresses):\n",
+        "\nnginx config in {} (where nginx routes by address, a new replica shows as <container>:port until Docker gives it one):\n",
         config.lb.container
     ));
     if diff.is_empty() {

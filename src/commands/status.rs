@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::deploy::status::{status, ColorView, Replica, StatusReport};
 use crate::deploy::Host;
 use crate::docker::Docker;
+use crate::error::Failure;
 use crate::model::Role;
 use crate::output::Output;
 use anyhow::Result;
@@ -19,8 +20,13 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         m.insert("message".into(), json!(w));
         out.event("warning", m);
     }
-    out.result(true, 0, fields(config, &report));
-    Ok(())
+    // live traffic that may reach anything but the live color is exit 7, with the report
+    if report.problems.is_empty() {
+        out.result(true, 0, fields(config, &report));
+        return Ok(());
+    }
+    out.result(false, 7, fields(config, &report));
+    Err(Failure::Reported(7).into())
 }
 
 fn fields(config: &Config, r: &StatusReport) -> Map<String, Value> {
@@ -55,6 +61,7 @@ fn fields(config: &Config, r: &StatusReport) -> Map<String, Value> {
             "generation": r.generation,
         }),
     );
+    f.insert("problems".into(), json!(r.problems));
     f.insert("warnings".into(), json!(r.warnings));
     f
 }
@@ -70,6 +77,9 @@ fn replicas_json(reps: &[Replica]) -> Value {
 fn human(config: &Config, r: &StatusReport) -> String {
     let obs = &r.observed;
     let mut s = format!("app {}\n", config.app);
+    for p in &r.problems {
+        s.push_str(&format!("  PROBLEM   {p}\n"));
+    }
     match &r.live {
         Some(v) => block(&mut s, "live", v),
         None => s.push_str("  live      nothing is live\n"),

@@ -18,6 +18,11 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
                 replica: n,
                 name: crate::model::container_name(&config.app, color, n),
                 addr: format!("10.0.0.{n}:{}", config.container.port),
+                dns: Some(format!(
+                    "{}:{}",
+                    crate::model::replica_alias(&config.app, "sample", n),
+                    config.container.port
+                )),
             })
             .collect(),
     };
@@ -26,7 +31,7 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
         1,
         Some(&sample(Color::Blue)),
         Some((&sample(Color::Green), crate::model::Role::Parked)),
-        true,
+        render::Features::ALL,
     );
     render::render(template, &input)
         .map_err(|e| error::config(format!("cannot render {which}: {e:#}")))?;

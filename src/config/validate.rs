@@ -313,7 +313,7 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
         upstream_keepalive_timeout: positive(
             "lb.upstream_keepalive_timeout",
             l.upstream_keepalive_timeout,
-            Duration::from_secs(2),
+            Duration::from_secs(1),
         )?,
     })
 }

@@ -113,7 +113,7 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
                 generation,
                 run.live_pool.as_ref(),
                 Some((&pool, Role::Candidate)),
-                run.kmt,
+                run.features,
             ))?;
             run.state.generation = generation;
             run.host
@@ -127,7 +127,7 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
             run.pool = Some(pool);
             Ok("the preview listener routes to the candidate".into())
         }
-        Command::Switch | Command::Rollback => {
+        Command::Switch | Command::Rollback | Command::Reroute => {
             let containers = run.obs.containers_of(&target).len();
             let pool = run.obs.pool(run.host.config, &target);
             if pool.servers.len() != containers {
@@ -192,7 +192,7 @@ pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result
         current,
         live,
         Some((pool, role)),
-        run.kmt,
+        run.features,
     ))?;
     if run.obs.active_config.as_deref() == Some(wanted.as_str()) {
         run.state.generation = current;
@@ -204,7 +204,7 @@ pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result
         run.state.generation,
         live,
         Some((pool, role)),
-        run.kmt,
+        run.features,
     ))?;
     host.install(
         &text,
@@ -267,7 +267,7 @@ pub async fn undo(run: &mut Run<'_>) {
             run.state.generation,
             run.live_pool.as_ref(),
             preview,
-            run.kmt,
+            run.features,
         );
         let restored = match host.render(&input) {
             Ok(text) => host

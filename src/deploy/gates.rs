@@ -35,6 +35,7 @@ pub async fn readiness(run: &mut Run<'_>, passes: u32) -> Result<String> {
         passes,
         out: host.out,
         docker: host.docker,
+        nginx: host.nginx(),
         count: AtomicUsize::new(0),
         last_failures: Mutex::new(Vec::new()),
     };
@@ -61,6 +62,7 @@ struct Ready<'a> {
     config: &'a Config,
     prober: &'a Prober,
     docker: &'a crate::docker::Docker,
+    nginx: crate::nginx::Nginx<'a>,
     out: &'a crate::output::Output,
     pool: &'a Pool,
     passes: u32,
@@ -110,13 +112,44 @@ impl Ready<'_> {
                 }
                 Err(why) => {
                     streak = 0;
-                    let hint = misrouted(&verdict, self.pool.color);
-                    self.note_failure(&server.name, format!("{}: {why}{hint}", r.path));
+                    let why = match unreachable(&verdict) {
+                        Some(status) => self.cannot_connect(server, status).await,
+                        None => {
+                            let hint = misrouted(&verdict, self.pool.color);
+                            format!("{}: {why}{hint}", r.path)
+                        }
+                    };
+                    self.note_failure(&server.name, why);
                     self.fail_if_dead(&server.name).await?;
                 }
             }
             tokio::time::sleep(r.interval).await;
         }
+    }
+
+    /// nginx could not reach the replica at all: say why (from the preview listener's error
+    /// log) and what usually causes it, not "/health answered 502".
+    async fn cannot_connect(&self, server: &Server, status: &str) -> String {
+        let port = self.config.container.port;
+        let reason = match self.nginx.unreachable_reason(&server.addr).await {
+            Some(reason) => reason,
+            None if status.contains("504") => "timed out".to_string(),
+            None => "no answer".to_string(),
+        };
+        let mut msg = format!(
+            "nginx could not connect to {} at {} ({reason})",
+            server.name, server.addr
+        );
+        if reason.contains("refused") {
+            msg.push_str(&format!(
+                " — is the app listening on 0.0.0.0:{port}, not 127.0.0.1, inside its container?"
+            ));
+        } else {
+            msg.push_str(&format!(
+                " — is the app listening on port {port} (container.port)?"
+            ));
+        }
+        msg
     }
 
     fn note_failure(&self, name: &str, why: String) {
@@ -173,6 +206,15 @@ impl Ready<'_> {
             }
         }
         error::rejected(msg)
+    }
+}
+
+/// `X-Bgd-Unreachable`: the preview listener says nginx itself could not reach the replica
+/// (connection refused, reset, timed out), with the upstream status it saw.
+pub fn unreachable(verdict: &crate::probe::Verdict) -> Option<&str> {
+    match &verdict.answer {
+        Ok(a) if a.status == 502 || a.status == 504 => a.header("x-bgd-unreachable"),
+        _ => None,
     }
 }
 

@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::docker::{ContainerInfo, Docker};
 use crate::error;
 use crate::model::Color;
-use crate::nginx::{render, Install, Installed, LockUse, Nginx, NginxError};
+use crate::nginx::render::{self, Features};
+use crate::nginx::{Install, Installed, LockUse, Nginx, NginxError, RecordWrite};
 use crate::output::{fmt_duration, Output};
 use crate::probe::{Prober, Request};
 use crate::state::NginxInfo;
@@ -76,7 +77,7 @@ impl<'a> Host<'a> {
                 "nginx did not apply the config for {what}; the previous config is active again.\n{detail}"
             )),
             NginxError::Locked(holder) => {
-                error::locked(crate::lock::held_by(&self.config.app, holder.as_ref()))
+                error::locked(crate::lock::held_by(&self.config.app, holder.as_deref()))
             }
             NginxError::LockLost => error::locked(format!(
                 "the deploy lock of {} was released or taken over while this run held it; nothing was changed by this step. Check `bgd lock status` and `bgd status`",
@@ -93,7 +94,7 @@ impl<'a> Host<'a> {
         &self,
         text: &str,
         what: &str,
-        record: Option<(String, String)>,
+        record: Option<RecordWrite>,
         lock: &LockUse,
     ) -> Result<Installed> {
         self.out
@@ -187,12 +188,12 @@ impl<'a> Host<'a> {
         Ok(lb.clone())
     }
 
-    /// Whether this nginx has `keepalive_min_timeout` (warning when it does not). The version
-    /// is read once per nginx container and kept in the record.
-    pub async fn keepalive_min_timeout(&self, obs: &mut Observed) -> Result<bool> {
+    /// What this nginx can do (warning when it lacks something bgd relies on). The version is
+    /// read once per nginx container and kept in the record.
+    pub async fn features(&self, obs: &mut Observed) -> Result<Features> {
         let Some(lb) = obs.lb.clone().filter(ContainerInfo::running) else {
             // read when the deploy creates or starts it
-            return Ok(true);
+            return Ok(Features::ALL);
         };
         let known = obs
             .state
@@ -221,17 +222,33 @@ impl<'a> Host<'a> {
                 v
             }
         };
-        let ok = render::supports_keepalive_min_timeout(version);
-        if !ok {
+        let features = Features::of(version);
+        if features != Features::ALL {
             self.warn_old_nginx(version);
         }
-        Ok(ok)
+        Ok(features)
     }
 
-    pub fn warn_old_nginx(&self, (a, b, c): (u32, u32, u32)) {
-        self.out.warn(&format!(
-            "nginx {a}.{b}.{c} in {} lacks keepalive_min_timeout (needs >= 1.27.4): a switch can reset a few keep-alive requests; upgrade nginx for lossless switches",
-            self.config.lb.container
-        ));
+    pub fn warn_old_nginx(&self, version: (u32, u32, u32)) {
+        self.out
+            .warn(&old_nginx(&self.config.lb.container, version));
     }
+}
+
+/// What an nginx older than bgd needs puts at risk, and what to do.
+pub fn old_nginx(container: &str, (a, b, c): (u32, u32, u32)) -> String {
+    let f = Features::of((a, b, c));
+    let mut risks = Vec::new();
+    if !f.keepalive_min_timeout {
+        risks.push(
+            "lacks keepalive_min_timeout (>= 1.27.4): a switch can reset a few keep-alive requests",
+        );
+    }
+    if !f.resolve {
+        risks.push("cannot resolve upstream names (>= 1.27.3): after containers restart (a reboot, a daemon restart) it keeps routing to their old addresses, which other containers may get; `bgd status` detects it and `bgd reroute` fixes it");
+    }
+    format!(
+        "nginx {a}.{b}.{c} in {container} {}; upgrade nginx",
+        risks.join("; it ")
+    )
 }

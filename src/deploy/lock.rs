@@ -36,14 +36,14 @@ pub async fn acquire(host: &Host<'_>, command: &str) -> Result<Holder> {
             }
         }
         if Instant::now() >= deadline {
-            return Err(error::locked(held_by(app, other.as_ref())));
+            return Err(error::locked(held_by(app, other.as_deref())));
         }
         if !said_waiting {
             host.out.info(&format!(
                 "waiting for the deploy lock of {app} ({})",
                 other
                     .as_ref()
-                    .map_or("holder unknown".into(), Holder::describe)
+                    .map_or("holder unknown".into(), |h| h.describe())
             ));
             said_waiting = true;
         }
@@ -57,7 +57,7 @@ pub async fn release(host: &Host<'_>, me: &Holder) {
         Ok(()) => {}
         Err(NginxError::Locked(other)) => host.out.warn(&format!(
             "the deploy lock was no longer ours to release (now held by {})",
-            other.as_ref().map_or("unknown".into(), Holder::describe)
+            other.as_ref().map_or("unknown".into(), |h| h.describe())
         )),
         Err(e) => host.out.warn(&format!(
             "could not release the deploy lock: {e:#}; `bgd lock release --force` clears it"

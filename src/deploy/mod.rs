@@ -24,17 +24,21 @@ mod gates;
 mod host;
 pub mod lock;
 mod prepare;
+mod repair;
 mod rollback;
+pub mod routing;
 mod run;
 mod switch;
 
 pub use host::Host;
 pub use observe::{observe, Observed};
 pub use plan::{DeployPlan, DeployRequest};
+pub use repair::{repair, Repaired, NO_CONTAINER};
 pub use rollback::rollback;
 pub use run::{Deployed, SwitchReport};
 
 use crate::model::Role;
+use crate::nginx::render::Features;
 use anyhow::Result;
 use run::{Command, Run};
 use step::Step;
@@ -56,7 +60,7 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
         image_present,
         network_present,
         obs: &obs,
-        keepalive_min_timeout: true,
+        features: Features::ALL,
     };
     let (prelude, _) = plan::prelude(host.config, &request.image, &facts);
     let mut run = Run::new(host, Command::Deploy(request.clone()));
@@ -109,6 +113,47 @@ pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
     result
 }
 
+/// What `bgd reroute` did.
+pub struct Rerouted {
+    pub live: crate::model::Release,
+    pub idle: Option<crate::state::Idle>,
+    pub generation: u64,
+    /// The running replicas of the live release nginx routes to now
+    pub replicas: Vec<String>,
+    /// What was wrong with the routing before (empty when nothing was)
+    pub was: Vec<String>,
+}
+
+/// `bgd reroute`: under the lock, the same live and idle releases are routed again to
+/// where their containers are now, in one validated reload, recorded and confirmed. Fixes
+/// routing that went stale when containers restarted with other addresses (nginx < 1.27.3
+/// routes by address).
+pub async fn reroute(host: &Host<'_>) -> Result<Rerouted> {
+    let mut run = Run::new(host, Command::Reroute);
+    let result = async {
+        run.execute(&[Step::prepare(host.config)]).await?;
+        let found = status::routing(host, &run.obs).await?;
+        let mut was = found.problems;
+        was.extend(found.warnings);
+        run.execute(&[Step::reroute(host.config)]).await?;
+        let replicas = run
+            .live_pool
+            .as_ref()
+            .map(|p| p.servers.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        Ok(Rerouted {
+            live: run.target()?.clone(),
+            idle: run.state.idle.clone(),
+            generation: run.state.generation,
+            replicas,
+            was,
+        })
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
 /// `deploy --plan`'s answer.
 #[derive(Debug, Clone)]
 pub struct PlanReport {
@@ -128,12 +173,12 @@ pub async fn plan(host: &Host<'_>, request: &DeployRequest) -> Result<PlanReport
         host.docker.network_exists(&host.config.network),
         observe(host)
     )?;
-    let keepalive_min_timeout = host.keepalive_min_timeout(&mut obs).await?;
+    let features = host.features(&mut obs).await?;
     let facts = plan::Facts {
         image_present,
         network_present,
         obs: &obs,
-        keepalive_min_timeout,
+        features,
     };
     let plan = plan::deploy(
         host.config,
@@ -152,7 +197,7 @@ pub async fn plan(host: &Host<'_>, request: &DeployRequest) -> Result<PlanReport
 /// The config bgd would write now (for `bgd render`), without touching anything.
 pub async fn render_now(host: &Host<'_>) -> Result<String> {
     let mut obs = observe(host).await?;
-    let kmt = host.keepalive_min_timeout(&mut obs).await?;
+    let features = host.features(&mut obs).await?;
     let config = host.config;
     let live = obs.live_pool(config);
     let idle = obs
@@ -166,6 +211,6 @@ pub async fn render_now(host: &Host<'_>) -> Result<String> {
         obs.generation(),
         live.as_ref(),
         idle.as_ref().map(|p| (p, role)),
-        kmt,
+        features,
     ))
 }

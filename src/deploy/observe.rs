@@ -10,13 +10,17 @@ use crate::docker::{ContainerInfo, Docker, ImageDefaults};
 use crate::lock::{Holder, LockState};
 use crate::model::{Color, Pool, Release, LABEL_APP, LABEL_COLOR, LABEL_MANAGED};
 use crate::nginx::render;
-use crate::state::{self, AppState, HistoryEntry};
+use crate::state::{self, AppState, HistoryEntry, Record};
 use anyhow::Result;
 use std::collections::HashMap;
 
 #[derive(Debug, Default, Clone)]
 pub struct Observed {
     pub lb: Option<ContainerInfo>,
+    /// The record as read
+    pub record: Record,
+    /// The record's state when it could be read (else as if nothing were deployed: never act
+    /// on it without `record_problems` being empty)
     pub state: AppState,
     pub history: Vec<HistoryEntry>,
     /// The config file bgd activated last, as nginx has it
@@ -65,6 +69,77 @@ impl Observed {
             .and_then(render::read_header)
             .map_or(0, |h| h.generation);
         self.state.generation.max(from_file)
+    }
+
+    /// How bgd's record disagrees with what nginx routes (its active config) or cannot be
+    /// read at all. Acting on such a record could send the deploy into the live color's
+    /// slot: deploy, switch and rollback refuse until `bgd repair` rebuilds it.
+    pub fn record_problems(&self) -> Vec<String> {
+        let header = self.active_config.as_deref().and_then(render::read_header);
+        let routed = header.as_ref().and_then(|h| h.live.clone());
+        let recorded = self.state.live.as_ref().map(|l| l.color.to_string());
+        match &self.record {
+            Record::Unreadable(why) => vec![format!("bgd's record (state.json) cannot be read: {why}")],
+            Record::TooNew(schema) => vec![format!(
+                "bgd's record was written by a newer bgd (record schema {schema}; this bgd knows up to {})",
+                state::SCHEMA
+            )],
+            Record::Absent => routed
+                .map(|c| vec![format!("bgd's record is missing, but nginx routes live traffic to {c}")])
+                .unwrap_or_default(),
+            Record::Read(_) if header.is_some() && routed != recorded => vec![format!(
+                "bgd's record says {} is live, but nginx's config routes live traffic to {}",
+                recorded.as_deref().unwrap_or("nothing"),
+                routed.as_deref().unwrap_or("nothing")
+            )],
+            Record::Read(s) => match (header.and_then(|h| h.live_release), &s.live) {
+                (Some(routed), Some(l)) if routed != l.release => vec![format!(
+                    "bgd's record says release {} is live in {}, but nginx's config routes release {routed}",
+                    l.release, l.color
+                )],
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// What the host shows, in words: what nginx routes and which releases run in each color.
+    pub fn found(&self) -> String {
+        let header = self.active_config.as_deref().and_then(render::read_header);
+        let routes = match &header {
+            Some(h) => format!(
+                "nginx routes live traffic to {} and the preview listener to {} (generation {})",
+                h.live.as_deref().unwrap_or("nothing"),
+                h.preview.as_deref().unwrap_or("nothing"),
+                h.generation
+            ),
+            None => "nginx has no config of bgd's".to_string(),
+        };
+        let colors: Vec<String> = [Color::Blue, Color::Green]
+            .into_iter()
+            .map(|c| {
+                let mut releases: Vec<String> = self
+                    .of_color(c)
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "{} ({})",
+                            x.label(crate::model::LABEL_RELEASE).unwrap_or("?"),
+                            x.image
+                        )
+                    })
+                    .collect();
+                releases.dedup();
+                format!(
+                    "{c}: {}",
+                    if releases.is_empty() {
+                        "no containers".into()
+                    } else {
+                        releases.join(", ")
+                    }
+                )
+            })
+            .collect();
+        format!("{routes}; containers of {}", colors.join("; "))
     }
 
     /// Containers of the app that belong to neither the live nor the idle release.
@@ -145,8 +220,9 @@ pub async fn observe(host: &Host<'_>) -> Result<Observed> {
     for (name, data) in files {
         match name.as_str() {
             state::STATE_FILE => {
-                if let Some(s) = state::parse_state(&data) {
-                    observed.state = s;
+                observed.record = state::parse_state(&data);
+                if let Record::Read(s) = &observed.record {
+                    observed.state = (**s).clone();
                 }
             }
             state::HISTORY_FILE => observed.history = state::parse_history(&data),

@@ -9,7 +9,7 @@ use crate::config::{Config, ParkMode};
 use crate::docker::ContainerSpec;
 use crate::error;
 use crate::model::{Color, Pool, Release, Role, Server};
-use crate::nginx::render::RenderInput;
+use crate::nginx::render::{Features, RenderInput};
 use anyhow::Result;
 
 /// What `bgd deploy` was asked to do.
@@ -25,8 +25,8 @@ pub struct Facts<'a> {
     pub image_present: bool,
     pub network_present: bool,
     pub obs: &'a Observed,
-    /// nginx understands `keepalive_min_timeout` (assumed when its container does not run)
-    pub keepalive_min_timeout: bool,
+    /// What nginx can do (assumed whole when its container does not run)
+    pub features: Features,
 }
 
 /// `deploy --plan`'s answer: the steps and what they would create, remove and write.
@@ -285,12 +285,16 @@ pub fn deploy(
                 replica: i as u32 + 1,
                 name: spec.name.clone(),
                 addr: format!("<{}>:{}", spec.name, config.container.port),
+                dns: spec
+                    .aliases
+                    .first()
+                    .map(|a| format!("{a}:{}", config.container.port)),
             })
             .collect(),
     };
     let live_pool = obs.live_pool(config);
     let generation = obs.generation();
-    let kmt = facts.keepalive_min_timeout;
+    let kmt = facts.features;
     let nginx_after = if request.no_switch {
         let preview = Some((&placeholder, Role::Candidate));
         render_input(config, generation + 1, live_pool.as_ref(), preview, kmt)

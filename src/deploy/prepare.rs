@@ -203,8 +203,8 @@ pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     run.lock = crate::nginx::LockUse::Held(holder.token.clone());
     run.holder = Some(holder);
     run.obs = observe(host).await?;
-    run.history_read = true;
-    run.kmt = host.keepalive_min_timeout(&mut run.obs).await?;
+    trust_the_record(&run.obs)?;
+    run.features = host.features(&mut run.obs).await?;
     run.state = run.obs.state.clone();
     run.old_live = run.state.live.clone();
     run.live_pool = run.obs.live_pool(config);
@@ -229,6 +229,21 @@ pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     Ok(plan::situation(&run.obs))
 }
 
+/// A record that cannot be read, or that disagrees with what nginx routes, is never acted
+/// on (a deploy would take the live color's slot): exit 7, saying what was found and how to
+/// rebuild the record.
+fn trust_the_record(obs: &crate::deploy::Observed) -> Result<()> {
+    let problems = obs.record_problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(error::unsafe_state(format!(
+        "{}. Found: {}. Nothing was changed. `bgd repair` rebuilds the record from what nginx routes and the containers' labels, prints what it decided and changes no routing; then run this again",
+        problems.join("; "),
+        obs.found()
+    )))
+}
+
 /// The nginx container must run: bgd drives it and the lock lives in it.
 async fn check_lb(run: &Run<'_>) -> Result<()> {
     let (host, config) = (run.host, run.host.config);
@@ -251,6 +266,7 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),
+        Command::Reroute => host.running_lb(lb.as_ref(), "reroute").map(drop),
     }
 }
 
@@ -261,5 +277,6 @@ fn command_line(command: &Command) -> String {
         Command::Deploy(r) => format!("bgd deploy {}", r.image),
         Command::Switch => "bgd switch".into(),
         Command::Rollback => "bgd rollback".into(),
+        Command::Reroute => "bgd reroute".into(),
     }
 }

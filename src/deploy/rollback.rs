@@ -14,7 +14,8 @@ use crate::docker::ContainerInfo;
 use crate::error::is_locked;
 use crate::lock::Holder;
 use crate::model::{Color, Pool, Release, Role, LABEL_COLOR};
-use crate::nginx::{render, LockUse};
+use crate::nginx::render::{self, Features};
+use crate::nginx::LockUse;
 use crate::probe::{Answer, Request};
 use crate::state::{self, AppState, Idle, NginxInfo};
 use anyhow::Result;
@@ -27,7 +28,7 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
         let steps = view.start(&mut run, verify);
         let result = run.execute(&steps).await;
         // the lock was busy at the switch: the full path waits for it or reports it
-        let fall_back = result.as_ref().is_err_and(is_locked) && !run.journal.recorded;
+        let fall_back = result.as_ref().is_err_and(is_locked) && run.journal.recorded.is_none();
         if !fall_back {
             let result = result.and_then(|()| run.switch_report());
             run.finish(&result).await;
@@ -63,8 +64,8 @@ impl FastView {
     /// in its exec), park, verify on request.
     fn start(self, run: &mut Run<'_>, verify: bool) -> Vec<Step> {
         let config = run.host.config;
-        run.kmt = render::supports_keepalive_min_timeout(self.version);
-        if !run.kmt {
+        run.features = Features::of(self.version);
+        if run.features != Features::ALL {
             run.host.warn_old_nginx(self.version);
         }
         run.obs.containers = self.containers;
@@ -125,6 +126,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         return Ok(None);
     }
     let state = AppState {
+        schema: state::SCHEMA,
         app: host.config.app.clone(),
         generation,
         live: Some(live),

@@ -9,7 +9,7 @@
 //! switch.rs (switch, verify, park, switch back).
 
 use super::host::Host;
-use super::observe::{observe, Observed};
+use super::observe::Observed;
 use super::plan::DeployRequest;
 use super::specs::Freeing;
 use super::step::{Step, StepKind};
@@ -17,7 +17,8 @@ use super::{candidate, gates, lock, prepare, switch};
 use crate::error::{self, Failure};
 use crate::lock::Holder;
 use crate::model::{Pool, Release};
-use crate::nginx::{Installed, LockUse};
+use crate::nginx::render::Features;
+use crate::nginx::{Installed, LockUse, RecordWrite};
 use crate::state::{self, AppState, HistoryEntry};
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ pub enum Command {
     Deploy(DeployRequest),
     Switch,
     Rollback,
+    /// `bgd reroute`: the same colors, routed to where their containers are now
+    Reroute,
 }
 
 /// What a finished deploy, switch or rollback reports.
@@ -53,14 +56,15 @@ pub enum Deployed {
     },
 }
 
-/// The history entry of the running command, and whether the switch already recorded it
-/// (with the new state) on the host.
+/// The history entry of the running command, and the outcome a routing exec already
+/// recorded on the host with the state (a switch records "ok", a switch back
+/// "rolled-back"; the run's one history line is replaced, never added to).
 pub struct Journal {
     pub entry: HistoryEntry,
     started: Instant,
     /// Something happened worth recording (the run got past `prepare`, or switched)
     pub active: bool,
-    pub recorded: bool,
+    pub recorded: Option<String>,
 }
 
 impl Journal {
@@ -68,6 +72,19 @@ impl Journal {
     pub fn entry_now(&self) -> HistoryEntry {
         let mut entry = self.entry.clone();
         entry.duration_ms = self.started.elapsed().as_millis() as u64;
+        entry
+    }
+
+    /// The entry ending with `result`.
+    fn ended<T>(&self, result: &Result<T>, out: &crate::output::Output) -> HistoryEntry {
+        let mut entry = self.entry_now();
+        if let Err(e) = result {
+            entry.exit_code = error::exit_code(e);
+            entry.outcome = error::failure(e)
+                .map_or("failed", Failure::outcome)
+                .to_string();
+            entry.message = out.redact(&format!("{e:#}"));
+        }
         entry
     }
 }
@@ -102,8 +119,8 @@ pub struct Run<'a> {
     pub lock: LockUse,
     /// The lock `prepare` took, released when the run finishes
     pub holder: Option<Holder>,
-    /// nginx understands `keepalive_min_timeout`
-    pub kmt: bool,
+    /// What this nginx can do
+    pub features: Features,
     /// The live release when the run began, and its pool as nginx routes it
     pub old_live: Option<Release>,
     pub live_pool: Option<Pool>,
@@ -115,8 +132,6 @@ pub struct Run<'a> {
     pub pool: Option<Pool>,
     /// Set once the switch happened
     pub switched: Option<Installed>,
-    /// Whether `obs.history` was read (the fast rollback does not read bgd's files)
-    pub history_read: bool,
 }
 
 impl<'a> Run<'a> {
@@ -126,6 +141,7 @@ impl<'a> Run<'a> {
             Command::Deploy(_) => "deploy",
             Command::Switch => "switch",
             Command::Rollback => "rollback",
+            Command::Reroute => "reroute",
         };
         let mut entry = HistoryEntry {
             at: state::now(),
@@ -139,6 +155,7 @@ impl<'a> Run<'a> {
             exit_code: 0,
             duration_ms: 0,
             message: String::new(),
+            run: state::new_run_id(),
         };
         if let Command::Deploy(r) = &command {
             entry.image = Some(r.image.clone());
@@ -152,19 +169,18 @@ impl<'a> Run<'a> {
                 entry,
                 started: Instant::now(),
                 active: false,
-                recorded: false,
+                recorded: None,
             },
             undo: Undo::default(),
             lock: LockUse::None,
             holder: None,
-            kmt: true,
+            features: Features::ALL,
             old_live: None,
             live_pool: None,
             freeing: Freeing::default(),
             target: None,
             pool: None,
             switched: None,
-            history_read: false,
         }
     }
 
@@ -253,6 +269,7 @@ impl<'a> Run<'a> {
             StepKind::DropParked => candidate::drop_parked(self).await,
             StepKind::Verify => switch::verify(self).await,
             StepKind::Park => switch::park(self).await,
+            StepKind::Reroute => switch::reroute(self).await,
         };
         match done {
             Ok(message) => {
@@ -284,7 +301,8 @@ impl<'a> Run<'a> {
             }
             return e;
         }
-        if error::is_interrupted(&e) {
+        // interrupted, or a switch that happened but could not be recorded: no switch back
+        if error::is_interrupted(&e) || matches!(error::failure(&e), Some(Failure::Unsafe(_))) {
             return e;
         }
         match self.command {
@@ -298,15 +316,19 @@ impl<'a> Run<'a> {
                 ))
             }
             Command::Deploy(_) | Command::Switch => switch::back_after_failed_verify(self, e).await,
+            // nothing follows the reroute's install: its failures come before `switched`
+            Command::Reroute => e,
         }
     }
 
-    /// Ends the run: records the outcome on the host (unless the switch already did, or
-    /// nothing happened) and releases the lock.
+    /// Ends the run: records the outcome on the host (unless a routing exec already
+    /// recorded this very outcome, or the run was refused) and releases the lock.
     pub async fn finish<T>(&mut self, result: &Result<T>) {
         let refused = result.as_ref().err().is_some_and(error::is_refused);
-        if self.journal.active && !refused && !(result.is_ok() && self.journal.recorded) {
-            self.record(result).await;
+        let entry = self.journal.ended(result, self.host.out);
+        if self.journal.active && !refused && self.journal.recorded.as_ref() != Some(&entry.outcome)
+        {
+            self.record(entry).await;
         }
         if let Some(holder) = self.holder.take() {
             self.lock = LockUse::None;
@@ -314,43 +336,33 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn record<T>(&mut self, result: &Result<T>) {
-        let mut entry = self.journal.entry_now();
-        if let Err(e) = result {
-            entry.exit_code = error::exit_code(e);
-            entry.outcome = error::failure(e)
-                .map_or("failed", Failure::outcome)
-                .to_string();
-            entry.message = self.host.out.redact(&format!("{e:#}"));
-        }
-        if !self.history_read {
-            // the rare path of a fast rollback: read the history so the entry is appended
-            if let Ok(obs) = observe(self.host).await {
-                self.obs.history = obs.history;
-            }
-        }
-        let mut history = std::mem::take(&mut self.obs.history);
-        history.push(entry);
+    /// Writes the state and the run's history line, atomically, under the lock (the fast
+    /// rollback, which holds none, takes it for this write).
+    async fn record(&mut self, entry: HistoryEntry) {
         let mut state = self.state.clone();
         state.updated_at = state::now();
-        let saved = async {
-            let state_json = serde_json::to_vec_pretty(&state)?;
-            let history = state::history_text(&history);
+        let lock = match (&self.lock, &self.holder) {
+            (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
+            (lock, _) => lock.clone(),
+        };
+        let written = async {
+            let write = RecordWrite {
+                state: serde_json::to_string(&state)?,
+                history: serde_json::to_string(&entry)?,
+                run: entry.run.clone(),
+            };
             self.host
                 .nginx()
-                .write_files(&[
-                    (state::STATE_FILE, state_json.as_slice()),
-                    (state::HISTORY_FILE, history.as_bytes()),
-                ])
+                .record(&write, &lock)
                 .await
                 .map_err(|e| self.host.nginx_failure(e, "recording the outcome"))
         };
-        if let Err(e) = saved.await {
-            self.host.out.warn(&format!(
-                "could not record the outcome on the Docker host: {e:#}"
-            ));
+        match written.await {
+            Ok(()) => self.journal.recorded = Some(entry.outcome),
+            Err(e) => self.host.out.warn(&format!(
+                "could not record the outcome on the Docker host: {e:#}; `bgd status` shows what is live"
+            )),
         }
-        self.obs.history = history;
     }
 
     /// The report of a run that made its target live.

@@ -6,10 +6,10 @@ use super::observe::Observed;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, ContainerSpec};
 use crate::model::{
-    aside_name, container_name, Color, Pool, Release, Role, Server, LABEL_APP, LABEL_COLOR,
-    LABEL_MANAGED, LABEL_RELEASE, LABEL_REPLICA, LABEL_ROLE,
+    aside_name, container_name, replica_alias, Color, Pool, Release, Role, Server, LABEL_APP,
+    LABEL_COLOR, LABEL_MANAGED, LABEL_RELEASE, LABEL_REPLICA, LABEL_ROLE,
 };
-use crate::nginx::render::RenderInput;
+use crate::nginx::render::{Features, RenderInput};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ pub fn replica_specs(config: &Config, release: &Release) -> Vec<ContainerSpec> {
                 cmd: config.container.command.clone(),
                 labels,
                 network: config.network.clone(),
+                aliases: vec![replica_alias(&config.app, &release.release, n)],
                 binds: config.container.volumes.clone(),
                 stop_timeout: Some(config.container.stop_timeout),
                 restart: true,
@@ -120,10 +121,16 @@ pub fn pool_of(config: &Config, release: &Release, containers: &[&ContainerInfo]
         .iter()
         .filter(|c| c.running())
         .filter_map(|c| {
+            let replica = c.replica()?;
+            let port = config.container.port;
+            let alias = replica_alias(&config.app, &release.release, replica);
             Some(Server {
-                replica: c.replica()?,
+                replica,
                 name: c.name.clone(),
-                addr: format!("{}:{}", c.ip_on(&config.network)?, config.container.port),
+                addr: format!("{}:{port}", c.ip_on(&config.network)?),
+                dns: c
+                    .has_alias(&config.network, &alias)
+                    .then(|| format!("{alias}:{port}")),
             })
         })
         .collect();
@@ -142,7 +149,7 @@ pub fn render_input(
     generation: u64,
     live: Option<&Pool>,
     preview: Option<(&Pool, Role)>,
-    keepalive_min_timeout: bool,
+    features: Features,
 ) -> RenderInput {
     let live = live.filter(|p| !p.servers.is_empty()).cloned();
     let preview = preview.filter(|(p, _)| !p.servers.is_empty());
@@ -162,7 +169,7 @@ pub fn render_input(
         preview,
         idle_role,
         probe_routes,
-        keepalive_min_timeout,
+        features,
         upstream_keepalive_timeout: config.lb.upstream_keepalive_timeout,
     }
 }
@@ -323,6 +330,8 @@ mod tests {
         g.name = blue[0].name.clone();
         g.image = blue[0].image.clone();
         g.labels = blue[0].labels.clone();
+        assert_eq!(g.aliases, vec!["web-r2-1".to_string()]);
+        g.aliases = blue[0].aliases.clone();
         assert_eq!(g, blue[0]);
     }
 
@@ -377,6 +386,7 @@ mod tests {
             state: "running".into(),
             health: None,
             networks: HashMap::from([("web-net".to_string(), format!("10.0.0.{n}"))]),
+            aliases: HashMap::from([("web-net".to_string(), spec.aliases.clone())]),
             exit_code: None,
             image_id: "sha256:x".into(),
             restart_count: 0,

@@ -5,6 +5,7 @@
 use super::drift;
 use super::host::Host;
 use super::observe::{image_defaults, observe, Observed};
+use super::routing;
 use crate::docker::{ContainerInfo, ImageDefaults};
 use crate::lock::LockState;
 use crate::model::{Release, Role};
@@ -24,6 +25,8 @@ pub struct StatusReport {
     pub routes_to: Option<String>,
     /// The generation nginx serves (or, unreachable, the active file's)
     pub generation: Option<u64>,
+    /// What makes live traffic unsafe or unknown: each says what to run (status exits 7)
+    pub problems: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -84,12 +87,19 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
         Some(i) => Some((i.role, views.of(&i.release).await)),
         None => None,
     };
-    let warnings = warnings(host, &obs, routes_to.as_deref());
+    let mut warnings = warnings(host, &obs);
+    let mut problems = problems(&obs, routes_to.as_deref());
+    if problems.is_empty() && lb_running {
+        let found = routing(host, &obs).await?;
+        problems.extend(found.problems);
+        warnings.extend(found.warnings);
+    }
     Ok(StatusReport {
         live,
         idle,
         routes_to,
         generation: served_generation.or(file_generation),
+        problems,
         warnings,
         observed: obs,
     })
@@ -167,7 +177,59 @@ impl Views<'_> {
     }
 }
 
-fn warnings(host: &Host<'_>, obs: &Observed, routes_to: Option<&str>) -> Vec<String> {
+/// Where live traffic really goes: the live upstream nginx has against the containers on
+/// the app network now.
+pub(super) async fn routing(host: &Host<'_>, obs: &Observed) -> Result<routing::Findings> {
+    let config = host.config;
+    let Some(live) = &obs.state.live else {
+        return Ok(routing::Findings::default());
+    };
+    let Some(targets) = obs
+        .active_config
+        .as_deref()
+        .and_then(|c| routing::live_targets(c, &config.app, live.color))
+    else {
+        return Ok(routing::Findings {
+            warnings: vec![format!(
+                "bgd cannot check where live traffic goes: the active config has no upstream `bgd_{ident}_{}` (nor `bgd_{ident}_live`); a custom lb.template must name the live color's upstream as the built-in one does",
+                live.color,
+                ident = config.app.replace('-', "_")
+            )],
+            ..Default::default()
+        });
+    };
+    let members = host.docker.network_members(&config.network).await?;
+    Ok(routing::check(
+        &targets,
+        &routing::Now {
+            app: &config.app,
+            network: &config.network,
+            live,
+            containers: &obs.containers,
+            members: &members,
+        },
+    ))
+}
+
+/// What makes live traffic unsafe or unknown, each with what to run.
+fn problems(obs: &Observed, routes_to: Option<&str>) -> Vec<String> {
+    let mut problems: Vec<String> = obs
+        .record_problems()
+        .into_iter()
+        .map(|p| format!("{p}: `bgd repair` rebuilds the record from nginx and the containers (it changes no routing)"))
+        .collect();
+    if let (Some(l), Some(r), true) = (&obs.state.live, routes_to, problems.is_empty()) {
+        if r != l.color.as_str() {
+            problems.push(format!(
+                "bgd's record says {} is live but nginx serves {r}: nginx did not take bgd's last config (check `docker logs` of the nginx container); `bgd repair` records what nginx does",
+                l.color
+            ));
+        }
+    }
+    problems
+}
+
+fn warnings(host: &Host<'_>, obs: &Observed) -> Vec<String> {
     let config = host.config;
     let mut warnings = Vec::new();
     if let Some(lb) = obs.lb.as_ref().filter(|lb| !lb.running()) {
@@ -176,25 +238,14 @@ fn warnings(host: &Host<'_>, obs: &Observed, routes_to: Option<&str>) -> Vec<Str
             lb.name, lb.state
         ));
     }
-    if let (Some(l), Some(r)) = (&obs.state.live, routes_to) {
-        if r != l.color.as_str() {
-            warnings.push(format!(
-                "the record says {} is live but nginx routes to {r}: run `bgd render` and check the nginx container",
-                l.color
-            ));
-        }
-    }
     if let Some(v) = obs
         .state
         .nginx
         .as_ref()
         .and_then(|n| render::parse_version(&format!("nginx/{}", n.version)))
     {
-        if !render::supports_keepalive_min_timeout(v) {
-            warnings.push(format!(
-                "nginx {}.{}.{} lacks keepalive_min_timeout (>= 1.27.4): switches can reset a few keep-alive requests",
-                v.0, v.1, v.2
-            ));
+        if render::Features::of(v) != render::Features::ALL {
+            warnings.push(super::host::old_nginx(&config.lb.container, v));
         }
     }
     if obs.lock.is_held() {

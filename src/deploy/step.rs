@@ -48,6 +48,8 @@ pub enum StepKind {
     Verify,
     /// stop the old color (park.mode: stopped)
     Park,
+    /// route the live and idle releases to where their containers are now
+    Reroute,
 }
 
 impl StepKind {
@@ -70,6 +72,7 @@ impl StepKind {
             StepKind::DropParked => "drop-parked",
             StepKind::Verify => "verify",
             StepKind::Park => "park",
+            StepKind::Reroute => "reroute",
         }
     }
 
@@ -106,6 +109,16 @@ impl Step {
 
 /// The words of each step, from what the plan knows.
 impl Step {
+    pub fn reroute(config: &Config) -> Step {
+        Step::new(
+            StepKind::Reroute,
+            format!(
+                "route live traffic to the live release's running replicas where they are now (and the preview listener to the idle one's): one validated reload, confirmed through {}",
+                config.lb.url
+            ),
+        )
+    }
+
     pub fn prepare(config: &Config) -> Step {
         let text = format!("take the deploy lock of {} and read the host", config.app);
         Step::new(StepKind::Prepare, text)

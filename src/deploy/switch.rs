@@ -10,10 +10,10 @@ use super::specs::render_input;
 use crate::config::ParkMode;
 use crate::error::{self, Failure};
 use crate::model::{Pool, Role};
-use crate::nginx::{Installed, LockUse};
+use crate::nginx::{Installed, LockUse, RecordWrite};
 use crate::output::fmt_duration;
 use crate::probe::Expect;
-use crate::state::{self, AppState, Idle};
+use crate::state::{self, AppState, HistoryEntry, Idle};
 use anyhow::Result;
 use std::time::Instant;
 
@@ -40,7 +40,8 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         live: old,
         preview: Some((pool, idle_role)),
     };
-    let installed = switch_live(run, to, back, "the switch", true).await?;
+    let entry = run.journal.entry_now();
+    let installed = switch_live(run, to, back, "the switch", entry).await?;
     run.switched = Some(installed);
     // a fast rollback took the lock for the switch's exec alone
     if let LockUse::Once(_) = run.lock {
@@ -52,48 +53,54 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     ))
 }
 
-/// Installs `to` (generation + 1), recording the state after it (and, with `record`, the
-/// history entry) in the same exec, and confirms through `lb.url` that the new color and
+/// Installs `to` (generation + 1) and records, in the same exec, the state after it and
+/// `entry` (this run's history line), then confirms through `lb.url` that the new color and
 /// generation serve. If nginx took the config but `lb.url` does not show it, `back` is
-/// installed again: exit 6, or 7 when that fails as well.
+/// installed again with the state before it (exit 6), or exit 7 when that fails as well.
+/// A switch nginx applied but bgd could not record is exit 7: the record would lie.
 async fn switch_live(
     run: &mut Run<'_>,
     to: Routing,
     back: Routing,
     what: &str,
-    record: bool,
+    entry: HistoryEntry,
 ) -> Result<Installed> {
     let host = run.host;
+    let before = run.state.clone();
     run.state.generation += 1;
     let text = render(run, &to)?;
     let after = state_after(&run.state, &to);
-    let record = if record {
-        let entry = run.journal.entry_now();
-        Some((
-            serde_json::to_string(&after)?,
-            serde_json::to_string(&entry)?,
-        ))
-    } else {
-        None
-    };
-    let recording = record.is_some();
-    let installed = host.install(&text, what, record, &run.lock).await?;
-    run.journal.recorded |= recording;
+    let record = record_of(&after, &entry)?;
+    let installed = host.install(&text, what, Some(record), &run.lock).await?;
+    run.journal.recorded = Some(entry.outcome.clone());
     let live_color = to.live.as_ref().map(|p| p.color);
     let Err(unconfirmed) = host.confirm_live(live_color, run.state.generation).await else {
         run.state = after;
+        if !installed.recorded {
+            return Err(unrecorded(run, what));
+        }
         return Ok(installed);
     };
+    // put the routing back, and the record with it
     run.state.generation += 1;
+    let mut back_state = before;
+    back_state.generation = run.state.generation;
+    let mut failed = entry;
+    failed.outcome = "failed".into();
+    failed.exit_code = 6;
+    failed.message =
+        format!("{what} could not be confirmed through lb.url; the previous routing was put back");
     let restored = async {
         let text = render(run, &back)?;
+        let record = record_of(&back_state, &failed)?;
         host.install(
             &text,
             "restoring the routing before the switch",
-            None,
+            Some(record),
             &run.lock,
         )
         .await?;
+        run.journal.recorded = Some(failed.outcome.clone());
         let back_color = back.live.as_ref().map(|p| p.color);
         host.confirm_live(back_color, run.state.generation).await
     }
@@ -109,6 +116,103 @@ async fn switch_live(
     }
 }
 
+/// `reroute`: the same live and idle releases, routed to where their containers are now
+/// (after containers restarted with other addresses under an nginx that routes by address).
+/// One validated reload that records the new generation in the same exec, confirmed through
+/// `lb.url`. Refused when no live replica runs: that would route live traffic to nothing.
+pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    let (Some(live), Some(pool)) = (run.state.live.clone(), run.live_pool.clone()) else {
+        return Err(error::refused(format!(
+            "nothing is live for {}: there is no routing to repair (deploy a release)",
+            config.app
+        )));
+    };
+    let replicas = run.obs.containers_of(&live);
+    if pool.servers.is_empty() {
+        let names: Vec<&str> = replicas.iter().map(|c| c.name.as_str()).collect();
+        return Err(error::environment(format!(
+            "no replica of the live release {} ({}) runs with an address on {}: rerouting would send live traffic nowhere, so nginx was left as it is. Start them (docker start {}) and reroute again, or `bgd rollback`",
+            live.color,
+            live.image,
+            config.network,
+            if names.is_empty() { "<none left>".to_string() } else { names.join(" ") }
+        )));
+    }
+    if pool.servers.len() < replicas.len() {
+        host.out.warn(&format!(
+            "only {}/{} replicas of the live {} run: nginx routes live traffic to those",
+            pool.servers.len(),
+            replicas.len(),
+            live.color
+        ));
+    }
+    run.set_target(live.clone());
+    let preview = run
+        .state
+        .idle
+        .as_ref()
+        .map(|i| (run.obs.pool(config, &i.release), i.role));
+    let to = Routing {
+        live: Some(pool.clone()),
+        preview,
+    };
+    run.state.generation += 1;
+    run.journal.entry.message = format!(
+        "live traffic on {}'s {} running replica(s) where they are now",
+        live.color,
+        pool.servers.len()
+    );
+    let text = render(run, &to)?;
+    let entry = run.journal.entry_now();
+    let record = record_of(&run.state, &entry)?;
+    let installed = host
+        .install(&text, "the reroute", Some(record), &run.lock)
+        .await?;
+    run.journal.recorded = Some(entry.outcome.clone());
+    if !installed.recorded {
+        return Err(unrecorded(run, "the reroute"));
+    }
+    host.confirm_live(Some(live.color), run.state.generation)
+        .await
+        .map_err(|e| {
+            error::environment(format!(
+                "nginx took the rerouted config, but {} does not show it: {e:#}",
+                config.lb.url
+            ))
+        })?;
+    let targets: Vec<&str> = pool.servers.iter().map(|s| s.name.as_str()).collect();
+    Ok(format!(
+        "live traffic on {} ({}) where it is now: {} (generation {})",
+        live.color,
+        live.release,
+        targets.join(", "),
+        run.state.generation
+    ))
+}
+
+/// The record an install writes: `state` (as of now) and `entry`.
+fn record_of(state: &AppState, entry: &HistoryEntry) -> Result<RecordWrite> {
+    let mut state = state.clone();
+    state.updated_at = state::now();
+    Ok(RecordWrite {
+        state: serde_json::to_string(&state)?,
+        history: serde_json::to_string(entry)?,
+        run: entry.run.clone(),
+    })
+}
+
+/// nginx took the switch but bgd's record could not be written: the record now says the
+/// wrong color is live, so the run stops with exit 7 and says how to mend it.
+fn unrecorded(run: &Run<'_>, what: &str) -> anyhow::Error {
+    let live = run.state.live.as_ref().map_or("nothing".into(), |l| {
+        format!("{} ({}, release {})", l.color, l.image, l.release)
+    });
+    error::unsafe_state(format!(
+        "{what} happened: nginx routes live traffic to {live}, but bgd's record on the host could not be written (see the warning above). Run `bgd repair` to rebuild it from nginx and the containers (it changes no routing), then `bgd status`"
+    ))
+}
+
 fn render(run: &Run<'_>, routing: &Routing) -> Result<String> {
     let preview = routing.preview.as_ref().map(|(p, role)| (p, *role));
     run.host.render(&render_input(
@@ -116,7 +220,7 @@ fn render(run: &Run<'_>, routing: &Routing) -> Result<String> {
         run.state.generation,
         routing.live.as_ref(),
         preview,
-        run.kmt,
+        run.features,
     ))
 }
 
@@ -217,16 +321,38 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
         live: Some(pool),
         preview: Some((old, Role::Parked)),
     };
-    // The failed release stays as the idle candidate for inspection on the preview listener.
-    if let Err(e) = switch_live(run, to, back, "switching back", false).await {
+    // The failed release stays as the idle candidate for inspection on the preview listener;
+    // the switch back records it so, with this run's outcome, in its own exec.
+    let message =
+        format!("verification after the switch failed, traffic is back on {old_color}: {why:#}");
+    let mut entry = run.journal.entry_now();
+    entry.outcome = "rolled-back".into();
+    entry.exit_code = 4;
+    entry.message = host.out.redact(&message);
+    let t = Instant::now();
+    host.out.step(
+        "switch-back",
+        &format!("switch live traffic back to {old_color}"),
+    );
+    if let Err(e) = switch_live(run, to, back, "switching back", entry).await {
+        host.out.failed(
+            "switch-back",
+            &host.out.redact(&format!("{e:#}")),
+            t.elapsed(),
+        );
         return error::unsafe_state(format!(
             "switching back failed: {e:#}\nRun `bgd status`, then `bgd rollback`"
         ));
     }
-    Failure::RolledBack(format!(
-        "verification after the switch failed, traffic is back on {old_color}: {why:#}"
-    ))
-    .into()
+    host.out.done(
+        "switch-back",
+        &format!(
+            "live traffic back on {old_color} (generation {})",
+            run.state.generation
+        ),
+        t.elapsed(),
+    );
+    Failure::RolledBack(message).into()
 }
 
 /// `park`: with `park.mode: stopped`, the old color is stopped after the drain, honouring

@@ -7,8 +7,8 @@ use crate::error;
 use anyhow::Result;
 use bollard::container::{
     Config as BollardConfig, CreateContainerOptions, InspectContainerOptions,
-    ListContainersOptions, LogsOptions, RemoveContainerOptions, RenameContainerOptions,
-    StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    ListContainersOptions, LogsOptions, NetworkingConfig, RemoveContainerOptions,
+    RenameContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::models::{
     EndpointSettings, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
@@ -60,6 +60,28 @@ impl Docker {
             .is_some())
     }
 
+    /// The containers on a network now, as (name, IPv4 address); empty when it is gone.
+    pub async fn network_members(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let network = self
+            .call_opt(
+                || format!("inspect network {name}"),
+                self.api.inspect_network::<String>(name, None),
+            )
+            .await?;
+        let mut members: Vec<(String, String)> = network
+            .and_then(|n| n.containers)
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|c| {
+                let ip = c.ipv4_address?;
+                let ip = ip.split('/').next().unwrap_or_default().to_string();
+                Some((c.name?, ip)).filter(|(_, ip)| !ip.is_empty())
+            })
+            .collect();
+        members.sort();
+        Ok(members)
+    }
+
     pub async fn connect_network(&self, network: &str, container: &str) -> Result<()> {
         self.call(
             || format!("connect {container} to network {network}"),
@@ -101,7 +123,15 @@ impl Docker {
             nano_cpus: spec.nano_cpus,
             ..Default::default()
         };
+        // its aliases on its network, so others reach it by a name that outlives its address
+        let endpoint = EndpointSettings {
+            aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+            ..Default::default()
+        };
         let config = BollardConfig {
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: HashMap::from([(spec.network.clone(), endpoint)]),
+            }),
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
             cmd: spec.cmd.clone(),

@@ -18,6 +18,8 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     /// network name -> IPv4 address
     pub networks: HashMap<String, String>,
+    /// network name -> the names other containers reach it by there (its aliases)
+    pub aliases: HashMap<String, Vec<String>>,
     pub exit_code: Option<i64>,
     /// The image's ID (`sha256:...`), which stays put when the tag moves
     pub image_id: String,
@@ -68,6 +70,12 @@ impl ContainerInfo {
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
     }
+    /// Whether other containers on `network` reach it as `alias`.
+    pub fn has_alias(&self, network: &str, alias: &str) -> bool {
+        self.aliases
+            .get(network)
+            .is_some_and(|a| a.iter().any(|x| x == alias))
+    }
     /// The replica number it carries in `bgd.replica`.
     pub fn replica(&self) -> Option<u32> {
         self.label(LABEL_REPLICA)?.parse().ok()
@@ -88,6 +96,8 @@ pub struct ContainerSpec {
     pub cmd: Option<Vec<String>>,
     pub labels: HashMap<String, String>,
     pub network: String,
+    /// Names other containers reach it by on `network` (Docker's DNS), besides its name
+    pub aliases: Vec<String>,
     /// `source:/target[:mode]`, named volumes or host paths
     pub binds: Vec<String>,
     pub stop_timeout: Option<Duration>,
@@ -113,6 +123,11 @@ impl From<bollard::models::ContainerInspectResponse> for ContainerInfo {
         let state = c.state.as_ref();
         let config = c.config.as_ref();
         let host = c.host_config.as_ref();
+        let networks = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.clone())
+            .unwrap_or_default();
         let settings = RunSettings {
             env: config.and_then(|c| c.env.clone()).unwrap_or_default(),
             cmd: config.and_then(|c| c.cmd.clone()),
@@ -144,16 +159,14 @@ impl From<bollard::models::ContainerInspectResponse> for ContainerInfo {
                 .and_then(|s| s.health.as_ref())
                 .and_then(|h| h.status)
                 .map(|s| s.to_string()),
-            networks: c
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.networks.as_ref())
-                .map(|nets| {
-                    nets.iter()
-                        .map(|(k, v)| (k.clone(), v.ip_address.clone().unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            networks: networks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.ip_address.clone().unwrap_or_default()))
+                .collect(),
+            aliases: networks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.aliases.clone().unwrap_or_default()))
+                .collect(),
             exit_code: state.and_then(|s| s.exit_code),
             image_id: c.image.clone().unwrap_or_default(),
             restart_count: c.restart_count.unwrap_or(0),

@@ -1,27 +1,35 @@
 # bgd's in-container install script (POSIX sh: busybox ash and dash are enough). ONE exec
 # validates, activates, reloads and drains, so a switch costs one round trip, and it finishes
-# even if bgd dies half way through.
+# even if bgd dies half way through. It also writes bgd's record (the state and one history
+# line): with a config, once the config serves, in the same exec; without one (record mode),
+# alone. Every write is a temporary file renamed into place, under the deploy lock.
 #
 # Inputs, all named (--key value):
 #   --app NAME           the app: the stub is CONF_DIR/bgd-NAME.conf, the files ROOT/NAME/
 #   --conf-dir DIR       nginx's conf.d, included by nginx.conf
 #   --root DIR           bgd's directory (the install guard lives there when the container
 #                        has no /dev/shm)
-#   --config TEXT        the new config
+#   --config TEXT        the new config                                [none: record only]
 #   --handover-ms N      longest wait for nginx's new workers after the reload   [5000]
 #   --drain-ms N         longest wait for the old workers to finish their requests [30000]
 #   --guard-ms N         least wait for another install to finish (longer when the other
 #                        install said it may take longer)                        [60000]
 #   --state JSON         state to record once the new config serves              [none]
 #   --history LINE       history line to append then                             [none]
-#   --history-keep N     history lines kept                                      [1000]
+#   --history-run ID     the run that wrote LINE: an earlier line of this run (a switch,
+#                        then its switch back) is replaced, not added to         [none]
+#   --history-keep N     history lines kept; lines bgd cannot read are kept too  [1000]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
-# applied stopped=N   the new config serves and no old worker remains; N old workers were
-#                     still busy after --drain-ms and were stopped
+# applied stopped=N recorded=1|0
+#                     the new config serves and no old worker remains; N old workers were
+#                     still busy after --drain-ms and were stopped; recorded=0: the state or
+#                     history asked for could not be written
+# recorded            record mode: the state and history line are written
+# record-failed       record mode: they could not be written
 # invalid             nginx -t rejected the config; the previous config is active
 # reload-refused      nginx -s reload failed; the previous config is active
 # not-applied         no new workers within --handover-ms: nginx kept its old config; the
@@ -39,13 +47,13 @@ set -u
 
 finish() {
   echo "BGD_OUTCOME $*"
-  [ "$1" = applied ] && exit 0
+  case $1 in applied | recorded) exit 0 ;; esac
   exit 1
 }
 
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
-state="" history="" history_keep=1000 lock_token="" lock_once=""
+state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -58,6 +66,7 @@ while [ $# -gt 0 ]; do
     --guard-ms) guard_ms=$2 ;;
     --state) state=$2 ;;
     --history) history=$2 ;;
+    --history-run) history_run=$2 ;;
     --history-keep) history_keep=$2 ;;
     --lock-token) lock_token=$2 ;;
     --lock-once) lock_once=$2 ;;
@@ -69,8 +78,8 @@ for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep"; do
   # digits only, no leading zero: $((...)) would read 010 as octal
   case $n in '' | *[!0-9]* | 0?*) echo "not a number of milliseconds: $n"; finish bad-input ;; esac
 done
-if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ] || [ "$have_config" = 0 ]; then
-  echo "--app, --conf-dir, --root and --config are required"
+if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ]; then
+  echo "--app, --conf-dir and --root are required"
   finish bad-input
 fi
 
@@ -143,6 +152,23 @@ wait_until_gone() {
 
 # put FILE TEXT: write through a temporary name and rename, so readers see old or new, whole
 put() { printf '%s' "$2" > "$1.bgd-tmp" && mv -f "$1.bgd-tmp" "$1"; }
+# record: writes the state and the history line asked for; fails when either cannot be
+# written. The history is only appended to (an earlier line of the same run replaced).
+record() {
+  if [ -n "$state" ]; then put "$dir/state.json" "$state" || return 1; fi
+  [ -n "$history" ] || return 0
+  history_tmp="$dir/history.jsonl.bgd-tmp"
+  {
+    if [ -f "$dir/history.jsonl" ]; then
+      if [ -n "$history_run" ]; then
+        grep -vF "\"run\":\"$history_run\"" "$dir/history.jsonl" | tail -n "$((history_keep - 1))"
+      else
+        tail -n "$((history_keep - 1))" "$dir/history.jsonl"
+      fi
+    fi
+    printf '%s\n' "$history"
+  } > "$history_tmp" && mv -f "$history_tmp" "$dir/history.jsonl"
+}
 restore() {
   if [ -f "$dir/prev.conf" ]; then mv -f "$dir/prev.conf" "$active"; else rm -f "$active"; fi
   if [ -f "$dir/prev.stub" ]; then mv -f "$dir/prev.stub" "$stub"; else rm -f "$stub"; fi
@@ -206,7 +232,17 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$dir" || { echo "cannot create $dir"; finish write-failed; }
-take_guard
+# record mode touches no config: no reload, no guard
+[ "$have_config" = 0 ] || take_guard
+if [ "$have_config" = 1 ]; then
+  # the preview listener's own logs (bgd's probes): there before nginx -t, kept small
+  mkdir -p "$root/logs" || { echo "cannot create $root/logs"; finish write-failed; }
+  for log in "$root/logs/$app"-*.log; do
+    [ -f "$log" ] || continue
+    size=$(wc -c < "$log")
+    [ "$size" -lt 1048576 ] || : > "$log"
+  done
+fi
 
 # The deploy lock, checked before anything changes.
 if [ -n "$lock_once" ]; then
@@ -225,6 +261,12 @@ elif [ -n "$lock_token" ]; then
     *"\"$lock_token\""*) ;;
     *) echo "the deploy lock was released or taken over by another run"; finish lock-lost ;;
   esac
+fi
+
+if [ "$have_config" = 0 ]; then
+  if record; then finish recorded; fi
+  echo "cannot write the record in $dir"
+  finish record-failed
 fi
 
 every_pid
@@ -273,10 +315,10 @@ while :; do
   sleep 0.01
 done
 # The new config serves: record it before anything else can interrupt us.
-[ -z "$state" ] || put "$dir/state.json" "$state"
-if [ -n "$history" ]; then
-  { [ ! -f "$dir/history.jsonl" ] || tail -n "$((history_keep - 1))" "$dir/history.jsonl"; printf '%s\n' "$history"; } > "$dir/history.jsonl.bgd-tmp" \
-    && mv -f "$dir/history.jsonl.bgd-tmp" "$dir/history.jsonl"
+recorded=1
+if ! record; then
+  recorded=0
+  echo "cannot write the record in $dir"
 fi
 # Old workers keep accepting for ~100 ms after the new ones start; until they stop, a request
 # may still see the old routing.
@@ -303,4 +345,4 @@ if [ -n "$alive" ]; then
     case $title in "nginx: worker process"*) kill -KILL "$pid" 2>/dev/null ;; esac
   done
 fi
-finish applied "stopped=$stopped"
+finish applied "stopped=$stopped" "recorded=$recorded"

@@ -36,6 +36,17 @@ pub struct Installed {
     pub took: Duration,
     /// Old workers still busy when the drain bound ran out, and so stopped
     pub old_workers_stopped: u32,
+    /// The record asked for was written (true when none was asked for)
+    pub recorded: bool,
+}
+
+/// What to record on the host: the state, and one history line of a run (an earlier line
+/// of the same run is replaced).
+#[derive(Debug, Clone)]
+pub struct RecordWrite {
+    pub state: String,
+    pub history: String,
+    pub run: String,
 }
 
 /// Why nginx did not do what was asked. Except for `Docker` and `Broken`, the previous config
@@ -53,7 +64,7 @@ pub enum NginxError {
     Busy(String),
     /// The deploy lock is held by another run (its holder, when readable)
     #[error("the deploy lock is held by another run")]
-    Locked(Option<Holder>),
+    Locked(Option<Box<Holder>>),
     /// The caller's deploy lock was released or taken over while it worked
     #[error("the deploy lock was released or taken over while this run held it")]
     LockLost,
@@ -84,8 +95,8 @@ pub enum LockUse {
 pub struct Install<'a> {
     pub config: &'a str,
     pub drain: Duration,
-    /// (state JSON, history line) to record once the config serves, in the same exec
-    pub record: Option<(String, String)>,
+    /// What to record once the config serves, in the same exec
+    pub record: Option<RecordWrite>,
     pub lock: &'a LockUse,
 }
 
@@ -124,6 +135,35 @@ impl<'a> Nginx<'a> {
             return Err(NginxError::Invalid(format!("{}{}", out.stdout, out.stderr)));
         }
         Ok(out.stdout)
+    }
+
+    /// Why nginx could not reach `addr` lately, from the preview listener's error log, e.g.
+    /// "111: Connection refused".
+    pub async fn unreachable_reason(&self, addr: &str) -> Option<String> {
+        let log = format!("{BGD_DIR}/logs/{}-preview.error.log", self.app);
+        let out = self
+            .docker
+            .exec(
+                &self.container,
+                &[
+                    "sh",
+                    "-c",
+                    "tail -n 500 \"$1\" | grep -F \"$2\" | tail -n 1",
+                    "bgd-log",
+                    &log,
+                    addr,
+                ],
+                Duration::from_secs(5),
+            )
+            .await
+            .ok()?;
+        let line = out.stdout;
+        let start = line.find("failed (")? + "failed (".len();
+        let end = line[start..].find(')')? + start;
+        // "111: Connection refused" -> "connection refused"
+        let reason = &line[start..end];
+        let reason = reason.split_once(": ").map_or(reason, |(_, r)| r);
+        Some(reason.to_ascii_lowercase())
     }
 
     /// bgd's files for this app in one read, by path within its directory: `active.conf`
@@ -196,6 +236,34 @@ impl<'a> Nginx<'a> {
         }
     }
 
+    /// Writes bgd's record (the state and a history line), atomically, under the deploy lock
+    /// as `lock` says; changes no routing.
+    pub async fn record(&self, record: &RecordWrite, lock: &LockUse) -> Result<(), NginxError> {
+        let keep = crate::state::HISTORY_LIMIT.to_string();
+        let mut args = vec![
+            ("--app", self.app.as_str()),
+            ("--conf-dir", CONF_DIR),
+            ("--root", BGD_DIR),
+            ("--history-keep", &keep),
+        ];
+        push_record(&mut args, Some(record));
+        let once = lock_args(lock)?;
+        args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
+        let report = Script::Install
+            .run(self.docker, &self.container, &args, Duration::from_secs(20))
+            .await?;
+        match report.outcome.as_str() {
+            "recorded" => Ok(()),
+            "record-failed" => Err(NginxError::Broken(format!(
+                "bgd's record in {} could not be written: {}",
+                self.container, report.detail
+            ))),
+            "locked" => Err(NginxError::Locked(report.holder())),
+            "lock-lost" => Err(NginxError::LockLost),
+            _ => Err(report.unexpected(&self.container)),
+        }
+    }
+
     /// Installs a config: writes it as the active config, validates it with `nginx -t`,
     /// reloads, waits until no old worker accepts connections, then up to `drain` for them to
     /// finish. `record` is written once the new config serves, in the same exec. On any
@@ -218,19 +286,9 @@ impl<'a> Nginx<'a> {
             ("--guard-ms", &guard),
             ("--history-keep", &keep),
         ];
-        if let Some((state, entry)) = &what.record {
-            args.push(("--state", state));
-            args.push(("--history", entry));
-        }
-        let once;
-        match what.lock {
-            LockUse::None => {}
-            LockUse::Held(token) => args.push(("--lock-token", token)),
-            LockUse::Once(holder) => {
-                once = serde_json::to_string(holder).map_err(anyhow::Error::from)?;
-                args.push(("--lock-once", &once));
-            }
-        }
+        push_record(&mut args, what.record.as_ref());
+        let once = lock_args(what.lock)?;
+        args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
         let limit = guard_wait + HANDOVER_LIMIT * 2 + what.drain + Duration::from_secs(10);
         let report = Script::Install
             .run(self.docker, &self.container, &args, limit)
@@ -240,6 +298,7 @@ impl<'a> Nginx<'a> {
             "applied" => Ok(Installed {
                 took: started.elapsed(),
                 old_workers_stopped: report.field("stopped").unwrap_or(0),
+                recorded: report.field::<u8>("recorded") != Some(0),
             }),
             "invalid" => Err(NginxError::Invalid(detail)),
             "reload-refused" | "not-applied" => Err(NginxError::NotApplied(detail)),
@@ -256,4 +315,24 @@ impl<'a> Nginx<'a> {
             _ => Err(report.unexpected(&self.container)),
         }
     }
+}
+
+fn push_record<'a>(args: &mut Vec<(&'a str, &'a str)>, record: Option<&'a RecordWrite>) {
+    if let Some(r) = record {
+        args.push(("--state", &r.state));
+        args.push(("--history", &r.history));
+        args.push(("--history-run", &r.run));
+    }
+}
+
+/// The script's arguments for how an exec relates to the deploy lock.
+fn lock_args(lock: &LockUse) -> Result<Vec<(&'static str, String)>, NginxError> {
+    Ok(match lock {
+        LockUse::None => Vec::new(),
+        LockUse::Held(token) => vec![("--lock-token", token.clone())],
+        LockUse::Once(holder) => vec![(
+            "--lock-once",
+            serde_json::to_string(holder).map_err(anyhow::Error::from)?,
+        )],
+    })
 }

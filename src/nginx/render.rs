@@ -2,12 +2,39 @@
 //! `lb.template` replaces it. bgd prepends a one-line header of its own so it can read back
 //! what it wrote whatever the template does.
 
-use crate::model::{Pool, Server};
+use crate::model::{Color, Pool, Server};
 use anyhow::Result;
 use serde::Serialize;
 
 pub const BUILTIN_TEMPLATE: &str = include_str!("../../templates/nginx.conf.tera");
 const HEADER_PREFIX: &str = "# bgd-state: ";
+/// Docker's DNS on user-defined networks, which resolves containers' names and aliases.
+pub const DOCKER_DNS: &str = "127.0.0.11";
+
+/// What an nginx version can do that bgd's config relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// `keepalive_min_timeout` (>= 1.27.4): closes the keep-alive race of a reload
+    pub keepalive_min_timeout: bool,
+    /// `server NAME resolve` in an upstream (>= 1.27.3): nginx follows a container that
+    /// restarts with another address
+    pub resolve: bool,
+}
+
+impl Features {
+    /// What a version has; assumed whole when nginx has not run yet (it is read then).
+    pub const ALL: Features = Features {
+        keepalive_min_timeout: true,
+        resolve: true,
+    };
+
+    pub fn of(version: (u32, u32, u32)) -> Features {
+        Features {
+            keepalive_min_timeout: version >= (1, 27, 4),
+            resolve: version >= (1, 27, 3),
+        }
+    }
+}
 
 /// Everything the config depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +49,8 @@ pub struct RenderInput {
     pub idle_role: Option<String>,
     /// Replicas reachable one by one through the preview listener (any color, running).
     pub probe_routes: Vec<(crate::model::Color, Server)>,
-    /// nginx >= 1.27.4 understands `keepalive_min_timeout`
-    pub keepalive_min_timeout: bool,
+    /// What this nginx can do
+    pub features: Features,
     /// nginx's idle limit for connections to the replicas
     pub upstream_keepalive_timeout: std::time::Duration,
 }
@@ -32,7 +59,30 @@ pub struct RenderInput {
 struct ProbeRoute<'a> {
     key: String,
     color: &'a str,
+    /// `ip:port` now
     addr: &'a str,
+    /// where the per-replica route sends a probe: its name when it has one (resolved at each
+    /// request), else its address
+    target: &'a str,
+}
+
+/// A pool as templates see it.
+#[derive(Serialize)]
+struct PoolContext<'a> {
+    color: Color,
+    release: &'a str,
+    servers: Vec<ServerContext<'a>>,
+}
+
+#[derive(Serialize)]
+struct ServerContext<'a> {
+    replica: u32,
+    name: &'a str,
+    /// `ip:port` now
+    addr: &'a str,
+    /// what the upstream routes to: `alias:port` with `resolve` when nginx can, else `addr`
+    target: &'a str,
+    resolve: bool,
 }
 
 #[derive(Serialize)]
@@ -42,12 +92,35 @@ struct Context<'a> {
     generation: u64,
     listen: u16,
     preview_listen: u16,
-    live: Option<&'a Pool>,
-    preview: Option<&'a Pool>,
+    live: Option<PoolContext<'a>>,
+    preview: Option<PoolContext<'a>>,
     idle_role: &'a str,
     probe_routes: Vec<ProbeRoute<'a>>,
     keepalive_min_timeout: bool,
+    resolve: bool,
+    resolver: &'a str,
     upstream_keepalive_timeout: String,
+}
+
+fn pool_context(pool: &Pool, resolve: bool) -> PoolContext<'_> {
+    PoolContext {
+        color: pool.color,
+        release: &pool.release,
+        servers: pool
+            .servers
+            .iter()
+            .map(|s| {
+                let dns = s.dns.as_deref().filter(|_| resolve);
+                ServerContext {
+                    replica: s.replica,
+                    name: &s.name,
+                    addr: &s.addr,
+                    target: dns.unwrap_or(&s.addr),
+                    resolve: dns.is_some(),
+                }
+            })
+            .collect(),
+    }
 }
 
 /// What bgd reads back from the first line of a config it wrote.
@@ -57,6 +130,13 @@ pub struct Header {
     pub generation: u64,
     pub live: Option<String>,
     pub preview: Option<String>,
+    /// The releases routed, and the preview's role (absent in configs of older bgd versions)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_role: Option<String>,
 }
 
 /// The template in force and how messages name it: `lb.template` (its path and text), else
@@ -94,19 +174,28 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         generation: input.generation,
         listen: input.listen,
         preview_listen: input.preview_listen,
-        live: input.live.as_ref(),
-        preview: input.preview.as_ref(),
+        live: input
+            .live
+            .as_ref()
+            .map(|p| pool_context(p, input.features.resolve)),
+        preview: input
+            .preview
+            .as_ref()
+            .map(|p| pool_context(p, input.features.resolve)),
         idle_role: input.idle_role.as_deref().unwrap_or("none"),
         probe_routes: input
             .probe_routes
             .iter()
             .map(|(color, s)| ProbeRoute {
-                key: format!("{color}-{}", s.replica),
+                key: s.probe_key(*color),
                 color: color.as_str(),
                 addr: &s.addr,
+                target: s.dns.as_deref().unwrap_or(&s.addr),
             })
             .collect(),
-        keepalive_min_timeout: input.keepalive_min_timeout,
+        keepalive_min_timeout: input.features.keepalive_min_timeout,
+        resolve: input.features.resolve,
+        resolver: DOCKER_DNS,
         upstream_keepalive_timeout: nginx_duration(input.upstream_keepalive_timeout),
     };
     let context = tera::Context::from_serialize(&ctx)?;
@@ -121,6 +210,9 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         generation: input.generation,
         live: input.live.as_ref().map(|p| p.color.to_string()),
         preview: input.preview.as_ref().map(|p| p.color.to_string()),
+        live_release: input.live.as_ref().map(|p| p.release.clone()),
+        preview_release: input.preview.as_ref().map(|p| p.release.clone()),
+        preview_role: input.idle_role.clone(),
     };
     let header = serde_json::to_string(&header)?;
     Ok(format!(
@@ -145,11 +237,6 @@ pub fn read_header(config: &str) -> Option<Header> {
     serde_json::from_str(first.strip_prefix(HEADER_PREFIX)?).ok()
 }
 
-/// nginx >= 1.27.4 has `keepalive_min_timeout`.
-pub fn supports_keepalive_min_timeout(version: (u32, u32, u32)) -> bool {
-    version >= (1, 27, 4)
-}
-
 /// Parses `nginx version: nginx/1.30.6` (what `nginx -v` prints).
 pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let v = text.split("nginx/").nth(1)?;
@@ -168,12 +255,11 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Color;
 
-    fn pool(color: Color, ips: &[&str]) -> Pool {
+    fn pool(color: Color, release: &str, ips: &[&str]) -> Pool {
         Pool {
             color,
-            release: "r1".into(),
+            release: release.into(),
             servers: ips
                 .iter()
                 .enumerate()
@@ -181,14 +267,16 @@ mod tests {
                     replica: i as u32 + 1,
                     name: format!("web-{color}-{}", i + 1),
                     addr: format!("{ip}:8080"),
+                    // the first replica of each color was made by an older bgd: no alias
+                    dns: (i > 0).then(|| format!("web-app-{release}-{}:8080", i + 1)),
                 })
                 .collect(),
         }
     }
 
     fn input() -> RenderInput {
-        let live = pool(Color::Blue, &["172.18.0.3", "172.18.0.4"]);
-        let preview = pool(Color::Green, &["172.18.0.5", "172.18.0.6"]);
+        let live = pool(Color::Blue, "r1", &["172.18.0.3", "172.18.0.4"]);
+        let preview = pool(Color::Green, "r2", &["172.18.0.5", "172.18.0.6"]);
         let mut probe_routes: Vec<(Color, Server)> = live
             .servers
             .iter()
@@ -204,8 +292,8 @@ mod tests {
             preview: Some(preview),
             idle_role: Some("parked".into()),
             probe_routes,
-            keepalive_min_timeout: true,
-            upstream_keepalive_timeout: std::time::Duration::from_secs(2),
+            features: Features::ALL,
+            upstream_keepalive_timeout: std::time::Duration::from_secs(1),
         }
     }
 
@@ -234,7 +322,7 @@ mod tests {
         let mut i = input();
         i.live = None;
         i.generation = 1;
-        i.keepalive_min_timeout = false;
+        i.features = Features::of((1, 22, 1));
         i.probe_routes.retain(|(c, _)| *c == Color::Green);
         let text = render(BUILTIN_TEMPLATE, &i).unwrap();
         snapshot("nginx-nothing-live.conf", &text);
@@ -247,6 +335,11 @@ mod tests {
         assert_eq!(h.generation, 7);
         assert_eq!(h.live.as_deref(), Some("blue"));
         assert_eq!(h.preview.as_deref(), Some("green"));
+        assert_eq!(h.live_release.as_deref(), Some("r1"));
+        assert_eq!(h.preview_role.as_deref(), Some("parked"));
+        // a config written by an older bgd: no releases, no role
+        let old = r#"# bgd-state: {"app":"web","generation":3,"live":"blue","preview":null}"#;
+        assert_eq!(read_header(old).map(|h| h.live_release), Some(None));
         assert_eq!(read_header("server {}"), None);
     }
 
@@ -267,8 +360,10 @@ mod tests {
             Some((1, 22, 1))
         );
         assert_eq!(parse_version("garbage"), None);
-        assert!(supports_keepalive_min_timeout((1, 27, 4)));
-        assert!(!supports_keepalive_min_timeout((1, 27, 3)));
-        assert!(!supports_keepalive_min_timeout((1, 22, 1)));
+        assert_eq!(Features::of((1, 27, 4)), Features::ALL);
+        let f = Features::of((1, 27, 3));
+        assert!(f.resolve && !f.keepalive_min_timeout);
+        let f = Features::of((1, 22, 1));
+        assert!(!f.resolve && !f.keepalive_min_timeout);
     }
 }

@@ -78,7 +78,7 @@ impl Report {
     }
 
     /// The lock holder it named, when readable.
-    pub fn holder(&self) -> Option<Holder> {
+    pub fn holder(&self) -> Option<Box<Holder>> {
         serde_json::from_str(self.holder.as_deref()?).ok()
     }
 

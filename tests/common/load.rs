@@ -17,6 +17,12 @@ impl Load {
     /// 20 keep-alive connections (4 saturating, 16 paced), 2 `Connection: close` clients and
     /// 2 POST clients, none of which retries.
     pub fn start(port: u16, dir: &Path) -> Load {
+        Load::start_judging(port, dir, "X-Bgd-Color")
+    }
+
+    /// The same load, judged by `header` (e.g. the demo app's `X-App-Version`: which release
+    /// really answered) instead of nginx's `X-Bgd-Color`.
+    pub fn start_judging(port: u16, dir: &Path, header: &str) -> Load {
         let stop_file = dir.join("load.stop");
         let expect_file = dir.join("load.expect");
         let _ = std::fs::remove_file(&stop_file);
@@ -40,6 +46,7 @@ impl Load {
             .arg(&stop_file)
             .arg("--expect-file")
             .arg(&expect_file)
+            .args(["--color-header", header])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start bgd-load");
@@ -52,7 +59,8 @@ impl Load {
         }
     }
 
-    /// From now on every new request must be served by `color` ("any" while switching).
+    /// From now on every new request must be served by `color` ("any" while switching; the
+    /// header's value, e.g. "v2", when judging by another header).
     pub fn expect(&self, color: &str) {
         std::fs::write(&self.expect_file, color).unwrap();
         // the tool polls the file every 2 ms

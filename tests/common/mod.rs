@@ -293,10 +293,20 @@ impl TestApp {
         );
     }
 
-    /// The `server` lines of the live upstream in a config bgd wrote.
+    /// The `server` lines of the live color's upstream (`bgd_<ident>_<color>`) in a config
+    /// bgd wrote with the built-in template.
     pub fn live_servers(config: &str) -> Vec<String> {
+        let header: serde_json::Value = config
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# bgd-state: "))
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        let Some(color) = header["live"].as_str() else {
+            return Vec::new();
+        };
         config
-            .split("_live {")
+            .split(&format!("_{color} {{"))
             .nth(1)
             .and_then(|rest| rest.split('}').next())
             .unwrap_or("")

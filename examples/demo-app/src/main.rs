@@ -13,6 +13,8 @@
 //!
 //! Switches (environment):
 //!   PORT                      port to listen on (default 8080)
+//!   DEMO_LISTEN_ADDR=IP       address to listen on (default 0.0.0.0; 127.0.0.1 is the mistake
+//!                             of a server that only its own container can reach)
 //!   DEMO_VERSION              the version it reports (the image sets it)
 //!   DEMO_FAIL_HEALTH=1        /health answers 500
 //!   DEMO_START_DELAY_MS=N     wait N ms before listening (slow start)
@@ -107,6 +109,7 @@ fn main() {
         thread::sleep(delay);
     }
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let addr = std::env::var("DEMO_LISTEN_ADDR").unwrap_or_else(|_| "0.0.0.0".into());
     let settings = Arc::new(Settings {
         version: std::env::var("DEMO_VERSION").unwrap_or_else(|_| "dev".into()),
         host: std::fs::read_to_string("/etc/hostname")
@@ -117,7 +120,7 @@ fn main() {
         idle_timeout: env_ms("DEMO_IDLE_TIMEOUT_MS").unwrap_or(Duration::from_secs(75)),
         started,
     });
-    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+    let listener = match TcpListener::bind(format!("{addr}:{port}")) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("demo-app: cannot listen on port {port}: {e}");

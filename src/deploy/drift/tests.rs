@@ -51,6 +51,9 @@ fn created(spec: &ContainerSpec, image: &ImageDefaults) -> ContainerInfo {
         networks: [(spec.network.clone(), "10.0.0.2".to_string())]
             .into_iter()
             .collect(),
+        aliases: [(spec.network.clone(), spec.aliases.clone())]
+            .into_iter()
+            .collect(),
         exit_code: None,
         image_id: "sha256:img".into(),
         restart_count: 0,
