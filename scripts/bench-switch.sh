@@ -254,6 +254,9 @@ Reading it:
   filesystem once (the exec); the naive recipe twice (`docker cp`, `docker exec`).
 - With nginx 1.22, `keepalive_min_timeout` does not exist: bgd warns, and keep-alive requests
   that race a reload can be reset whichever tool does the switch.
+
+`scripts/bench-keepalive.sh` measures `lb.upstream_keepalive_timeout` behind gunicorn:
+[benchmarks-keepalive.md](benchmarks-keepalive.md).
 EOF
 } > "$OUT"
 log "wrote $OUT"

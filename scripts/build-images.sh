@@ -5,8 +5,11 @@
 #   bgd-nginx:1.22                           nginx from Debian 12, same layout (the old-nginx baseline)
 #   bgd-sshd:test                            sshd from Debian 12 and the host's docker CLI: a Docker
 #                                            host reached over ssh:// (the daemon's socket is mounted)
+#   bgd-gunicorn:test                        a Flask app under gunicorn, both from Debian 12: a real
+#                                            application server at its defaults
 # An image is rebuilt only when its inputs changed (their hash is stored as a label), so a
-# warm machine reuses them and a fresh one builds them. Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd]...
+# warm machine reuses them and a fresh one builds them.
+# Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd|gunicorn]...
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -213,12 +216,54 @@ build_sshd() {
   log "built bgd-sshd:test ($v)"
 }
 
+build_gunicorn() {
+  local ctx="$root/tests/images/gunicorn"
+  local rev
+  rev=$(hash_of "$ctx/Dockerfile" "$ctx/app.py" "$0")
+  if [ "$(current_rev bgd-gunicorn:test)" = "$rev" ]; then log "bgd-gunicorn:test is up to date"; return; fi
+  need apt-get "Debian's apt"; need dpkg "Debian's dpkg"
+  local out="$cache/gunicorn"
+  rm -rf "$out" && mkdir -p "$out/root"
+  local r="$out/root"
+  extract_debs bookworm "$r" gunicorn python3-gunicorn python3-flask python3-werkzeug \
+    python3-jinja2 python3-markupsafe python3-itsdangerous python3-click python3-blinker \
+    python3-pkg-resources python3-importlib-metadata python3-zipp python3-more-itertools \
+    python3-typing-extensions python3 python3-minimal python3.11 python3.11-minimal \
+    libpython3-stdlib libpython3.11-minimal libpython3.11-stdlib media-types \
+    libc6 libexpat1 zlib1g libffi8 libbz2-1.0 liblzma5 libssl3 libcrypt1 libuuid1 \
+    libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libdb5.3 libgdbm6 libnsl2 libtirpc3 \
+    libtirpc-common libzstd1 busybox-static
+  check_libs "$r" /usr/bin/python3.11
+  local bb; bb=$(cd "$r" && find . -path '*bin/busybox' -type f | head -n1)
+  mkdir -p "$r/usr/bin"
+  for applet in sh cat ls; do
+    [ -e "$r/usr/bin/$applet" ] || [ -e "$r/bin/$applet" ] || ln -s "/${bb#./}" "$r/usr/bin/$applet"
+  done
+  mkdir -p "$r/app" "$r/tmp"
+  chmod 1777 "$r/tmp"
+  cp "$ctx/app.py" "$r/app/app.py"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$r/etc/group"
+  rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/locale" "$r/usr/share/lintian"
+  cp "$ctx/Dockerfile" "$out/Dockerfile"
+  dbuild --label "bgd.build-rev=$rev" -t bgd-gunicorn:test "$out"
+  local v
+  if ! v=$(docker run --rm bgd-gunicorn:test sh -c 'gunicorn --version && python3 -c "import flask, app"' 2>&1); then
+    printf '%s\n' "$v" >&2
+    docker rmi bgd-gunicorn:test >/dev/null 2>&1 || true
+    log "bgd-gunicorn:test does not run; see above"
+    exit 1
+  fi
+  log "built bgd-gunicorn:test ($v)"
+}
+
 for w in "${what[@]}"; do
   case "$w" in
     demo) build_demo ;;
     nginx) build_nginx 1.30 sid ;;
     nginx-old) build_nginx 1.22 bookworm ;;
     sshd) build_sshd ;;
-    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd)"; exit 2 ;;
+    gunicorn) build_gunicorn ;;
+    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd, gunicorn)"; exit 2 ;;
   esac
 done

@@ -269,9 +269,19 @@ fn an_official_layout_nginx_of_the_users_is_used_and_left_alone() {
     assert!(welcome(), "and still serves");
     assert!(t.containers("blue").is_empty());
 
+    // the user's stock server goes; a virtual host of theirs on the same port stays beside bgd
     docker(&["exec", &t.lb(), "rm", "/etc/nginx/conf.d/default.conf"]);
+    docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        "printf 'server { listen 80; server_name shop.example.com; return 200 \"shop\\\\n\"; }\\n' > /etc/nginx/conf.d/shop.conf",
+    ]);
     let r = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(r.code, 0, "{r:?}");
+    let shop = http_get_host(t.live_port, "/", "shop.example.com").unwrap();
+    assert_eq!(shop.body, "shop\n", "the user's virtual host still answers");
     let reply = t.live().unwrap();
     assert_eq!(
         reply.header("X-App-Version"),

@@ -419,3 +419,37 @@ fn the_lock_script_takes_refuses_takes_over_and_releases() {
     let r = b.lock(&[("--op", "sideways")]);
     assert_eq!(r.outcome, "bad-input", "{r:?}");
 }
+
+/// Two runs taking over the same stale lock at the same instant, 20 times over, inside the
+/// container: exactly one wins each time.
+#[test]
+fn of_two_simultaneous_take_overs_exactly_one_wins() {
+    use std::io::Write;
+    let b = NginxBox::start("race", Some("sleep"));
+    let mut cp = Command::new("docker")
+        .args(["exec", "-i", &b.name, "sh", "-c", "cat > /tmp/lock.sh"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    cp.stdin
+        .take()
+        .unwrap()
+        .write_all(LOCK_SH.as_bytes())
+        .unwrap();
+    assert!(cp.wait().unwrap().success());
+    let rounds = b.sh(&format!(
+        r#"i=0
+        while [ $i -lt 20 ]; do
+          mkdir -p {DIR}/lock && printf '%s' '{{"token":"stale"}}' > {DIR}/lock/holder.json
+          sh /tmp/lock.sh --dir {DIR} --op take-over --token stale --holder '{{"token":"a"}}' > /tmp/a 2>&1 &
+          sh /tmp/lock.sh --dir {DIR} --op take-over --token stale --holder '{{"token":"b"}}' > /tmp/b 2>&1 &
+          wait
+          echo "round $(cat /tmp/a /tmp/b | grep -c 'BGD_OUTCOME taken')"
+          rm -rf {DIR}/lock {DIR}/lock.takeover
+          i=$((i + 1))
+        done"#
+    ));
+    let wins: Vec<&str> = rounds.lines().filter(|l| l.starts_with("round ")).collect();
+    assert_eq!(wins.len(), 20, "{rounds}");
+    assert!(wins.iter().all(|w| *w == "round 1"), "{rounds}");
+}

@@ -29,6 +29,11 @@ fn two_releases(t: &TestApp) {
 /// A deploy on a record it cannot trust stops with exit 7 before touching anything, says
 /// what it found, and `bgd repair` makes the record say what nginx does.
 fn refused_then_repaired(t: &TestApp, spoil: &str, says: &str) {
+    refused_then_repaired_by(t, spoil, says, &["deploy", "bgd-demo:v3"]);
+}
+
+/// The same, refused by `refused` (a command bgd runs).
+fn refused_then_repaired_by(t: &TestApp, spoil: &str, says: &str, refused: &[&str]) {
     sh(t, spoil);
     let ours = || {
         docker(&[
@@ -41,8 +46,14 @@ fn refused_then_repaired(t: &TestApp, spoil: &str, says: &str) {
         ])
     };
     let before = ours();
-    let d = t.bgd(&["deploy", "bgd-demo:v3"]);
+    let record_before = sh(t, &format!("cat {} || true", file(t, "state.json")));
+    let d = t.bgd(refused);
     assert_eq!(d.code, 7, "{spoil}: {d:?}");
+    assert_eq!(
+        sh(t, &format!("cat {} || true", file(t, "state.json"))),
+        record_before,
+        "the record was not replaced: {d:?}"
+    );
     assert!(d.stderr.contains(says), "{spoil}: {d:?}");
     assert!(
         d.stderr.contains("nginx routes live traffic to green") && d.stderr.contains("bgd repair"),
@@ -87,6 +98,26 @@ fn a_record_it_cannot_trust_is_never_acted_on() {
         &format!("sed -i 's/\"schema\":2/\"schema\":99/' {state_json}"),
         "written by a newer bgd",
     );
+    // the fast rollback, which does not read the record, does not replace it either; nor
+    // does a reroute
+    refused_then_repaired_by(
+        &t,
+        &format!("sed -i 's/\"schema\":2/\"schema\":99/' {state_json}"),
+        "written by a newer bgd",
+        &["rollback"],
+    );
+    refused_then_repaired_by(
+        &t,
+        &format!("echo garbage > {state_json}"),
+        "cannot be read",
+        &["rollback"],
+    );
+    refused_then_repaired_by(
+        &t,
+        &format!("head -c 25 {state_json} > /tmp/s && cat /tmp/s > {state_json}"),
+        "cannot be read",
+        &["reroute"],
+    );
     refused_then_repaired(&t, &format!("rm {state_json}"), "record is missing");
     // a record that names the wrong color live
     refused_then_repaired(
@@ -113,7 +144,13 @@ fn the_history_keeps_what_it_cannot_read_and_a_switch_back_is_recorded_with_it()
     t.write(&t.config().set("smoke", smoke.clone()));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let history = file(&t, "history.jsonl");
-    sh(&t, &format!("echo 'a line of another bgd' >> {history}"));
+    // and a torn one with a NUL byte (GNU grep would read the file as binary)
+    sh(
+        &t,
+        &format!(
+            "echo 'a line of another bgd' >> {history} && printf 'torn\\000line\\n' >> {history}"
+        ),
+    );
     // v2 passes every gate, then fails during verification: the switch back is recorded
     t.write(
         &t.config()
@@ -131,6 +168,7 @@ fn the_history_keeps_what_it_cannot_read_and_a_switch_back_is_recorded_with_it()
     assert_eq!(s["idle"]["role"], "candidate", "{s}");
     let lines = sh(&t, &format!("cat {history}"));
     assert!(lines.contains("a line of another bgd"), "{lines}");
+    assert!(lines.contains("torn\0line"), "{lines:?}");
     let entries: Vec<Value> = lines
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -170,4 +208,31 @@ fn a_switch_it_could_not_record_is_a_failure() {
     assert_eq!(t.bgd(&["repair"]).code, 0);
     assert_eq!(state(&t)["live"]["image"], "bgd-demo:v2");
     assert_eq!(t.bgd(&["status"]).code, 0);
+}
+
+/// A release parked stopped (`park.mode: stopped`) is not on the preview listener, so nginx's
+/// config does not name it: `repair` finds it by its labels, and rollback still returns to it.
+#[test]
+fn repair_keeps_a_release_parked_stopped() {
+    let t = TestApp::new("rstop");
+    t.write(&t.config().set("park.mode", "stopped"));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    // a config rendered after the parking (here a reroute) has nothing on the preview listener
+    assert_eq!(t.bgd(&["reroute"]).code, 0);
+    assert!(
+        t.active_config().contains("\"preview\":null"),
+        "{}",
+        t.active_config()
+    );
+    sh(&t, &format!("echo garbage > {}", file(&t, "state.json")));
+    let r = t.bgd(&["--json", "repair"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rr = r.result();
+    assert_eq!(rr["live"]["image"], "bgd-demo:v2", "{rr}");
+    assert_eq!(rr["idle"]["image"], "bgd-demo:v1", "{rr}");
+    assert_eq!(rr["idle"]["role"], "parked", "{rr}");
+    let rb = t.bgd(&["rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(t.live_version(), "v1");
 }

@@ -219,3 +219,42 @@ fn an_nginx_that_routes_by_address_is_caught_by_status_and_fixed_by_reroute() {
     );
     assert_eq!(t.active_config(), before);
 }
+
+/// A deploy while every live replica is down (restarting) keeps the live release live: the
+/// rejected candidate's undo leaves nginx answering 502 for it, not "nothing is live", so the
+/// record and nginx still agree; once the replicas are back `status` says live traffic
+/// reaches none of them and `bgd reroute` brings it back.
+#[test]
+fn a_deploy_while_the_live_replicas_are_down_keeps_them_live() {
+    let t = TestApp::new("down");
+    t.write(&t.config().set("readiness.deadline", "3s"));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let blue = t.containers("blue");
+    let mut stop = vec!["stop", "-t", "1"];
+    stop.extend(blue.iter().map(String::as_str));
+    docker(&stop);
+    let d = t.bgd(&["deploy", "bgd-demo:unhealthy"]);
+    assert_eq!(d.code, 3, "{d:?}");
+    assert!(d.stderr.contains("no running replicas"), "warned: {d:?}");
+    assert!(
+        t.active_config().contains("\"live\":\"blue\""),
+        "{}",
+        t.active_config()
+    );
+    let s = t.bgd(&["status", "--json"]);
+    assert_eq!(s.code, 0, "nothing to fix while they are down: {s:?}");
+
+    let mut start = vec!["start"];
+    start.extend(blue.iter().map(String::as_str));
+    docker(&start);
+    let s = t.bgd(&["status", "--json"]);
+    assert_eq!(s.code, 7, "{s:?}");
+    assert!(
+        s.result()["problems"].to_string().contains("bgd reroute"),
+        "{s:?}"
+    );
+    let r = t.bgd(&["reroute"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(t.live_version(), "v1");
+    assert_eq!(t.bgd(&["status"]).code, 0);
+}

@@ -11,6 +11,7 @@ const DSN_PW: &str = "dsn-pw-5521";
 const URL_PW: &str = "url-pw-7723";
 const FLAG: &str = "flag-secret-3310";
 const MIGRATE_TOKEN: &str = "migrate-token-8842";
+const ROTATED: &str = "rotated-secret-6620";
 
 #[test]
 fn secrets_by_token_and_shape_never_show_and_plain_values_do() {
@@ -44,7 +45,7 @@ fn secrets_by_token_and_shape_never_show_and_plain_values_do() {
     assert!(plan.stdout.contains("KEYBOARD_LAYOUT=us"), "{plan:?}");
     assert!(plan.stdout.contains("MYSQL_PWD=<secret>"), "{plan:?}");
     assert!(
-        plan.stdout.contains("<redacted>"),
+        plan.stdout.contains("--admin-password=<secret>"),
         "the command's secret: {plan:?}"
     );
     outputs.push(format!("{plan:?}"));
@@ -83,6 +84,20 @@ fn secrets_by_token_and_shape_never_show_and_plain_values_do() {
         status.stdout.contains(&format!("app {}", t.app)),
         "the app's name is not masked: {status:?}"
     );
+    // the password rotated in bgd.yaml: the drift status shows masks the new one and the
+    // one the running container still has, which bgd.yaml no longer names
+    t.write(&t.config().set(
+        "container.command",
+        json!(["serve", format!("--admin-password={ROTATED}")]),
+    ));
+    let drift = t.bgd(&["status"]);
+    assert!(
+        drift
+            .stdout
+            .contains(r#"command ["serve", "--admin-password=<secret>"]"#),
+        "{drift:?}"
+    );
+    outputs.push(format!("{drift:?}"));
     outputs.push(docker(&[
         "exec",
         &t.lb(),
@@ -91,7 +106,7 @@ fn secrets_by_token_and_shape_never_show_and_plain_values_do() {
         &format!("cat /etc/nginx/bgd/{}/*", t.app),
     ]));
     for o in &outputs {
-        for secret in [PWD, SK, DSN_PW, URL_PW, FLAG, MIGRATE_TOKEN] {
+        for secret in [PWD, SK, DSN_PW, URL_PW, FLAG, MIGRATE_TOKEN, ROTATED] {
             assert!(!o.contains(secret), "{secret} leaked in:\n{o}");
         }
     }

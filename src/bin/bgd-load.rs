@@ -5,7 +5,13 @@
 //!   --paced N       keep-alive GETs with --pace-ms between them (idle gaps are where a reload
 //!                   closes connections under a client)
 //!   --close N       one GET per connection, `Connection: close`
-//!   --post N        keep-alive POSTs of a small body to --post-path
+//!   --post N        keep-alive POSTs of a small body to --post-path, --post-pace-ms apart
+//!                   (0 by default; e.g. the app server's idle timeout, to meet its closes)
+//!
+//! With --check-reuse, a client checks a pooled connection before reusing it, as browsers,
+//! urllib3, Go's net/http and most HTTP libraries do: one the server closed while it sat idle
+//! (nginx closes idle keep-alive connections at a reload) is replaced by a fresh one. Without
+//! it (the default), a request sent on a connection the server just closed is a failure.
 //!
 //! A failure is any connect error, reset, EOF before the full response, timeout, 5xx, or a
 //! wrong color: with --expect-file, the file holds `any` or a color; a response to a request
@@ -54,6 +60,8 @@ struct Options {
     post_path: String,
     clients: Vec<(Kind, usize)>,
     pace: Duration,
+    post_pace: Duration,
+    check_reuse: bool,
     duration: Duration,
     stop_file: Option<PathBuf>,
     expect_file: Option<PathBuf>,
@@ -115,7 +123,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: bgd-load --url http://127.0.0.1:PORT/PATH [--keepalive N] [--paced N] [--close N] [--post N]\n\
          \x20               [--pace-ms MS] [--post-path PATH] [--duration SECS] [--stop-file F] [--expect-file F]\n\
-         \x20               [--color-header NAME]"
+         \x20               [--post-pace-ms MS] [--check-reuse] [--color-header NAME]"
     );
     std::process::exit(2);
 }
@@ -129,6 +137,8 @@ fn parse_args() -> Options {
     let mut stop_file = None;
     let mut expect_file = None;
     let mut post_path = "/echo".to_string();
+    let mut post_pace = Duration::ZERO;
+    let mut check_reuse = false;
     let mut color_header = "x-bgd-color".to_string();
     while let Some(a) = args.next() {
         let mut val = || {
@@ -150,6 +160,11 @@ fn parse_args() -> Options {
             "--stop-file" => stop_file = Some(PathBuf::from(val())),
             "--expect-file" => expect_file = Some(PathBuf::from(val())),
             "--post-path" => post_path = val(),
+            "--post-pace-ms" => post_pace = Duration::from_millis(num(val())),
+            "--check-reuse" => {
+                check_reuse = true;
+                continue;
+            }
             "--color-header" => color_header = val().to_ascii_lowercase(),
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
@@ -176,6 +191,8 @@ fn parse_args() -> Options {
         host: hostport.to_string(),
         path,
         post_path,
+        post_pace,
+        check_reuse,
         clients,
         pace,
         duration,
@@ -271,6 +288,18 @@ fn connect(addr: SocketAddr) -> Result<BufReader<TcpStream>, (&'static str, Stri
     Ok(BufReader::new(s))
 }
 
+/// Whether the server closed (or wrote to) an idle pooled connection: what a careful client
+/// checks before reusing one (a non-blocking peek, as urllib3's `is_connection_dropped`).
+fn closed_by_peer(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let peeked = s.peek(&mut byte);
+    let _ = s.set_nonblocking(false);
+    !matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
     let mut conn: Option<BufReader<TcpStream>> = None;
     let body = "x".repeat(512);
@@ -286,6 +315,9 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
             Kind::Close => format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", o.path, o.host),
             _ => format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", o.path, o.host),
         };
+        if o.check_reuse && conn.as_ref().is_some_and(|c| closed_by_peer(c.get_ref())) {
+            conn = None;
+        }
         let outcome = (|| {
             if conn.is_none() {
                 conn = Some(connect(o.addr)?);
@@ -333,6 +365,9 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
         }
         if kind == Kind::Paced {
             thread::sleep(o.pace);
+        }
+        if kind == Kind::Post && !o.post_pace.is_zero() {
+            thread::sleep(o.post_pace);
         }
     }
 }

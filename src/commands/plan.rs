@@ -138,10 +138,9 @@ fn spec_lines(spec: &ContainerSpec, env: &[String]) -> Vec<(&'static str, String
             v.join(", ")
         }
     };
-    let command = spec
-        .cmd
-        .as_ref()
-        .map_or("the image's".to_string(), |c| format!("{c:?}"));
+    let command = spec.cmd.as_ref().map_or("the image's".to_string(), |c| {
+        crate::config::shown_command(c)
+    });
     let restart = if spec.restart { "unless-stopped" } else { "no" };
     let stop = spec
         .stop_timeout

@@ -11,7 +11,7 @@ mod validate;
 pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
 pub use envfile::{valid_env_name, Secret};
 pub use raw::{parse_duration, ParkMode};
-pub use secrets::{command_secrets, secret_env, secret_name, value_secrets};
+pub use secrets::{command_secrets, secret_env, secret_name, shown_command, value_secrets};
 
 use crate::error;
 use anyhow::Result;
@@ -165,6 +165,17 @@ impl Config {
                 .iter()
                 .flat_map(|m| command_secrets(&m.command)),
         );
+        // probe paths (`/health?token=...`) and headers (`Authorization: Bearer ...`)
+        all.extend(value_secrets(&self.readiness.path));
+        for probe in &self.smoke {
+            all.extend(value_secrets(&probe.path));
+            for (name, value) in &probe.headers {
+                if secret_name(name) {
+                    all.push(value.clone());
+                }
+                all.extend(value_secrets(&format!("{name}: {value}")));
+            }
+        }
         all.retain(|v| v.len() >= 4);
         all
     }

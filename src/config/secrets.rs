@@ -24,6 +24,7 @@ const SECRET_WORDS: &[&str] = &[
     "CREDENTIALS",
     "CREDS",
     "AUTH",
+    "AUTHORIZATION",
     "PRIVATE",
     "DSN",
     "SK",
@@ -51,12 +52,89 @@ const SECRET_PARAMS: &[&str] = &[
     "signature",
 ];
 
-/// Whether a variable (or flag) name says its value is secret.
+/// Last tokens that name something about a secret rather than the secret itself
+/// (`KEY_PREFIX`, `TOKEN_TTL_SECONDS`, `DB_PASSWORD_FILE`, `AWS_ACCESS_KEY_ID`).
+const NOT_THE_SECRET: &[&str] = &[
+    "TTL",
+    "PREFIX",
+    "SUFFIX",
+    "SIZE",
+    "LEN",
+    "LENGTH",
+    "BITS",
+    "TIMEOUT",
+    "EXPIRY",
+    "EXPIRES",
+    "EXPIRATION",
+    "LIFETIME",
+    "AGE",
+    "SECONDS",
+    "SECS",
+    "MINUTES",
+    "HOURS",
+    "DAYS",
+    "MS",
+    "COUNT",
+    "MAX",
+    "MIN",
+    "LIMIT",
+    "INTERVAL",
+    "PATH",
+    "FILE",
+    "DIR",
+    "NAME",
+    "ID",
+    "TYPE",
+    "HEADER",
+    "ALGORITHM",
+    "ALG",
+    "VERSION",
+    "ENABLED",
+    "DISABLED",
+    "REQUIRED",
+    "MODE",
+    "URL",
+    "ENDPOINT",
+    "FORMAT",
+    "FIELD",
+    "PARAM",
+    "ROTATION",
+    "POLICY",
+];
+
+/// A name's tokens, upper case: split at anything not a letter or digit, and where a lower
+/// case letter meets an upper case one (`stripeSecretKey` is STRIPE SECRET KEY).
+fn name_tokens(name: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        let boundary = !c.is_ascii_alphanumeric() || (prev_lower && c.is_ascii_uppercase());
+        if boundary && !current.is_empty() {
+            tokens.push(std::mem::take(&mut current));
+        }
+        if c.is_ascii_alphanumeric() {
+            current.push(c.to_ascii_uppercase());
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens
+}
+
+/// Whether a variable (or flag) name says its value is secret: a secret word among its
+/// tokens, unless its last token says the value is about the secret (a TTL, a file path).
 pub fn secret_name(name: &str) -> bool {
-    name.to_ascii_uppercase()
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .any(|t| SECRET_WORDS.contains(&t) || SECRET_ENDINGS.iter().any(|e| t.ends_with(e)))
+    let tokens = name_tokens(name);
+    let secret = |t: &String| {
+        SECRET_WORDS.contains(&t.as_str()) || SECRET_ENDINGS.iter().any(|e| t.ends_with(e))
+    };
+    match tokens.split_last() {
+        Some((last, _)) if NOT_THE_SECRET.contains(&last.as_str()) => false,
+        _ => tokens.iter().any(secret),
+    }
 }
 
 /// Whether an `env` entry is treated as a secret: by its name or by its value's shape.
@@ -68,7 +146,8 @@ pub fn secret_env(name: &str, value: &str) -> bool {
 /// password or secret parameter on its own (so it is caught wherever it shows up).
 pub fn value_secrets(value: &str) -> Vec<String> {
     let creds = credentials(value);
-    let params = secret_params(value);
+    let mut params = secret_params(value);
+    params.extend(auth_schemes(value));
     if creds.is_empty() && params.is_empty() {
         return Vec::new();
     }
@@ -97,6 +176,21 @@ fn credentials(value: &str) -> Vec<Option<String>> {
     found
 }
 
+/// The credential after `Bearer ` or `Basic ` (an `Authorization` header's value).
+fn auth_schemes(value: &str) -> Vec<String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| {
+            let scheme = w[0]
+                .trim_start_matches("Authorization:")
+                .to_ascii_lowercase();
+            (scheme == "bearer" || scheme == "basic") && w[1].len() >= 8
+        })
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
 /// Values of `password=`-like parameters (`?password=x`, `;Password=x;`, `token=x`).
 fn secret_params(value: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -112,13 +206,32 @@ fn secret_params(value: &str) -> Vec<String> {
     found
 }
 
+/// A command line as output shows it: its arguments quoted, each secret in it (see
+/// `command_secrets`) as `<secret>`. The secrets are found in `args` itself, so a command
+/// read back from a container masks what bgd.yaml no longer says too.
+pub fn shown_command(args: &[String]) -> String {
+    let secrets = command_secrets(args);
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for s in secrets.iter().filter(|s| !s.is_empty()) {
+                a = a.replace(s.as_str(), "<secret>");
+            }
+            format!("{a:?}")
+        })
+        .collect();
+    format!("[{}]", shown.join(", "))
+}
+
 /// The secrets in a command line: the value of a secret flag (`--password=X`,
 /// `--token X`, `DB_PASSWORD=X`), and any argument of a secret shape.
 pub fn command_secrets(args: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     let mut next_is_secret = false;
     for arg in args {
-        if std::mem::take(&mut next_is_secret) {
+        // the value after a secret flag, unless it is the next flag
+        if std::mem::take(&mut next_is_secret) && !arg.starts_with('-') {
             found.push(arg.clone());
             continue;
         }
@@ -128,7 +241,10 @@ pub fn command_secrets(args: &[String]) -> Vec<String> {
             Some((name, value)) if secret_name(name) && !value.is_empty() => {
                 found.push(value.to_string())
             }
-            None if arg.starts_with('-') && secret_name(flag) => next_is_secret = true,
+            // `--no-auth` is a switch, not a flag with a value
+            None if arg.starts_with('-') && !flag.starts_with("no-") && secret_name(flag) => {
+                next_is_secret = true
+            }
             _ => {}
         }
     }
@@ -151,6 +267,9 @@ mod tests {
             "db_password",
             "SENTRY_DSN",
             "JWT_KEY",
+            "stripeSecretKey",
+            "privateKey",
+            "SECRET_KEY_BASE",
         ] {
             assert!(secret_name(secret), "{secret}");
         }
@@ -161,6 +280,11 @@ mod tests {
             "LOG_LEVEL",
             "PASSENGER",
             "SKIP",
+            "KEY_PREFIX",
+            "CACHE_KEY_TTL",
+            "TOKEN_TTL_SECONDS",
+            "DB_PASSWORD_FILE",
+            "keyboardLayout",
         ] {
             assert!(!secret_name(plain), "{plain}");
         }
@@ -222,6 +346,17 @@ mod tests {
         );
         assert!(
             command_secrets(&args(&["./server", "--port", "8080", "--keyboard", "us"])).is_empty()
+        );
+        // a switch, and a secret flag followed by another flag, mask nothing
+        assert!(command_secrets(&args(&["./app", "--no-auth", "migrate"])).is_empty());
+        assert!(command_secrets(&args(&["./app", "--token", "--verbose"])).is_empty());
+        assert_eq!(
+            command_secrets(&args(&["curl", "-H", "Authorization: Bearer abcdef123456"])),
+            ["Authorization: Bearer abcdef123456", "abcdef123456"]
+        );
+        assert_eq!(
+            shown_command(&args(&["./migrate", "--password=hu\"nter22", "up"])),
+            r#"["./migrate", "--password=<secret>", "up"]"#
         );
     }
 }

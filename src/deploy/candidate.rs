@@ -99,9 +99,9 @@ pub async fn start_parked(run: &mut Run<'_>) -> Result<String> {
     Ok(format!("started the parked {} replicas", target.color))
 }
 
-/// `preview`: the preview listener routes to the release about to go live, at the addresses
-/// Docker gives its containers now (never names nginx would resolve at load). Live routing
-/// is unchanged.
+/// `preview`: the preview listener routes to the release about to go live: by the names nginx
+/// resolves at run time (>= 1.27.3), else at the addresses Docker gives its containers now.
+/// Live routing is unchanged.
 pub async fn preview(run: &mut Run<'_>) -> Result<String> {
     let target = run.target()?.clone();
     match run.command {

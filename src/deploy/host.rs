@@ -85,6 +85,13 @@ impl<'a> Host<'a> {
             )),
             NginxError::Busy(msg) | NginxError::Broken(msg) => error::environment(msg),
             NginxError::Bug(msg) => anyhow::anyhow!("{what}: {msg}"),
+            NginxError::Unknown(msg) => error::environment(msg),
+            e @ NginxError::Untrusted(_) => {
+                let msg = format!(
+                    "{e} by {what}. `bgd status` says what is wrong with it; `bgd repair` rebuilds it from what nginx routes and the containers' labels (upgrade this bgd first if a newer one wrote it)"
+                );
+                anyhow::Error::new(e).context(error::Failure::Unsafe(msg))
+            }
             NginxError::Docker(e) => e,
         }
     }
@@ -97,6 +104,55 @@ impl<'a> Host<'a> {
         record: Option<RecordWrite>,
         lock: &LockUse,
     ) -> Result<Installed> {
+        let done = self
+            .send_install(text, what, record, lock)
+            .await
+            .map_err(|e| self.nginx_failure(e, what))?;
+        self.warn_stopped(done.old_workers_stopped);
+        Ok(done)
+    }
+
+    /// Whether `e` is an install that refused to replace a record this bgd cannot read.
+    pub fn is_untrusted_record(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<NginxError>(),
+                Some(NginxError::Untrusted(_))
+            )
+        })
+    }
+
+    /// An install that changes live routing (a switch, a switch back, a reroute). When bgd
+    /// cannot tell whether it took effect (the Docker call failed or timed out while the
+    /// script went on in the container), that is exit 7: nothing may be undone or removed on
+    /// the belief that it did not, since nginx may route live traffic to `live_after` now.
+    pub async fn install_routing(
+        &self,
+        text: &str,
+        what: &str,
+        record: Option<RecordWrite>,
+        lock: &LockUse,
+        live_after: &str,
+    ) -> Result<Installed> {
+        match self.send_install(text, what, record, lock).await {
+            Err(e) if e.outcome_unknown() => Err(error::unsafe_state(format!(
+                "bgd lost track of {what} ({e:#}): it may have taken effect, so nothing was undone or removed, and nginx may now route live traffic to {live_after}. Run `bgd status`: it says what nginx routes and whether bgd's record agrees (`bgd repair` mends the record)"
+            ))),
+            Err(e) => Err(self.nginx_failure(e, what)),
+            Ok(done) => {
+                self.warn_stopped(done.old_workers_stopped);
+                Ok(done)
+            }
+        }
+    }
+
+    async fn send_install(
+        &self,
+        text: &str,
+        what: &str,
+        record: Option<RecordWrite>,
+        lock: &LockUse,
+    ) -> Result<Installed, NginxError> {
         self.out
             .detail(&format!("nginx config for {what}:\n{text}"));
         let install = Install {
@@ -105,19 +161,16 @@ impl<'a> Host<'a> {
             record,
             lock,
         };
-        let done = self
-            .nginx()
-            .install(install)
-            .await
-            .map_err(|e| self.nginx_failure(e, what))?;
-        if done.old_workers_stopped > 0 {
+        self.nginx().install(install).await
+    }
+
+    fn warn_stopped(&self, stopped: u32) {
+        if stopped > 0 {
             self.out.warn(&format!(
-                "{} old nginx worker(s) were still serving requests after switch.drain ({}) and were stopped",
-                done.old_workers_stopped,
+                "{stopped} old nginx worker(s) were still serving requests after switch.drain ({}) and were stopped",
                 fmt_duration(self.config.switch.drain)
             ));
         }
-        Ok(done)
     }
 
     /// Confirms through `lb.url` that nginx serves `generation` with `color` live.

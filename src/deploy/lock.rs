@@ -86,7 +86,14 @@ pub async fn clear(host: &Host<'_>, force: bool) -> Result<LockState> {
     if !held.is_held() && !force {
         return Ok(held);
     }
-    match host.nginx().unlock(None).await {
+    // without --force, only the stale holder seen above is removed: a run that took the lock
+    // over meanwhile keeps it
+    let token = if force {
+        None
+    } else {
+        held.holder().map(|h| h.token.as_str())
+    };
+    match host.nginx().unlock(token).await {
         Ok(()) => Ok(held),
         Err(e) => Err(host.nginx_failure(e, "removing the deploy lock")),
     }

@@ -5,9 +5,10 @@ use super::lock;
 use super::observe::observe;
 use super::plan;
 use super::run::{Command, Run};
-use super::specs::{self, listens_on};
+use super::specs;
 use crate::error;
 use crate::model::{Release, LABEL_ROLE};
+use crate::nginx::servers::{clashing_files, listens_on};
 use crate::state;
 use anyhow::Result;
 use std::collections::HashMap;
@@ -181,7 +182,14 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
         .dump_config()
         .await
         .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
-    let files = specs::clashing_files(&dump, &[lb.listen, lb.preview_listen]);
+    // the names bgd's own requests carry, and the stock server's
+    let url_hosts: Vec<&str> = [lb.url.as_str(), lb.preview_url.as_str()]
+        .into_iter()
+        .filter_map(url_host)
+        .collect();
+    let mut hosts = vec!["localhost", "127.0.0.1"];
+    hosts.extend(url_hosts);
+    let files = clashing_files(&dump, &[lb.listen, lb.preview_listen], &hosts);
     let Some(first) = files.first() else {
         return Ok(());
     };
@@ -192,6 +200,17 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
         files.join(", "),
         host.config.app,
     )))
+}
+
+/// The host part of `http://host:port/...`.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// `prepare`: the nginx container runs, the deploy lock is this run's, the host is read

@@ -54,7 +54,9 @@ pub async fn repair(host: &Host<'_>) -> Result<Repaired> {
             run: state::new_run_id(),
         };
         let write = RecordWrite {
-            state: serde_json::to_string(&state)?,
+            state: Some(serde_json::to_string(&state)?),
+            // the record this replaces is the one that could not be trusted
+            replace_untrusted: true,
             history: serde_json::to_string(&entry)?,
             run: entry.run.clone(),
         };
@@ -85,17 +87,29 @@ fn rebuild(obs: &Observed) -> Result<AppState> {
     };
     state.generation = h.generation;
     state.live = release_of(obs, h.live.as_deref(), h.live_release.as_deref())?;
-    let idle = release_of(obs, h.preview.as_deref(), h.preview_release.as_deref())?;
-    state.idle = idle.map(|release| Idle {
-        release,
+    let routed = release_of(obs, h.preview.as_deref(), h.preview_release.as_deref())?;
+    let role = match (&routed, h.preview_role.as_deref()) {
+        (Some(_), Some("parked")) => Role::Parked,
         // a config of an older bgd does not say: a candidate is the safe reading (rollback
         // refuses it; `switch` gates it again)
-        role: match h.preview_role.as_deref() {
-            Some("parked") => Role::Parked,
-            _ => Role::Candidate,
-        },
-    });
+        (Some(_), _) => Role::Candidate,
+        // the preview listener routes nothing: a release parked stopped (`park.mode:
+        // stopped`) is still the rollback target, found by its labels alone
+        (None, _) => Role::Parked,
+    };
+    let idle = routed.or_else(|| parked_by_labels(obs, state.live.as_ref()));
+    state.idle = idle.map(|release| Idle { release, role });
     Ok(state)
+}
+
+/// The one release in the color that is not live, when nginx's config names none there.
+/// With nothing live there is nothing to roll back from: no guess.
+fn parked_by_labels(obs: &Observed, live: Option<&Release>) -> Option<Release> {
+    let color = live?.color.other();
+    match release_of(obs, Some(color.as_str()), None) {
+        Ok(Some(r)) if r.image != NO_CONTAINER => Some(r),
+        _ => None,
+    }
 }
 
 /// The release nginx routes in `color`: the one its header names, else the only one whose

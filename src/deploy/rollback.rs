@@ -27,8 +27,12 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
         let mut run = Run::new(host, Command::Rollback).started_at(started);
         let steps = view.start(&mut run, verify);
         let result = run.execute(&steps).await;
-        // the lock was busy at the switch: the full path waits for it or reports it
-        let fall_back = result.as_ref().is_err_and(is_locked) && run.journal.recorded.is_none();
+        // the lock was busy at the switch, or the record could not be trusted (nothing
+        // changed): the full path waits for the lock, or reads the record and says what it found
+        let fall_back = result
+            .as_ref()
+            .is_err_and(|e| is_locked(e) || Host::is_untrusted_record(e))
+            && run.journal.recorded.is_none();
         if !fall_back {
             let result = result.and_then(|()| run.switch_report());
             run.finish(&result).await;

@@ -328,7 +328,13 @@ impl<'a> Run<'a> {
         let entry = self.journal.ended(result, self.host.out);
         if self.journal.active && !refused && self.journal.recorded.as_ref() != Some(&entry.outcome)
         {
-            self.record(entry).await;
+            // unsafe: bgd does not know what nginx routes, so the state it holds may be wrong;
+            // the state a routing exec recorded stays, and the history says what happened
+            let unsafe_ = result
+                .as_ref()
+                .err()
+                .is_some_and(|e| matches!(error::failure(e), Some(Failure::Unsafe(_))));
+            self.record(entry, !unsafe_).await;
         }
         if let Some(holder) = self.holder.take() {
             self.lock = LockUse::None;
@@ -336,18 +342,24 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Writes the state and the run's history line, atomically, under the lock (the fast
-    /// rollback, which holds none, takes it for this write).
-    async fn record(&mut self, entry: HistoryEntry) {
+    /// Writes the state (with `with_state`) and the run's history line, atomically, under
+    /// the lock (the fast rollback, which holds none, takes it for this write).
+    async fn record(&mut self, entry: HistoryEntry, with_state: bool) {
         let mut state = self.state.clone();
         state.updated_at = state::now();
+        state.schema = state::SCHEMA;
         let lock = match (&self.lock, &self.holder) {
             (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
             (lock, _) => lock.clone(),
         };
         let written = async {
             let write = RecordWrite {
-                state: serde_json::to_string(&state)?,
+                replace_untrusted: false,
+                state: if with_state {
+                    Some(serde_json::to_string(&state)?)
+                } else {
+                    None
+                },
                 history: serde_json::to_string(&entry)?,
                 run: entry.run.clone(),
             };

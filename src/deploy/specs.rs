@@ -151,7 +151,9 @@ pub fn render_input(
     preview: Option<(&Pool, Role)>,
     features: Features,
 ) -> RenderInput {
-    let live = live.filter(|p| !p.servers.is_empty()).cloned();
+    // a live release with no running replica stays live (nginx answers 502 for it): dropping
+    // it would make nginx's config say nothing is live, and bgd's record disagree
+    let live = live.cloned();
     let preview = preview.filter(|(p, _)| !p.servers.is_empty());
     let idle_role = preview.map(|(_, role)| role.as_str().to_string());
     let preview = preview.map(|(p, _)| p.clone());
@@ -254,45 +256,6 @@ pub fn env_display(config: &Config) -> Vec<String> {
     shown.into_values().collect()
 }
 
-/// Whether an nginx config text has a `listen` directive on one of `ports` (any address).
-pub fn listens_on(config: &str, ports: &[u16]) -> bool {
-    let code: String = config
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split([';', '{', '}']).any(|statement| {
-        let mut words = statement.split_whitespace();
-        if words.next() != Some("listen") {
-            return false;
-        }
-        let addr = words.next().unwrap_or("");
-        let port = addr.rsplit(':').next().unwrap_or(addr);
-        port.parse::<u16>().is_ok_and(|p| ports.contains(&p))
-    })
-}
-
-/// The files of an `nginx -T` dump, other than bgd's own, that hold a `listen` on one of
-/// `ports`: servers that would answer requests bgd's listeners should get.
-pub fn clashing_files(dump: &str, ports: &[u16]) -> Vec<String> {
-    const FILE: &str = "# configuration file ";
-    let mut files = Vec::new();
-    let mut sections = dump.split(FILE).skip(1);
-    for section in sections.by_ref() {
-        let (header, text) = section.split_once('\n').unwrap_or((section, ""));
-        let path = header.trim_end_matches(':').trim();
-        let bgds = path.starts_with("/etc/nginx/bgd/")
-            || path
-                .rsplit('/')
-                .next()
-                .is_some_and(|f| f.starts_with("bgd-") && path.contains("/conf.d/"));
-        if !bgds && listens_on(text, ports) && !files.iter().any(|f| f == path) {
-            files.push(path.to_string());
-        }
-    }
-    files
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,37 +296,6 @@ mod tests {
         assert_eq!(g.aliases, vec!["web-r2-1".to_string()]);
         g.aliases = blue[0].aliases.clone();
         assert_eq!(g, blue[0]);
-    }
-
-    #[test]
-    fn finds_clashing_listen_directives() {
-        let stock = "server {\n    listen       80;\n    listen  [::]:80;\n    server_name  localhost;\n}\n";
-        assert!(listens_on(stock, &[80, 8081]));
-        assert!(!listens_on(stock, &[8080, 8081]));
-        assert!(listens_on(
-            "server { \n listen 127.0.0.1:8081 default_server;\n}",
-            &[8081]
-        ));
-        assert!(!listens_on("# listen 80;\nserver {}", &[80]));
-        assert!(!listens_on("listening 80;", &[80]));
-    }
-
-    #[test]
-    fn finds_the_files_whose_servers_clash() {
-        let dump = "# configuration file /etc/nginx/nginx.conf:\nhttp { include conf.d/*.conf; }\n\n\
-                    # configuration file /etc/nginx/conf.d/default.conf:\nserver {\n    listen 80;\n    server_name localhost;\n}\n\n\
-                    # configuration file /etc/nginx/conf.d/bgd-web.conf:\ninclude /etc/nginx/bgd/web/active.conf;\n\n\
-                    # configuration file /etc/nginx/bgd/web/active.conf:\nserver { listen 80 default_server; }\n\n\
-                    # configuration file /etc/nginx/conf.d/other.conf:\nserver { listen 9000; }\n";
-        assert_eq!(
-            clashing_files(dump, &[80, 8081]),
-            ["/etc/nginx/conf.d/default.conf"]
-        );
-        assert!(clashing_files(dump, &[8000, 8001]).is_empty());
-        assert_eq!(
-            clashing_files(dump, &[9000]),
-            ["/etc/nginx/conf.d/other.conf"]
-        );
     }
 
     #[test]

@@ -184,6 +184,25 @@ pub(super) async fn routing(host: &Host<'_>, obs: &Observed) -> Result<routing::
     let Some(live) = &obs.state.live else {
         return Ok(routing::Findings::default());
     };
+    let header = obs.active_config.as_deref().and_then(render::read_header);
+    if header.as_ref().and_then(|h| h.live_servers) == Some(0) {
+        // written while no live replica ran: nginx answers 502 for the live release
+        let running: Vec<&str> = obs
+            .containers_of(live)
+            .iter()
+            .filter(|c| c.running())
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut found = routing::Findings::default();
+        if !running.is_empty() {
+            found.problems.push(format!(
+                "nginx routes live traffic to no replica (none of {} ran when its config was written), but {} run now: live requests fail with 502; `bgd reroute` points nginx at them",
+                live.color,
+                running.join(", ")
+            ));
+        }
+        return Ok(found);
+    }
     let Some(targets) = obs
         .active_config
         .as_deref()

@@ -71,9 +71,12 @@ async fn switch_live(
     let text = render(run, &to)?;
     let after = state_after(&run.state, &to);
     let record = record_of(&after, &entry)?;
-    let installed = host.install(&text, what, Some(record), &run.lock).await?;
-    run.journal.recorded = Some(entry.outcome.clone());
     let live_color = to.live.as_ref().map(|p| p.color);
+    let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
+    let installed = host
+        .install_routing(&text, what, Some(record), &run.lock, &live_after)
+        .await?;
+    run.journal.recorded = Some(entry.outcome.clone());
     let Err(unconfirmed) = host.confirm_live(live_color, run.state.generation).await else {
         run.state = after;
         if !installed.recorded {
@@ -93,11 +96,16 @@ async fn switch_live(
     let restored = async {
         let text = render(run, &back)?;
         let record = record_of(&back_state, &failed)?;
-        host.install(
+        let back_live = back
+            .live
+            .as_ref()
+            .map_or("nothing".to_string(), |p| p.color.to_string());
+        host.install_routing(
             &text,
             "restoring the routing before the switch",
             Some(record),
             &run.lock,
+            &format!("{live_after} or {back_live}"),
         )
         .await?;
         run.journal.recorded = Some(failed.outcome.clone());
@@ -167,7 +175,16 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
     let entry = run.journal.entry_now();
     let record = record_of(&run.state, &entry)?;
     let installed = host
-        .install(&text, "the reroute", Some(record), &run.lock)
+        .install_routing(
+            &text,
+            "the reroute",
+            Some(record),
+            &run.lock,
+            &format!(
+                "{} (the same release, maybe at other addresses)",
+                live.color
+            ),
+        )
         .await?;
     run.journal.recorded = Some(entry.outcome.clone());
     if !installed.recorded {
@@ -195,8 +212,10 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
 fn record_of(state: &AppState, entry: &HistoryEntry) -> Result<RecordWrite> {
     let mut state = state.clone();
     state.updated_at = state::now();
+    state.schema = state::SCHEMA;
     Ok(RecordWrite {
-        state: serde_json::to_string(&state)?,
+        state: Some(serde_json::to_string(&state)?),
+        replace_untrusted: false,
         history: serde_json::to_string(entry)?,
         run: entry.run.clone(),
     })

@@ -51,10 +51,12 @@ impl Docker {
             .call_within(&what, limit, run)
             .await?
             .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?;
-        // The exit code comes from inspecting the exec, not from starting it.
-        let inspected = self.call(what, self.api.inspect_exec(&created.id)).await?;
+        // The exit code comes from inspecting the exec, not from starting it. The output is
+        // what matters most (bgd's scripts end with their outcome), so a failed inspect is an
+        // unknown code, not a lost output.
+        let inspected = self.call(what, self.api.inspect_exec(&created.id)).await;
         Ok(ExecOutput {
-            exit_code: inspected.exit_code.unwrap_or(-1),
+            exit_code: inspected.ok().and_then(|i| i.exit_code).unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })

@@ -19,6 +19,8 @@
 #   --history-run ID     the run that wrote LINE: an earlier line of this run (a switch,
 #                        then its switch back) is replaced, not added to         [none]
 #   --history-keep N     history lines kept; lines bgd cannot read are kept too  [1000]
+#   --record-schema N    the record schema the caller writes: refuse to replace a state.json
+#                        that is not whole or is of a newer schema (nothing changes) [none]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
 #
@@ -29,6 +31,8 @@
 #                     still busy after --drain-ms and were stopped; recorded=0: the state or
 #                     history asked for could not be written
 # recorded            record mode: the state and history line are written
+# record-untrusted    the record there cannot be read by the caller (torn, or newer); nothing
+#                     changed
 # record-failed       record mode: they could not be written
 # invalid             nginx -t rejected the config; the previous config is active
 # reload-refused      nginx -s reload failed; the previous config is active
@@ -54,6 +58,7 @@ finish() {
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
+record_schema=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -68,13 +73,14 @@ while [ $# -gt 0 ]; do
     --history) history=$2 ;;
     --history-run) history_run=$2 ;;
     --history-keep) history_keep=$2 ;;
+    --record-schema) record_schema=$2 ;;
     --lock-token) lock_token=$2 ;;
     --lock-once) lock_once=$2 ;;
     *) echo "unknown option $1"; finish bad-input ;;
   esac
   shift 2
 done
-for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep"; do
+for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep" ${record_schema:+"$record_schema"}; do
   # digits only, no leading zero: $((...)) would read 010 as octal
   case $n in '' | *[!0-9]* | 0?*) echo "not a number of milliseconds: $n"; finish bad-input ;; esac
 done
@@ -152,23 +158,44 @@ wait_until_gone() {
 
 # put FILE TEXT: write through a temporary name and rename, so readers see old or new, whole
 put() { printf '%s' "$2" > "$1.bgd-tmp" && mv -f "$1.bgd-tmp" "$1"; }
+# record_trusted: the state.json there (if any) is whole (one JSON object) and of a schema
+# no newer than --record-schema: what the caller may replace
+record_trusted() {
+  [ -n "$record_schema" ] && [ -n "$state" ] && [ -f "$dir/state.json" ] || return 0
+  body=$(cat "$dir/state.json") || return 1
+  # the shell drops trailing newlines; leading or trailing blanks are not bgd's
+  case $body in "{"*"}") ;; *) echo "state.json is not a whole record"; return 1 ;; esac
+  found=$(printf '%s' "$body" | grep -o '"schema":[0-9]*' | head -n 1 | cut -d: -f2)
+  if [ -n "$found" ] && [ "$found" -gt "$record_schema" ]; then
+    echo "state.json has schema $found, newer than $record_schema"
+    return 1
+  fi
+}
 # record: writes the state and the history line asked for; fails when either cannot be
 # written. The history is only appended to (an earlier line of the same run replaced).
 record() {
   if [ -n "$state" ]; then put "$dir/state.json" "$state" || return 1; fi
   [ -n "$history" ] || return 0
   history_tmp="$dir/history.jsonl.bgd-tmp"
-  {
-    if [ -f "$dir/history.jsonl" ]; then
-      if [ -n "$history_run" ]; then
-        grep -vF "\"run\":\"$history_run\"" "$dir/history.jsonl" | tail -n "$((history_keep - 1))"
-      else
-        tail -n "$((history_keep - 1))" "$dir/history.jsonl"
-      fi
+  kept="$dir/history.jsonl.bgd-kept"
+  if [ -f "$dir/history.jsonl" ]; then
+    if [ -n "$history_run" ]; then
+      # -a where grep has it: GNU grep prints nothing of a file with a NUL byte (a torn
+      # write) otherwise, and the history would be lost
+      grep ${grep_text:+"$grep_text"} -vF "\"run\":\"$history_run\"" "$dir/history.jsonl" > "$kept"
+      [ $? -le 1 ] || return 1
+    else
+      cp "$dir/history.jsonl" "$kept" || return 1
     fi
-    printf '%s\n' "$history"
-  } > "$history_tmp" && mv -f "$history_tmp" "$dir/history.jsonl"
+    { tail -n "$((history_keep - 1))" "$kept" && printf '%s\n' "$history"; } > "$history_tmp" || return 1
+    rm -f "$kept"
+  else
+    printf '%s\n' "$history" > "$history_tmp" || return 1
+  fi
+  mv -f "$history_tmp" "$dir/history.jsonl"
 }
+grep_text=""
+if printf 'x\n' | grep -a x >/dev/null 2>&1; then grep_text=-a; fi
 restore() {
   if [ -f "$dir/prev.conf" ]; then mv -f "$dir/prev.conf" "$active"; else rm -f "$active"; fi
   if [ -f "$dir/prev.stub" ]; then mv -f "$dir/prev.stub" "$stub"; else rm -f "$stub"; fi
@@ -224,7 +251,12 @@ my_guard=""
 holds_lock_once=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-  if [ "$holds_lock_once" = 1 ]; then rm -rf "$lockdir"; fi
+  if [ "$holds_lock_once" = 1 ]; then
+    # still ours? a `lock release --force` and another run's lock may have come in between
+    mine_holder=""
+    { IFS= read -r mine_holder < "$lockdir/holder.json"; } 2>/dev/null
+    if [ "$mine_holder" = "$lock_once" ]; then rm -rf "$lockdir"; fi
+  fi
   if [ -n "$my_guard" ] && [ "$(readlink "$guard" 2>/dev/null)" = "$my_guard" ]; then
     rm -f "$guard"
   fi
@@ -262,6 +294,9 @@ elif [ -n "$lock_token" ]; then
     *) echo "the deploy lock was released or taken over by another run"; finish lock-lost ;;
   esac
 fi
+
+# A record this caller cannot read is never replaced: `bgd repair` does that, knowingly.
+record_trusted || finish record-untrusted
 
 if [ "$have_config" = 0 ]; then
   if record; then finish recorded; fi

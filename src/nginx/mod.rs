@@ -10,6 +10,7 @@
 pub mod diff;
 pub mod render;
 mod script;
+pub mod servers;
 
 use crate::docker::Docker;
 use crate::lock::Holder;
@@ -44,13 +45,16 @@ pub struct Installed {
 /// of the same run is replaced).
 #[derive(Debug, Clone)]
 pub struct RecordWrite {
-    pub state: String,
+    /// None: the history line alone (the state is left as it is)
+    pub state: Option<String>,
+    /// Replace a record this bgd cannot read (only `bgd repair` does)
+    pub replace_untrusted: bool,
     pub history: String,
     pub run: String,
 }
 
-/// Why nginx did not do what was asked. Except for `Docker` and `Broken`, the previous config
-/// is active again.
+/// Why nginx did not do what was asked. Except for `Docker`, `Broken`, `Bug` and `Unknown`,
+/// the previous config is active again.
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
     /// `nginx -t` rejected the config: its output
@@ -74,6 +78,13 @@ pub enum NginxError {
     /// A script refused bgd's own input, or said something bgd does not know: a bug in bgd
     #[error("{0}")]
     Bug(String),
+    /// The record on the host cannot be read by this bgd (torn, or from a newer bgd): it was
+    /// not replaced, nothing changed
+    #[error("bgd's record on the host cannot be trusted ({0}); nothing was changed")]
+    Untrusted(String),
+    /// The script stopped without saying how it ended: what it did is not known
+    #[error("{0}")]
+    Unknown(String),
     /// The Docker API call failed
     #[error(transparent)]
     Docker(#[from] anyhow::Error),
@@ -98,6 +109,17 @@ pub struct Install<'a> {
     /// What to record once the config serves, in the same exec
     pub record: Option<RecordWrite>,
     pub lock: &'a LockUse,
+}
+
+impl NginxError {
+    /// Whether bgd cannot tell if the exec changed anything: the Docker call failed or timed
+    /// out (the script goes on inside the container), or the script's end was not seen.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            NginxError::Docker(_) | NginxError::Bug(_) | NginxError::Unknown(_)
+        )
+    }
 }
 
 impl<'a> Nginx<'a> {
@@ -254,6 +276,7 @@ impl<'a> Nginx<'a> {
             .await?;
         match report.outcome.as_str() {
             "recorded" => Ok(()),
+            "record-untrusted" => Err(NginxError::Untrusted(report.detail)),
             "record-failed" => Err(NginxError::Broken(format!(
                 "bgd's record in {} could not be written: {}",
                 self.container, report.detail
@@ -301,6 +324,7 @@ impl<'a> Nginx<'a> {
                 recorded: report.field::<u8>("recorded") != Some(0),
             }),
             "invalid" => Err(NginxError::Invalid(detail)),
+            "record-untrusted" => Err(NginxError::Untrusted(detail)),
             "reload-refused" | "not-applied" => Err(NginxError::NotApplied(detail)),
             "busy" => Err(NginxError::Busy(format!(
                 "another config install in {} did not finish: {detail}",
@@ -317,9 +341,17 @@ impl<'a> Nginx<'a> {
     }
 }
 
+/// `state::SCHEMA` as the script takes it.
+const SCHEMA_ARG: &str = "2";
+
 fn push_record<'a>(args: &mut Vec<(&'a str, &'a str)>, record: Option<&'a RecordWrite>) {
     if let Some(r) = record {
-        args.push(("--state", &r.state));
+        if let Some(state) = &r.state {
+            args.push(("--state", state));
+            if !r.replace_untrusted {
+                args.push(("--record-schema", SCHEMA_ARG));
+            }
+        }
         args.push(("--history", &r.history));
         args.push(("--history-run", &r.run));
     }
@@ -335,4 +367,12 @@ fn lock_args(lock: &LockUse) -> Result<Vec<(&'static str, String)>, NginxError> 
             serde_json::to_string(holder).map_err(anyhow::Error::from)?,
         )],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_script_is_told_the_schema_bgd_writes() {
+        assert_eq!(super::SCHEMA_ARG, crate::state::SCHEMA.to_string());
+    }
 }

@@ -137,6 +137,9 @@ pub struct Header {
     pub preview_release: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_role: Option<String>,
+    /// How many replicas of the live release the config routes to (0: none ran)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_servers: Option<usize>,
 }
 
 /// The template in force and how messages name it: `lb.template` (its path and text), else
@@ -213,6 +216,7 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         live_release: input.live.as_ref().map(|p| p.release.clone()),
         preview_release: input.preview.as_ref().map(|p| p.release.clone()),
         preview_role: input.idle_role.clone(),
+        live_servers: input.live.as_ref().map(|p| p.servers.len()),
     };
     let header = serde_json::to_string(&header)?;
     Ok(format!(
@@ -314,6 +318,22 @@ mod tests {
     fn snapshot_live_and_preview() {
         let text = render(BUILTIN_TEMPLATE, &input()).unwrap();
         snapshot("nginx-live-preview.conf", &text);
+    }
+
+    /// A live release none of whose replicas runs stays live: nginx answers 502 for it.
+    #[test]
+    fn a_live_release_without_replicas_stays_live() {
+        let mut i = input();
+        if let Some(live) = i.live.as_mut() {
+            live.servers.clear();
+        }
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        let header = read_header(&text).unwrap();
+        assert_eq!(header.live.as_deref(), Some("blue"));
+        assert_eq!(header.live_servers, Some(0));
+        assert!(text.contains("return 502 \"no replica of the live release of web-app is running"));
+        assert!(!text.contains("upstream bgd_web_app_blue"), "{text}");
+        assert!(text.contains("upstream bgd_web_app_green"), "{text}");
     }
 
     /// Snapshot with nothing live yet (first deploy, before the switch) and an old nginx.

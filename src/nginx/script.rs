@@ -60,7 +60,7 @@ impl Script {
                 "container {container} has no shell (sh): bgd needs sh and nginx in the nginx image ({})",
                 printed.trim()
             )),
-            code => NginxError::Broken(format!(
+            code => NginxError::Unknown(format!(
                 "bgd's {name} script in {container} stopped without saying why (exit {code}): {}",
                 printed.trim()
             )),

@@ -270,6 +270,42 @@ fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// A body of 10 MiB, streamed: the probe keeps 64 KiB and closes the connection, so the
+    /// server's writes fail long before it has sent it all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_at_most_64_kib_and_closes() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let total = 10usize << 20;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+            s.write_all(head.as_bytes()).unwrap();
+            let chunk = vec![b'x'; 16 << 10];
+            let mut sent = 0;
+            while sent < total && s.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            sent
+        });
+        let prober = Prober::new().unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let verdict = prober
+            .probe(&Request::get(url, Duration::from_secs(60)))
+            .await;
+        let answer = verdict.answer.expect("an answer");
+        assert_eq!(answer.body.len(), MAX_BODY);
+        // joined off the runtime, which must stay free to drop the connection
+        let sent = tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap();
+        assert!(sent < 10 << 20, "the server sent it all: {sent} bytes");
+    }
+
     fn verdict(status: u16, body: &str, headers: &[(&str, &str)]) -> Verdict {
         Verdict {
             answer: Ok(Answer {

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -20,11 +21,16 @@ impl Reply {
 }
 
 pub fn http_get(port: u16, path: &str) -> Option<Reply> {
+    http_get_host(port, path, "localhost")
+}
+
+/// `http_get` with another `Host` header.
+pub fn http_get_host(port: u16, path: &str, host: &str) -> Option<Reply> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();

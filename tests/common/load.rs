@@ -23,6 +23,12 @@ impl Load {
     /// The same load, judged by `header` (e.g. the demo app's `X-App-Version`: which release
     /// really answered) instead of nginx's `X-Bgd-Color`.
     pub fn start_judging(port: u16, dir: &Path, header: &str) -> Load {
+        Load::start_with(port, dir, header, &[])
+    }
+
+    /// The same load with `extra` bgd-load arguments (more clients, `--post-pace-ms`, a
+    /// `--post-path`).
+    pub fn start_with(port: u16, dir: &Path, header: &str, extra: &[&str]) -> Load {
         let stop_file = dir.join("load.stop");
         let expect_file = dir.join("load.expect");
         let _ = std::fs::remove_file(&stop_file);
@@ -47,6 +53,7 @@ impl Load {
             .arg("--expect-file")
             .arg(&expect_file)
             .args(["--color-header", header])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start bgd-load");

@@ -14,7 +14,7 @@ mod ports;
 mod watch;
 
 pub use cfg::Cfg;
-pub use http::{http_get, Reply};
+pub use http::{http_get, http_get_host, Reply};
 pub use load::Load;
 pub use ports::{claim_port, Port};
 pub use watch::{watch, watch_command, Watched};
@@ -28,13 +28,13 @@ pub const NGINX_IMAGE: &str = "bgd-nginx:1.30";
 
 static IMAGES: Once = Once::new();
 
-/// Builds the demo and nginx images unless they are current (scripts/build-images.sh).
+/// Builds the test images unless they are current (scripts/build-images.sh).
 pub fn ensure_images() {
     IMAGES.call_once(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new("bash")
             .arg(root.join("scripts/build-images.sh"))
-            .args(["demo", "nginx", "nginx-old", "sshd"])
+            .args(["demo", "nginx", "nginx-old", "sshd", "gunicorn"])
             .status()
             .expect("run scripts/build-images.sh");
         assert!(status.success(), "scripts/build-images.sh failed");

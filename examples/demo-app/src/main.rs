@@ -10,6 +10,8 @@
 //!                     200 with a body of N bytes (default 10 MiB), sent 64 KiB every M ms
 //!                     (default 50): a health endpoint that streams
 //!   POST /echo        answers with the number of bytes received
+//!   GET  /drop        closes the connection without answering (what a crashing worker does:
+//!                     nginx sees an upstream error)
 //!
 //! Switches (environment):
 //!   PORT                      port to listen on (default 8080)
@@ -264,6 +266,9 @@ fn serve(stream: TcpStream, s: &Settings, in_flight: &AtomicUsize) -> io::Result
     while let Some(req) = read_request(&mut reader, s)? {
         if req.target.starts_with("/stream") {
             return stream_body(&mut writer, &req, s);
+        }
+        if req.target == "/drop" {
+            return Ok(());
         }
         in_flight.fetch_add(1, Ordering::SeqCst);
         let (status, body) = respond(&req, s);

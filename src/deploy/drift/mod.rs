@@ -86,10 +86,13 @@ fn command_drift(
         .map(|c| (c, "bgd.yaml"))
         .or_else(|| image.and_then(|i| i.cmd.as_ref()).map(|c| (c, "the image")))?;
     let have = actual.settings.cmd.as_ref();
+    // shown with their secrets masked, the container's own included (a rotated password)
+    let shown = crate::config::shown_command;
     (have != Some(want)).then(|| {
         format!(
-            "command {:?} ({from}: {want:?})",
-            have.cloned().unwrap_or_default()
+            "command {} ({from}: {})",
+            shown(&have.cloned().unwrap_or_default()),
+            shown(want)
         )
     })
 }
