@@ -3,9 +3,8 @@
 # writes docs/benchmarks-keepalive.md.
 #
 # gunicorn (Debian 12's, gthread worker, its default 2 s keep-alive) serves a Flask app in two
-# replicas behind bgd's nginx 1.30. POST clients (bgd-load, no retries; each checks its own
-# pooled connection to nginx before reuse, so only nginx <-> gunicorn is measured) send a POST
-# every PACE ms, so nginx's pooled upstream connections sit idle for about as long as
+# replicas behind bgd's nginx 1.30. POST clients (bgd-load, no retries; each POST on a fresh
+# connection to nginx, so only nginx <-> gunicorn is measured) send a POST every PACE ms, so nginx's pooled upstream connections sit idle for about as long as
 # gunicorn keeps them. With the timeout at gunicorn's own 2 s (bgd's old default), nginx
 # sometimes reuses a connection gunicorn is closing: that request gets 502. At 1 s (the
 # default now) nginx closes first. No switch happens: every failure is this race.
@@ -66,7 +65,7 @@ switch: { verify: 0s }
 EOF
   "$BGD" -f "$work/$app/bgd.yaml" -q deploy bgd-gunicorn:test >/dev/null
   log "upstream_keepalive_timeout $timeout: 16 POST clients every ${PACE} ms for ${SECONDS_EACH}s"
-  "$LOAD" --url "http://127.0.0.1:$live/" --post 16 --post-pace-ms "$PACE" --check-reuse \
+  "$LOAD" --url "http://127.0.0.1:$live/" --post 16 --post-pace-ms "$PACE" --post-close \
     --duration "$SECONDS_EACH" > "$work/$app.json"
   R[fail_$timeout]=$(jfield '["failures"]' < "$work/$app.json")
   R[req_$timeout]=$(jfield '["requests"]' < "$work/$app.json")
@@ -89,9 +88,9 @@ same run, one after the other, on the same host.
 gunicorn 20.1 (Debian 12, \`--threads 4\`: the gthread worker, whose keep-alive timeout
 defaults to 2 s) serves a Flask app in two replicas behind bgd's nginx 1.30. 16 POST clients
 (\`bgd-load\`, no retries) each send one POST every $PACE ms, so nginx's pooled upstream
-connections sit idle for about as long as gunicorn keeps them open. The clients check their
-own pooled connection to nginx before reuse, so every failure below is between nginx and
-gunicorn. No switch happens during the measurement.
+connections sit idle for about as long as gunicorn keeps them open. Each POST goes on a fresh
+connection to nginx, so every failure below is between nginx and gunicorn. No switch
+happens during the measurement.
 
 | \`lb.upstream_keepalive_timeout\` | failed POSTs | rate | kinds |
 |---|---|---|---|

@@ -8,10 +8,10 @@
 //!   --post N        keep-alive POSTs of a small body to --post-path, --post-pace-ms apart
 //!                   (0 by default; e.g. the app server's idle timeout, to meet its closes)
 //!
-//! With --check-reuse, a client checks a pooled connection before reusing it, as browsers,
-//! urllib3, Go's net/http and most HTTP libraries do: one the server closed while it sat idle
-//! (nginx closes idle keep-alive connections at a reload) is replaced by a fresh one. Without
-//! it (the default), a request sent on a connection the server just closed is a failure.
+//! With --post-close, POST clients send `Connection: close` and open a fresh connection for
+//! each request: their idle gaps (--post-pace-ms) are then felt only by nginx's pooled
+//! connections to the app, not by the client's own connection to nginx (which a reload
+//! closes when idle: a blind write on it is lost whatever the upstream).
 //!
 //! A failure is any connect error, reset, EOF before the full response, timeout, 5xx, or a
 //! wrong color: with --expect-file, the file holds `any` or a color; a response to a request
@@ -61,7 +61,7 @@ struct Options {
     clients: Vec<(Kind, usize)>,
     pace: Duration,
     post_pace: Duration,
-    check_reuse: bool,
+    post_close: bool,
     duration: Duration,
     stop_file: Option<PathBuf>,
     expect_file: Option<PathBuf>,
@@ -123,7 +123,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: bgd-load --url http://127.0.0.1:PORT/PATH [--keepalive N] [--paced N] [--close N] [--post N]\n\
          \x20               [--pace-ms MS] [--post-path PATH] [--duration SECS] [--stop-file F] [--expect-file F]\n\
-         \x20               [--post-pace-ms MS] [--check-reuse] [--color-header NAME]"
+         \x20               [--post-pace-ms MS] [--post-close] [--color-header NAME]"
     );
     std::process::exit(2);
 }
@@ -138,7 +138,7 @@ fn parse_args() -> Options {
     let mut expect_file = None;
     let mut post_path = "/echo".to_string();
     let mut post_pace = Duration::ZERO;
-    let mut check_reuse = false;
+    let mut post_close = false;
     let mut color_header = "x-bgd-color".to_string();
     while let Some(a) = args.next() {
         let mut val = || {
@@ -161,8 +161,8 @@ fn parse_args() -> Options {
             "--expect-file" => expect_file = Some(PathBuf::from(val())),
             "--post-path" => post_path = val(),
             "--post-pace-ms" => post_pace = Duration::from_millis(num(val())),
-            "--check-reuse" => {
-                check_reuse = true;
+            "--post-close" => {
+                post_close = true;
                 continue;
             }
             "--color-header" => color_header = val().to_ascii_lowercase(),
@@ -192,7 +192,7 @@ fn parse_args() -> Options {
         path,
         post_path,
         post_pace,
-        check_reuse,
+        post_close,
         clients,
         pace,
         duration,
@@ -288,18 +288,6 @@ fn connect(addr: SocketAddr) -> Result<BufReader<TcpStream>, (&'static str, Stri
     Ok(BufReader::new(s))
 }
 
-/// Whether the server closed (or wrote to) an idle pooled connection: what a careful client
-/// checks before reusing one (a non-blocking peek, as urllib3's `is_connection_dropped`).
-fn closed_by_peer(s: &TcpStream) -> bool {
-    if s.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    let peeked = s.peek(&mut byte);
-    let _ = s.set_nonblocking(false);
-    !matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
     let mut conn: Option<BufReader<TcpStream>> = None;
     let body = "x".repeat(512);
@@ -307,17 +295,15 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
         let sent_at = Instant::now();
         let request = match kind {
             Kind::Post => format!(
-                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
                 o.post_path,
                 o.host,
-                body.len()
+                body.len(),
+                if o.post_close { "Connection: close\r\n" } else { "" }
             ),
             Kind::Close => format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", o.path, o.host),
             _ => format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", o.path, o.host),
         };
-        if o.check_reuse && conn.as_ref().is_some_and(|c| closed_by_peer(c.get_ref())) {
-            conn = None;
-        }
         let outcome = (|| {
             if conn.is_none() {
                 conn = Some(connect(o.addr)?);
@@ -331,7 +317,7 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
         })();
         let result = match outcome {
             Ok((status, color, close)) => {
-                if close || kind == Kind::Close {
+                if close || kind == Kind::Close || (kind == Kind::Post && o.post_close) {
                     conn = None;
                 }
                 if status >= 500 {
