@@ -29,6 +29,10 @@ pub struct Cli {
     /// How long deploy, switch and rollback wait for a busy deploy lock, e.g. "5m" [default: 0s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
+    /// The docker context to use (as `docker --context`); overrides DOCKER_HOST and
+    /// DOCKER_CONTEXT [default: DOCKER_HOST, else DOCKER_CONTEXT, else docker's current context]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -293,3 +293,120 @@ fn deploys_and_rolls_back_through_a_tls_docker_host() {
     let r = bgd_env(&t.dir, &[("DOCKER_HOST", host.as_str())], &["status"]);
     assert_eq!(r.code, 6, "{r:?}");
 }
+
+/// `docker context create` as a user would run it, into the docker config directory `config`.
+fn docker_context(config: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .arg("--config")
+        .arg(config)
+        .arg("context")
+        .args(args)
+        .output()
+        .expect("docker context");
+    assert!(out.status.success(), "docker context {args:?}: {out:?}");
+}
+
+/// Docker contexts, read from the docker CLI's own store as `docker context create` and
+/// `docker context use` leave it: `DOCKER_CONTEXT`, the current context, `--context` over
+/// DOCKER_HOST (with a warning), DOCKER_HOST over the current context; an ssh:// context and
+/// a TLS tcp:// one with its certificates.
+#[test]
+fn docker_contexts_are_resolved_as_the_docker_cli_does() {
+    let t = TestApp::new("ctx");
+    t.write(&t.config());
+    let (sshd_port, ssh) = start_sshd(&t);
+    let certs = t.dir.join("certs");
+    let tls_port = start_tls_proxy(tls_certs(&certs));
+    let config = t.dir.join("docker-config");
+    let c = |f: &str| certs.join(f).display().to_string();
+    docker_context(
+        &config,
+        &[
+            "create",
+            "over-ssh",
+            "--docker",
+            &format!("host=ssh://root@127.0.0.1:{}", sshd_port.port),
+        ],
+    );
+    docker_context(
+        &config,
+        &[
+            "create",
+            "over-tls",
+            "--docker",
+            &format!(
+                "host=tcp://127.0.0.1:{tls_port},ca={},cert={},key={}",
+                c("ca.pem"),
+                c("cert.pem"),
+                c("key.pem")
+            ),
+        ],
+    );
+    let config_s = config.display().to_string();
+    let sshd_logins = || {
+        let out = std::process::Command::new("docker")
+            .args(["logs", &format!("{}-sshd", t.app)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr)
+            .matches("Accepted publickey")
+            .count()
+    };
+
+    // DOCKER_CONTEXT names the ssh context: the deploy goes through ssh
+    let before = sshd_logins();
+    // (an empty variable is an unset one, for bgd as for the docker CLI)
+    let env = [
+        ("DOCKER_CONFIG", config_s.as_str()),
+        ("DOCKER_HOST", ""),
+        ("DOCKER_CONTEXT", "over-ssh"),
+        ("BGD_SSH_COMMAND", ssh.as_str()),
+    ];
+    let d = bgd_env(&t.dir, &env, &["deploy", "bgd-demo:v1"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(sshd_logins() > before, "through ssh");
+
+    // the current context (`docker context use`): the TLS endpoint, its certificates
+    docker_context(&config, &["use", "over-tls"]);
+    let env = [
+        ("DOCKER_CONFIG", config_s.as_str()),
+        ("DOCKER_HOST", ""),
+        ("DOCKER_CONTEXT", ""),
+    ];
+    let before = sshd_logins();
+    let d = bgd_env(&t.dir, &env, &["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert_eq!(sshd_logins(), before, "not through ssh");
+    assert_eq!(t.live_version(), "v2");
+
+    // --context over DOCKER_HOST, with a warning
+    let env = [
+        ("DOCKER_CONFIG", config_s.as_str()),
+        ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+        ("DOCKER_CONTEXT", ""),
+        ("BGD_SSH_COMMAND", ssh.as_str()),
+    ];
+    let s = bgd_env(&t.dir, &env, &["--context", "over-ssh", "status"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(
+        s.stderr
+            .contains("--context over-ssh overrides DOCKER_HOST"),
+        "{s:?}"
+    );
+    // DOCKER_HOST over the current context (which would work): it is the one used
+    let s = bgd_env(&t.dir, &env, &["status"]);
+    assert_eq!(s.code, 6, "{s:?}");
+    assert!(s.stderr.contains("tcp://127.0.0.1:1"), "{s:?}");
+    assert!(
+        s.stderr
+            .contains("overrides the docker context \"over-tls\""),
+        "{s:?}"
+    );
+    // a context that does not exist: a usage error naming it
+    let s = bgd_env(&t.dir, &env, &["--context", "nope", "status"]);
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(
+        s.stderr.contains("docker context \"nope\" does not exist"),
+        "{s:?}"
+    );
+}

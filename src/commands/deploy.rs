@@ -12,14 +12,14 @@ use serde_json::{json, Map, Value};
 
 pub async fn run(
     config: &Config,
+    docker: &Docker,
     request: &DeployRequest,
     show_plan: bool,
     lock_wait: std::time::Duration,
     out: &Output,
 ) -> Result<()> {
     config::check_image_ref(&request.image).map_err(error::config)?;
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, lock_wait)?;
+    let host = Host::new(config, docker, out, lock_wait)?;
     if show_plan {
         let report = deploy::plan(&host, request).await?;
         plan::print(config, &request.image, &report, out);

@@ -8,9 +8,8 @@ use crate::state::HistoryEntry;
 use anyhow::Result;
 use serde_json::{json, Map};
 
-pub async fn run(config: &Config, limit: usize, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+pub async fn run(config: &Config, docker: &Docker, limit: usize, out: &Output) -> Result<()> {
+    let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     let obs = observe(&host).await?;
     let start = obs.history.len().saturating_sub(limit);
     let entries = &obs.history[start..];

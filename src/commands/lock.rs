@@ -9,9 +9,13 @@ use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-pub async fn run(config: &Config, action: &LockAction, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+pub async fn run(
+    config: &Config,
+    docker: &Docker,
+    action: &LockAction,
+    out: &Output,
+) -> Result<()> {
+    let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     let app = &config.app;
     let mut f = Map::new();
     f.insert("app".into(), json!(app));

@@ -17,6 +17,7 @@ mod validate;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
+use crate::docker::Docker;
 use crate::error;
 use crate::output::Output;
 use anyhow::Result;
@@ -26,6 +27,24 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
         Command::Init { force } => init::run(*force, out),
         Command::Completions { shell } => completions::run(*shell, out),
         Command::Validate => validate::run(&load(cli, out)?, out),
+        command => {
+            // the config first (its errors say nothing of Docker), then the daemon
+            let config = load(cli, out)?;
+            let docker = connect(cli, out).await?;
+            with_docker(cli, command, &config, &docker, out).await
+        }
+    }
+}
+
+/// The commands that work on the Docker host.
+async fn with_docker(
+    cli: &Cli,
+    command: &Command,
+    config: &Config,
+    docker: &Docker,
+    out: &Output,
+) -> Result<()> {
+    match command {
         Command::Deploy {
             image,
             no_switch,
@@ -35,19 +54,34 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
                 image: image.clone(),
                 no_switch: *no_switch,
             };
-            deploy::run(&load(cli, out)?, &request, *plan, lock_wait(cli)?, out).await
+            deploy::run(config, docker, &request, *plan, lock_wait(cli)?, out).await
         }
         Command::Rollback { verify } => {
-            rollback::run(&load(cli, out)?, *verify, lock_wait(cli)?, out).await
+            rollback::run(config, docker, *verify, lock_wait(cli)?, out).await
         }
-        Command::Status => status::run(&load(cli, out)?, out).await,
-        Command::Repair => repair::run(&load(cli, out)?, lock_wait(cli)?, out).await,
-        Command::Reroute => reroute::run(&load(cli, out)?, lock_wait(cli)?, out).await,
-        Command::History { limit } => history::run(&load(cli, out)?, *limit, out).await,
-        Command::Render => render::run(&load(cli, out)?, out).await,
-        Command::Switch => switch::run(&load(cli, out)?, lock_wait(cli)?, out).await,
-        Command::Lock { action } => lock::run(&load(cli, out)?, action, out).await,
+        Command::Status => status::run(config, docker, out).await,
+        Command::Repair => repair::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Reroute => reroute::run(config, docker, lock_wait(cli)?, out).await,
+        Command::History { limit } => history::run(config, docker, *limit, out).await,
+        Command::Render => render::run(config, docker, out).await,
+        Command::Switch => switch::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Lock { action } => lock::run(config, docker, action, out).await,
+        Command::Init { .. } | Command::Completions { .. } | Command::Validate => Err(
+            anyhow::anyhow!("internal: {} needs no Docker", command.name()),
+        ),
     }
+}
+
+/// The daemon, found as the docker CLI finds it (`--context`, `DOCKER_HOST`, the current
+/// context, the local socket), connected.
+async fn connect(cli: &Cli, out: &Output) -> Result<Docker> {
+    let env = |name: &str| std::env::var(name).ok();
+    let resolved =
+        crate::docker::endpoint::resolve(cli.context.as_deref(), &env).map_err(error::config)?;
+    if let Some(warning) = &resolved.warning {
+        out.warn(warning);
+    }
+    Docker::connect(&resolved.endpoint).await
 }
 
 fn lock_wait(cli: &Cli) -> Result<std::time::Duration> {

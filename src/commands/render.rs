@@ -7,9 +7,8 @@ use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map};
 
-pub async fn run(config: &Config, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
+    let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     let text = deploy::render_now(&host).await?;
     out.print(&text);
     let mut f = Map::new();

@@ -9,9 +9,13 @@ use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map};
 
-pub async fn run(config: &Config, lock_wait: std::time::Duration, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, lock_wait)?;
+pub async fn run(
+    config: &Config,
+    docker: &Docker,
+    lock_wait: std::time::Duration,
+    out: &Output,
+) -> Result<()> {
+    let host = Host::new(config, docker, out, lock_wait)?;
     let repaired = deploy::repair(&host).await?;
     let s = &repaired.state;
     let describe = |r: Option<&crate::model::Release>| {

@@ -8,9 +8,13 @@ use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map};
 
-pub async fn run(config: &Config, lock_wait: std::time::Duration, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, lock_wait)?;
+pub async fn run(
+    config: &Config,
+    docker: &Docker,
+    lock_wait: std::time::Duration,
+    out: &Output,
+) -> Result<()> {
+    let host = Host::new(config, docker, out, lock_wait)?;
     let r = deploy::reroute(&host).await?;
     let mut text = format!(
         "rerouted: live traffic on {} ({}, release {}) at {} (generation {})",

@@ -8,18 +8,18 @@ use anyhow::Result;
 
 pub async fn run(
     config: &Config,
+    docker: &Docker,
     verify: bool,
     lock_wait: std::time::Duration,
     out: &Output,
 ) -> Result<()> {
     let t = std::time::Instant::now();
-    let docker = Docker::connect().await?;
     out.detail(&format!(
         "connected to {} in {}ms",
         docker.host(),
         t.elapsed().as_millis()
     ));
-    let host = Host::new(config, &docker, out, lock_wait)?;
+    let host = Host::new(config, docker, out, lock_wait)?;
     let report = deploy::rollback(&host, verify).await?;
     let parked = report.parked.as_ref().map_or(String::new(), |p| {
         format!("; {} parked ({})", p.color, p.image)

@@ -10,9 +10,8 @@ use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-pub async fn run(config: &Config, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, std::time::Duration::ZERO)?;
+pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
+    let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     let report = status(&host).await?;
     out.print(&human(config, &report));
     for w in &report.warnings {

@@ -6,9 +6,13 @@ use crate::docker::Docker;
 use crate::output::Output;
 use anyhow::Result;
 
-pub async fn run(config: &Config, lock_wait: std::time::Duration, out: &Output) -> Result<()> {
-    let docker = Docker::connect().await?;
-    let host = Host::new(config, &docker, out, lock_wait)?;
+pub async fn run(
+    config: &Config,
+    docker: &Docker,
+    lock_wait: std::time::Duration,
+    out: &Output,
+) -> Result<()> {
+    let host = Host::new(config, docker, out, lock_wait)?;
     let report = deploy::switch(&host).await?;
     out.print(&format!(
         "switched: live on {} ({}, release {}, generation {}){}",

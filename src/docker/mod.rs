@@ -9,11 +9,13 @@
 //! ssh.rs:        `DOCKER_HOST=ssh://` connections
 
 mod containers;
+pub mod endpoint;
 mod files;
 mod images;
 mod ssh;
 mod types;
 
+pub use endpoint::Endpoint;
 pub use types::{ContainerInfo, ContainerSpec, ExecOutput, ImageDefaults, RunSettings};
 
 use crate::error;
@@ -61,17 +63,15 @@ fn is_conflict(e: &bollard::errors::Error) -> bool {
 }
 
 impl Docker {
-    /// Connects as the docker CLI does: `DOCKER_HOST` (unix://, tcp://, https:// with
-    /// DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ssh://) or the local socket, then agrees on an API
-    /// version the daemon speaks (Engine 20.10 and newer).
-    pub async fn connect() -> Result<Docker> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    /// Connects to `endpoint` (see `endpoint::resolve`: `--context`, `DOCKER_HOST`, the
+    /// current context or the local socket; unix://, tcp:// with or without TLS, ssh://),
+    /// then agrees on an API version the daemon speaks (Engine 20.10 and newer).
+    pub async fn connect(endpoint: &Endpoint) -> Result<Docker> {
+        let host = endpoint.host.clone();
+        let source = &endpoint.source;
         let unreachable = |why: String| {
             error::environment(format!(
-                "cannot reach the Docker daemon at {host}: {why}. Is it running, and is DOCKER_HOST right?"
+                "cannot reach the Docker daemon at {host} (from {source}): {why}. Is it running, and is that the right daemon?"
             ))
         };
         let tunnel = if host.starts_with("ssh://") {
@@ -88,12 +88,31 @@ impl Docker {
                 CALL_TIMEOUT.as_secs(),
                 bollard::API_DEFAULT_VERSION,
             ),
-            None if host.starts_with("tcp://")
-                && std::env::var_os("DOCKER_TLS_VERIFY").is_some() =>
-            {
-                bollard::Docker::connect_with_ssl_defaults()
-            }
-            None => bollard::Docker::connect_with_defaults(),
+            None => match (&endpoint.tls, host.split_once("://")) {
+                (Some(tls), Some(("tcp" | "https", _))) => bollard::Docker::connect_with_ssl(
+                    &host,
+                    &tls.key,
+                    &tls.cert,
+                    &tls.ca,
+                    CALL_TIMEOUT.as_secs(),
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                (None, Some(("tcp" | "http", _))) => bollard::Docker::connect_with_http(
+                    &host,
+                    CALL_TIMEOUT.as_secs(),
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                (_, Some(("unix", path))) => bollard::Docker::connect_with_unix(
+                    path,
+                    CALL_TIMEOUT.as_secs(),
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                _ => {
+                    return Err(error::config(format!(
+                        "{host:?} (from {source}) is not a Docker host bgd can reach: use unix://, tcp:// (TLS with DOCKER_TLS_VERIFY or a context's certificates) or ssh://"
+                    )))
+                }
+            },
         }
         .map_err(|e| unreachable(describe(&e)))?
         .with_timeout(CALL_TIMEOUT);
