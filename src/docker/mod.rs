@@ -83,11 +83,7 @@ impl Docker {
             None
         };
         let api = match &tunnel {
-            Some((t, _)) => bollard::Docker::connect_with_unix(
-                &t.socket().to_string_lossy(),
-                CALL_TIMEOUT.as_secs(),
-                bollard::API_DEFAULT_VERSION,
-            ),
+            Some((t, _)) => ssh::pooled(t, CALL_TIMEOUT),
             None => match (&endpoint.tls, host.split_once("://")) {
                 (Some(tls), Some(("tcp" | "https", _))) => bollard::Docker::connect_with_ssl(
                     &host,

@@ -7,9 +7,16 @@
 //! replaces `ssh` and its options, like git's `GIT_SSH_COMMAND`. bgd adds `BatchMode=yes`: a
 //! deploy must never stop at a password prompt. The remote host needs the docker CLI.
 //!
+//! bollard's own clients open a connection per API call, which over ssh means a remote
+//! `docker system dial-stdio` per call (a process start on the host, each time). bgd gives
+//! bollard a pooled HTTP/1.1 client instead (`pooled`): calls reuse idle connections, so a
+//! command starts about as many ssh sessions as it makes calls at once.
+//!
 //! The processes die with bgd: when bgd exits, their stdin closes and ssh ends.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -199,6 +206,68 @@ impl Drop for Tunnel {
         self.accept.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Connects to the tunnel's socket: each connection is one ssh session.
+#[derive(Clone)]
+struct TunnelConnector {
+    socket: Arc<PathBuf>,
+}
+
+type Connecting =
+    Pin<Box<dyn Future<Output = std::io::Result<hyper_util::rt::TokioIo<UnixStream>>> + Send>>;
+
+impl tower_service::Service<http::Uri> for TunnelConnector {
+    type Response = hyper_util::rt::TokioIo<UnixStream>;
+    type Error = std::io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let socket = self.socket.clone();
+        Box::pin(async move {
+            UnixStream::connect(&*socket)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        })
+    }
+}
+
+/// A bollard client over the tunnel whose connections are kept and reused (HTTP/1.1
+/// keep-alive; an upgraded connection, an exec's, is not): one ssh session serves many calls.
+pub fn pooled(
+    tunnel: &Tunnel,
+    timeout: std::time::Duration,
+) -> Result<bollard::Docker, bollard::errors::Error> {
+    let connector = TunnelConnector {
+        socket: Arc::new(tunnel.socket().to_path_buf()),
+    };
+    let client = Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(connector),
+    );
+    bollard::Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let client = client.clone();
+            async move {
+                client
+                    .request(req)
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            }
+        },
+        // the host part is not dialled: every connection goes to the tunnel
+        Some("http://docker"),
+        timeout.as_secs(),
+        bollard::API_DEFAULT_VERSION,
+    )
 }
 
 /// Carries one connection through one ssh process. `Err` is what ssh said when it failed.
