@@ -17,7 +17,14 @@ fn daemon_socket() -> String {
 }
 
 /// An sshd container on a loopback port accepting a fresh key; returns (port, ssh command).
+/// It shares the host's network, as sshd on a real Docker host would: what it reaches on
+/// 127.0.0.1 is nginx's published ports.
 fn start_sshd(t: &TestApp) -> (Port, String) {
+    start_sshd_on(t, "127.0.0.1")
+}
+
+/// The same sshd, listening on `addr` (an address of this machine).
+fn start_sshd_on(t: &TestApp, addr: &str) -> (Port, String) {
     let key = t.dir.join("id_ed25519");
     let out = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -29,6 +36,9 @@ fn start_sshd(t: &TestApp) -> (Port, String) {
     let claim = claim_port();
     let port = claim.port;
     let name = format!("{}-sshd", t.app);
+    let serve = format!(
+        "mkdir -p /root/.ssh && printf '%s\\n' \"$AUTHORIZED_KEY\" > /root/.ssh/authorized_keys && chmod 700 /root/.ssh && chmod 600 /root/.ssh/authorized_keys && exec /usr/sbin/sshd -D -e -p {port} -o ListenAddress={addr}"
+    );
     let id = docker(&[
         "run",
         "-d",
@@ -37,19 +47,22 @@ fn start_sshd(t: &TestApp) -> (Port, String) {
         // removed by the test's guard; bgd ignores it (not bgd.managed)
         "--label",
         &format!("bgd.app={}", t.app),
-        "-p",
-        &format!("127.0.0.1:{port}:22"),
+        "--network",
+        "host",
         "-v",
         &format!("{}:/var/run/docker.sock", daemon_socket()),
         "-e",
         &format!("AUTHORIZED_KEY={}", public.trim()),
         "bgd-sshd:test",
+        "/bin/sh",
+        "-c",
+        &serve,
     ]);
     assert!(!id.trim().is_empty(), "sshd container did not start");
     // sshd is up when it sends its banner
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let banner = std::net::TcpStream::connect(("127.0.0.1", port))
+        let banner = std::net::TcpStream::connect((addr, port))
             .ok()
             .and_then(|mut s| {
                 s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
@@ -409,4 +422,136 @@ fn docker_contexts_are_resolved_as_the_docker_cli_does() {
         s.stderr.contains("docker context \"nope\" does not exist"),
         "{s:?}"
     );
+}
+
+/// A network namespace joined to this machine by a veth pair: from inside, the only thing
+/// reachable is this machine's end of the pair (where the test's sshd listens). Removed on
+/// drop.
+struct Netns {
+    name: String,
+    veth: String,
+    /// this machine's address on the pair
+    host_ip: String,
+}
+
+impl Netns {
+    fn new(n: u16) -> Netns {
+        let (a, b) = (n / 64 % 256, (n % 64) * 4);
+        let name = format!("bgdns{n}");
+        let veth = format!("bgdh{n}");
+        let peer = format!("bgdn{n}");
+        let host_ip = format!("10.213.{a}.{}", b + 1);
+        let ns_ip = format!("10.213.{a}.{}", b + 2);
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("run ip");
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        let ns = Netns {
+            name: name.clone(),
+            veth: veth.clone(),
+            host_ip: host_ip.clone(),
+        };
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &veth]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &peer,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &peer, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `bgd ARGS` inside the namespace, in `dir`, with `env`.
+    fn bgd(&self, dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_bgd")])
+            .args(args)
+            .current_dir(dir)
+            .env_remove("BGD_CONFIG")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run bgd in the namespace");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+    }
+}
+
+/// bgd where only the Docker host's ssh port is reachable (a network namespace), nginx
+/// publishing on the Docker host's loopback only: every probe travels with the ssh
+/// connection, and deploy, status, deploy --no-switch + switch and rollback all work; a
+/// rollback under load drops nothing.
+#[test]
+fn probes_travel_with_the_ssh_connection() {
+    let t = TestApp::new("via");
+    t.write(&t.config());
+    let ns = Netns::new(t.live_port - 20000);
+    let (sshd_port, ssh) = start_sshd_on(&t, &ns.host_ip);
+    let host = format!("ssh://root@{}:{}", ns.host_ip, sshd_port.port);
+    let env = [
+        ("DOCKER_HOST", host.as_str()),
+        ("DOCKER_CONTEXT", ""),
+        ("BGD_SSH_COMMAND", ssh.as_str()),
+    ];
+    let remote = |args: &[&str]| ns.bgd(&t.dir, &env, args);
+    let d = remote(&["deploy", "bgd-demo:v1"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert_eq!(t.live_version(), "v1");
+    let s = remote(&["status", "--json"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let st = s.result();
+    assert_eq!(st["nginx"]["routes_to"], "blue", "{st}");
+    assert_eq!(st["live"]["containers"][0]["health"], "healthy", "{st}");
+    let held = remote(&["deploy", "--no-switch", "bgd-demo:v2"]);
+    assert_eq!(held.code, 0, "{held:?}");
+    let sw = remote(&["switch"]);
+    assert_eq!(sw.code, 0, "{sw:?}");
+    assert_eq!(t.live_version(), "v2");
+
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("green");
+    load.expect("any");
+    let rb = remote(&["--json", "rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    load.expect("blue");
+    std::thread::sleep(Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "{summary:#}");
+    assert_eq!(t.live_version(), "v1");
+
+    // lb.via: direct keeps probing from where bgd runs: from inside the namespace nothing
+    // answers, so the deploy stops before the switch (nothing is reachable) and traffic stays
+    let direct = t.config().set("lb.via", "direct");
+    t.write(&direct);
+    let d = remote(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(d.code, 3, "{d:?}");
+    assert!(d.stderr.contains("cannot connect"), "{d:?}");
+    assert_eq!(t.live_version(), "v1");
 }

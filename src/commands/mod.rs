@@ -31,6 +31,10 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
             // the config first (its errors say nothing of Docker), then the daemon
             let config = load(cli, out)?;
             let docker = connect(cli, out).await?;
+            let config = match docker.tcp_host() {
+                Some(host) => config.for_tcp_daemon(host),
+                None => config,
+            };
             with_docker(cli, command, &config, &docker, out).await
         }
     }

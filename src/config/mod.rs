@@ -106,6 +106,22 @@ pub struct Lb {
     pub template: Option<(PathBuf, String)>,
     /// How long nginx keeps an idle connection to a replica; below the app's own idle timeout.
     pub upstream_keepalive_timeout: Duration,
+    /// How bgd's probes reach `url` and `preview_url`
+    pub via: Via,
+    /// Whether `url`/`preview_url` were derived from `publish` (so a remote daemon's host
+    /// name can stand in for 127.0.0.1)
+    pub url_derived: bool,
+    pub preview_url_derived: bool,
+}
+
+/// How bgd's HTTP probes reach nginx's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// With an ssh:// daemon, through the same ssh connection, the URLs being as the Docker
+    /// host sees them; otherwise directly
+    Auto,
+    /// Always directly from where bgd runs
+    Direct,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +149,28 @@ impl Config {
             merged.insert(k, v);
         }
         merged.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// This config for a daemon reached at `tcp://host`: the URLs derived from `lb.publish`
+    /// name that host instead of this machine's loopback (with `lb.via: auto`).
+    pub fn for_tcp_daemon(&self, host: &str) -> Config {
+        let mut config = self.clone();
+        if config.lb.via == Via::Auto {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            let swap =
+                |url: &mut String| *url = url.replacen("://127.0.0.1:", &format!("://{host}:"), 1);
+            if config.lb.url_derived {
+                swap(&mut config.lb.url);
+            }
+            if config.lb.preview_url_derived {
+                swap(&mut config.lb.preview_url);
+            }
+        }
+        config
     }
 
     /// Every secret value, so output can be scrubbed of them as a last line of defence: all
@@ -241,4 +279,35 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             c.file = path.to_path_buf();
             c
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_daemon_names_its_host_in_the_urls_derived_from_publish() {
+        let text = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['0.0.0.0:8000:80', '8001:8081']\n";
+        let c = parse(Path::new("bgd.yaml"), text).unwrap();
+        assert_eq!(c.lb.url, "http://127.0.0.1:8000");
+        let remote = c.for_tcp_daemon("docker-1.example.com");
+        assert_eq!(remote.lb.url, "http://docker-1.example.com:8000");
+        assert_eq!(remote.lb.preview_url, "http://docker-1.example.com:8001");
+        assert_eq!(c.for_tcp_daemon("fd00::1").lb.url, "http://[fd00::1]:8000");
+        // an explicit URL, or lb.via: direct, is left as written
+        let explicit = parse(
+            Path::new("bgd.yaml"),
+            &format!("{text}  url: http://127.0.0.1:8000\n"),
+        )
+        .unwrap();
+        assert_eq!(explicit.for_tcp_daemon("h").lb.url, "http://127.0.0.1:8000");
+        assert_eq!(explicit.for_tcp_daemon("h").lb.preview_url, "http://h:8001");
+        let direct = parse(Path::new("bgd.yaml"), &format!("{text}  via: direct\n")).unwrap();
+        assert_eq!(direct.for_tcp_daemon("h").lb.url, "http://127.0.0.1:8000");
+        assert!(parse(
+            Path::new("bgd.yaml"),
+            &format!("{text}  via: carrier-pigeon\n")
+        )
+        .is_err());
+    }
 }

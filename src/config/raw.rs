@@ -104,6 +104,7 @@ pub struct RawLb {
     pub preview_url: Option<String>,
     pub template: Option<String>,
     pub upstream_keepalive_timeout: Option<DurationStr>,
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -282,6 +282,19 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
             format!("{preview_listen} clashes with lb.listen: the live and preview listeners need their own ports"),
         ));
     }
+    let (url_derived, preview_url_derived) = (l.url.is_none(), l.preview_url.is_none());
+    let via = match l.via.as_deref() {
+        None | Some("auto") => Via::Auto,
+        Some("direct") => Via::Direct,
+        Some(other) => {
+            return Err(issue(
+                "lb.via",
+                format!(
+                "{other:?}: use auto (probes travel with an ssh:// Docker connection) or direct"
+            ),
+            ))
+        }
+    };
     let url = match l.url {
         Some(u) => check_url("lb.url", &u)?,
         None => url_for(&publish, listen).ok_or_else(|| {
@@ -315,5 +328,8 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
             l.upstream_keepalive_timeout,
             Duration::from_secs(1),
         )?,
+        via,
+        url_derived,
+        preview_url_derived,
     })
 }

@@ -3,7 +3,7 @@
 //! installing a config, confirming what nginx serves, reading nginx's version.
 
 use super::observe::Observed;
-use crate::config::Config;
+use crate::config::{Config, Via};
 use crate::docker::{ContainerInfo, Docker};
 use crate::error;
 use crate::model::Color;
@@ -36,11 +36,16 @@ impl<'a> Host<'a> {
         lock_wait: Duration,
     ) -> Result<Host<'a>> {
         let (template, _) = render::template_for(config.lb.template.as_ref());
+        // with an ssh:// daemon, probes travel with the Docker connection (lb.via: auto)
+        let socks = match config.lb.via {
+            Via::Auto => docker.ssh_proxy()?,
+            Via::Direct => None,
+        };
         Ok(Host {
             config,
             docker,
             out,
-            prober: Prober::new()?,
+            prober: Prober::new(socks)?,
             lock_wait,
             template,
         })

@@ -34,7 +34,7 @@ pub struct Docker {
     /// Where the daemon is, for messages.
     host: String,
     /// With `ssh://`: the local socket whose connections ssh carries (kept open while used)
-    _tunnel: Option<std::sync::Arc<ssh::Tunnel>>,
+    tunnel: Option<std::sync::Arc<ssh::Tunnel>>,
 }
 
 fn describe(e: &bollard::errors::Error) -> String {
@@ -117,7 +117,7 @@ impl Docker {
                 return Ok(Docker {
                     api,
                     host,
-                    _tunnel: tunnel.map(|(t, _)| t),
+                    tunnel: tunnel.map(|(t, _)| t),
                 })
             }
             Ok(Err(e)) => describe(&e),
@@ -135,6 +135,33 @@ impl Docker {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// With an ssh:// daemon: the local SOCKS5 proxy whose connections ssh carries to the
+    /// Docker host (started on first use); otherwise None.
+    pub fn ssh_proxy(&self) -> Result<Option<std::net::SocketAddr>> {
+        match &self.tunnel {
+            None => Ok(None),
+            Some(t) => t.socks().map(Some).map_err(|e| {
+                error::environment(format!(
+                    "cannot start the local proxy for probes over ssh to {}: {e}",
+                    self.host
+                ))
+            }),
+        }
+    }
+
+    /// With a tcp:// daemon: its host name (where nginx's published ports are too).
+    pub fn tcp_host(&self) -> Option<&str> {
+        let rest = self.host.strip_prefix("tcp://")?;
+        let authority = rest.split('/').next()?;
+        match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next(),
+            None => authority
+                .rsplit_once(':')
+                .map_or(Some(authority), |(h, _)| Some(h)),
+        }
+        .filter(|h| !h.is_empty())
     }
 
     /// The one time limit every Docker operation runs under: past `limit`, an environment

@@ -98,9 +98,19 @@ pub fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
+/// What one ssh process carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carry {
+    /// The Engine API: `docker system dial-stdio` on the host
+    Docker,
+    /// A TCP connection from the host to `host:port` (`ssh -W`): nginx's listeners as the
+    /// Docker host sees them
+    Tcp(String, u16),
+}
+
 /// The command line of one connection: `ssh` (or `BGD_SSH_COMMAND`, split on whitespace),
-/// bgd's options, the target, and `docker system dial-stdio`.
-pub fn command(ssh: Option<&str>, t: &Target, control: &Path) -> Vec<String> {
+/// bgd's options, the target, and what it carries.
+pub fn command(ssh: Option<&str>, t: &Target, control: &Path, carry: &Carry) -> Vec<String> {
     let mut argv: Vec<String> = ssh
         .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .filter(|v| !v.is_empty())
@@ -127,10 +137,20 @@ pub fn command(ssh: Option<&str>, t: &Target, control: &Path) -> Vec<String> {
         argv.push("-l".into());
         argv.push(u.clone());
     }
+    if let Carry::Tcp(host, port) = carry {
+        argv.push("-W".into());
+        argv.push(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        });
+    }
     argv.push("--".into());
     argv.push(t.host.clone());
-    for a in ["docker", "system", "dial-stdio"] {
-        argv.push(a.into());
+    if *carry == Carry::Docker {
+        for a in ["docker", "system", "dial-stdio"] {
+            argv.push(a.into());
+        }
     }
     argv
 }
@@ -142,6 +162,9 @@ pub struct Tunnel {
     socket: PathBuf,
     accept: tokio::task::JoinHandle<()>,
     last_error: Arc<Mutex<String>>,
+    target: Target,
+    /// The SOCKS proxy for probes, once started
+    socks: Mutex<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Tunnel {
@@ -158,6 +181,7 @@ impl Tunnel {
             std::env::var("BGD_SSH_COMMAND").ok().as_deref(),
             target,
             &dir.join("ssh"),
+            &Carry::Docker,
         );
         let listener = match UnixListener::bind(&socket) {
             Ok(l) => l,
@@ -185,7 +209,49 @@ impl Tunnel {
             socket,
             accept,
             last_error,
+            target: target.clone(),
+            socks: Mutex::new(None),
         })
+    }
+
+    /// A SOCKS5 proxy on this machine's loopback whose every connection is `ssh -W host:port`
+    /// through this tunnel's ssh connection: bgd's HTTP probes reach nginx's listeners as the
+    /// Docker host sees them (its loopback included), with their own Host and TLS names.
+    /// Started once, on first use.
+    pub fn socks(&self) -> std::io::Result<std::net::SocketAddr> {
+        let mut socks = self
+            .socks
+            .lock()
+            .map_err(|_| std::io::Error::other("socks lock poisoned"))?;
+        if let Some((addr, _)) = socks.as_ref() {
+            return Ok(*addr);
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let ssh = std::env::var("BGD_SSH_COMMAND").ok();
+        let (target, control) = (self.target.clone(), self.dir.join("ssh"));
+        let errors = self.last_error.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (ssh, target, control, errors) =
+                    (ssh.clone(), target.clone(), control.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let Ok((host, port, stream)) = socks_handshake(stream).await else {
+                        return;
+                    };
+                    let argv = command(ssh.as_deref(), &target, &control, &Carry::Tcp(host, port));
+                    if let Err(why) = carry(stream, &argv).await {
+                        if let Ok(mut e) = errors.lock() {
+                            *e = why;
+                        }
+                    }
+                });
+            }
+        });
+        *socks = Some((addr, task));
+        Ok(addr)
     }
 
     pub fn socket(&self) -> &Path {
@@ -204,6 +270,11 @@ impl Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Ok(mut socks) = self.socks.lock() {
+            if let Some((_, task)) = socks.take() {
+                task.abort();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -270,8 +341,72 @@ pub fn pooled(
     )
 }
 
+/// The server side of a SOCKS5 CONNECT without authentication (what reqwest's `socks5h://`
+/// proxy speaks): the host (a name, resolved on the Docker host) and port asked for, and the
+/// stream to carry once it is answered. Anything else, or a host ssh could take for an
+/// option, is refused.
+async fn socks_handshake(
+    mut s: tokio::net::TcpStream,
+) -> std::io::Result<(String, u16, tokio::net::TcpStream)> {
+    use tokio::io::AsyncReadExt;
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).await?;
+    let mut methods = vec![0u8; head[1] as usize];
+    s.read_exact(&mut methods).await?;
+    if head[0] != 5 || !methods.contains(&0) {
+        s.write_all(&[5, 0xff]).await?;
+        return Err(bad("not SOCKS5 without authentication"));
+    }
+    s.write_all(&[5, 0]).await?;
+    let mut req = [0u8; 4];
+    s.read_exact(&mut req).await?;
+    if req[0] != 5 || req[1] != 1 {
+        s.write_all(&[5, 7, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+        return Err(bad("only CONNECT"));
+    }
+    let host = match req[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            s.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            s.read_exact(&mut len).await?;
+            let mut name = vec![0u8; len[0] as usize];
+            s.read_exact(&mut name).await?;
+            String::from_utf8(name).map_err(|_| bad("a host name that is not text"))?
+        }
+        4 => {
+            let mut ip = [0u8; 16];
+            s.read_exact(&mut ip).await?;
+            std::net::Ipv6Addr::from(ip).to_string()
+        }
+        _ => return Err(bad("an address type SOCKS5 does not have")),
+    };
+    let mut port = [0u8; 2];
+    s.read_exact(&mut port).await?;
+    let port = u16::from_be_bytes(port);
+    let host_ok = !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !host_ok || port == 0 {
+        s.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+        return Err(bad("a host or port bgd does not forward"));
+    }
+    // answered before ssh connects: a failure shows as the connection closing
+    s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+    Ok((host, port, s))
+}
+
 /// Carries one connection through one ssh process. `Err` is what ssh said when it failed.
-async fn carry(stream: UnixStream, argv: &[String]) -> Result<(), String> {
+async fn carry<S>(stream: S, argv: &[String]) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
@@ -290,7 +425,7 @@ async fn carry(stream: UnixStream, argv: &[String]) -> Result<(), String> {
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut ssh_err, &mut text).await;
         String::from_utf8_lossy(&text).trim().to_string()
     });
-    let (mut from_client, mut to_client) = stream.into_split();
+    let (mut from_client, mut to_client) = tokio::io::split(stream);
     let up = async {
         let _ = tokio::io::copy(&mut from_client, &mut to_ssh).await;
         // the client is done sending: ssh passes the end on
@@ -358,16 +493,25 @@ mod tests {
         let t = parse("ssh://deploy@host:2222").unwrap();
         let cm = Path::new("/tmp/b/ssh");
         let opts = "-o BatchMode=yes -o ConnectTimeout=8 -o ControlMaster=auto -o ControlPath=/tmp/b/ssh -o ControlPersist=no -T";
+        let docker = Carry::Docker;
         assert_eq!(
-            command(None, &t, cm).join(" "),
+            command(None, &t, cm, &docker).join(" "),
             format!("ssh {opts} -p 2222 -l deploy -- host docker system dial-stdio")
+        );
+        assert_eq!(
+            command(None, &t, cm, &Carry::Tcp("127.0.0.1".into(), 8000)).join(" "),
+            format!("ssh {opts} -p 2222 -l deploy -W 127.0.0.1:8000 -- host")
+        );
+        assert_eq!(
+            command(None, &t, cm, &Carry::Tcp("::1".into(), 80)).join(" "),
+            format!("ssh {opts} -p 2222 -l deploy -W [::1]:80 -- host")
         );
         let t = parse("ssh://host").unwrap();
         assert_eq!(
-            command(Some("ssh -i /keys/id -F none"), &t, cm).join(" "),
+            command(Some("ssh -i /keys/id -F none"), &t, cm, &docker).join(" "),
             format!("ssh -i /keys/id -F none {opts} -- host docker system dial-stdio")
         );
-        assert_eq!(command(Some("  "), &t, cm)[0], "ssh");
+        assert_eq!(command(Some("  "), &t, cm, &docker)[0], "ssh");
         assert_eq!(parse("ssh://u@h:2").unwrap().ssh_line(), "ssh -p 2 u@h");
     }
 }

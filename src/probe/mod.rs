@@ -172,14 +172,20 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn new() -> anyhow::Result<Prober> {
-        let client = reqwest::Client::builder()
+    /// A prober that connects directly, or through `socks` (bgd's SOCKS5 proxy over the ssh
+    /// connection to the Docker host: names are resolved and connected to there).
+    pub fn new(socks: Option<std::net::SocketAddr>) -> anyhow::Result<Prober> {
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(0)
-            .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Prober { client })
+            .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
+        if let Some(addr) = socks {
+            builder = builder.proxy(reqwest::Proxy::all(format!("socks5h://{addr}"))?);
+        }
+        Ok(Prober {
+            client: builder.build()?,
+        })
     }
 
     /// Sends one probe. Never fails: a transport failure is a verdict too.
@@ -292,7 +298,7 @@ mod tests {
             }
             sent
         });
-        let prober = Prober::new().unwrap();
+        let prober = Prober::new(None).unwrap();
         let url = format!("http://127.0.0.1:{port}/");
         let verdict = prober
             .probe(&Request::get(url, Duration::from_secs(60)))
