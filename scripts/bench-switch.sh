@@ -17,6 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
 OUT=docs/benchmarks.md
+# the block scripts/bench-remote.sh maintains in the same file
+remote_block=$(sed -n '/^<!-- bench-remote:begin -->$/,/^<!-- bench-remote:end -->$/p' "$OUT" 2>/dev/null || true)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 ms_now() { date +%s%N | cut -b1-13; }
@@ -258,6 +260,9 @@ Reading it:
 `scripts/bench-keepalive.sh` measures `lb.upstream_keepalive_timeout` behind gunicorn:
 [benchmarks-keepalive.md](benchmarks-keepalive.md).
 EOF
-} > "$OUT"
+  # the remote figures (scripts/bench-remote.sh) are kept from the previous file
+  [ -z "$remote_block" ] || printf '\n%s\n' "$remote_block"
+} > "$OUT.new"
+mv "$OUT.new" "$OUT"
 log "wrote $OUT"
 cat "$OUT"
