@@ -7,9 +7,11 @@
 #                                            host reached over ssh:// (the daemon's socket is mounted)
 #   bgd-gunicorn:test                        a Flask app under gunicorn, both from Debian 12: a real
 #                                            application server at its defaults
+#   bgd-registry:test                        Debian 12's docker-registry (the CNCF distribution
+#                                            registry) and htpasswd: a private registry for pulls
 # An image is rebuilt only when its inputs changed (their hash is stored as a label), so a
 # warm machine reuses them and a fresh one builds them.
-# Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd|gunicorn]...
+# Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd|gunicorn|registry]...
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -257,6 +259,42 @@ build_gunicorn() {
   log "built bgd-gunicorn:test ($v)"
 }
 
+build_registry() {
+  local ctx="$root/tests/images/registry"
+  local rev
+  rev=$(hash_of "$ctx/Dockerfile" "$ctx/config.yml" "$0")
+  if [ "$(current_rev bgd-registry:test)" = "$rev" ]; then log "bgd-registry:test is up to date"; return; fi
+  need apt-get "Debian's apt"; need dpkg "Debian's dpkg"
+  local out="$cache/registry"
+  rm -rf "$out" && mkdir -p "$out/root"
+  local r="$out/root"
+  extract_debs bookworm "$r" docker-registry apache2-utils libapr1 libaprutil1 libc6 libcrypt1 \
+    libssl3 libuuid1 libexpat1 libdb5.3 libgdbm6 busybox-static
+  check_libs "$r" /usr/bin/docker-registry
+  check_libs "$r" /usr/bin/htpasswd
+  local bb; bb=$(cd "$r" && find . -path '*bin/busybox' -type f | head -n1)
+  mkdir -p "$r/usr/bin"
+  for applet in sh cat ls; do
+    [ -e "$r/usr/bin/$applet" ] || [ -e "$r/bin/$applet" ] || ln -s "/${bb#./}" "$r/usr/bin/$applet"
+  done
+  mkdir -p "$r/etc/docker/registry" "$r/var/lib/docker-registry" "$r/auth" "$r/tmp"
+  chmod 1777 "$r/tmp"
+  cp "$ctx/config.yml" "$r/etc/docker/registry/config.yml"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$r/etc/group"
+  rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/locale" "$r/usr/share/lintian"
+  cp "$ctx/Dockerfile" "$out/Dockerfile"
+  dbuild --label "bgd.build-rev=$rev" -t bgd-registry:test "$out"
+  local v
+  if ! v=$(docker run --rm bgd-registry:test sh -c 'docker-registry --version && htpasswd -Bbn u p >/dev/null && echo htpasswd ok' 2>&1); then
+    printf '%s\n' "$v" >&2
+    docker rmi bgd-registry:test >/dev/null 2>&1 || true
+    log "bgd-registry:test does not run; see above"
+    exit 1
+  fi
+  log "built bgd-registry:test ($(echo "$v" | tr '\n' ' '))"
+}
+
 for w in "${what[@]}"; do
   case "$w" in
     demo) build_demo ;;
@@ -264,6 +302,7 @@ for w in "${what[@]}"; do
     nginx-old) build_nginx 1.22 bookworm ;;
     sshd) build_sshd ;;
     gunicorn) build_gunicorn ;;
-    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd, gunicorn)"; exit 2 ;;
+    registry) build_registry ;;
+    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd, gunicorn, registry)"; exit 2 ;;
   esac
 done

@@ -2,6 +2,7 @@
 //! `--json` puts only JSON Lines on stdout, the last being the result; `-q` keeps errors and
 //! results. Every string passes `redact` first: secrets never leave through here.
 
+use crate::docker::PullProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Write};
@@ -22,6 +23,8 @@ pub struct Output {
     tty: bool,
     secrets: Mutex<Vec<String>>,
     spinner: Mutex<Option<(ProgressBar, Instant)>>,
+    /// When the last pull progress line or event went out
+    pull_shown: Mutex<Option<Instant>>,
 }
 
 const REDACTED: &str = "<redacted>";
@@ -35,6 +38,7 @@ impl Output {
             tty: std::io::stderr().is_terminal(),
             secrets: Mutex::new(Vec::new()),
             spinner: Mutex::new(None),
+            pull_shown: Mutex::new(None),
         }
     }
 
@@ -212,6 +216,77 @@ impl Output {
         }
     }
 
+    /// Whether a pull progress report is due, `every` after the last (the first one at once
+    /// when `first` is set).
+    fn pull_due(&self, every: Duration, first: bool) -> bool {
+        let Ok(mut last) = self.pull_shown.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let due = match *last {
+            None => first,
+            Some(t) => now.duration_since(t) >= every,
+        };
+        if due || last.is_none() {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// A pull's progress: on a terminal the running step becomes a bar (layers, bytes,
+    /// speed); without one, a line every 5 seconds; with `--json`, a `pull` event at most
+    /// every second.
+    pub fn pull_progress(&self, image: &str, p: &PullProgress, elapsed: Duration) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Json => {
+                if self.pull_due(Duration::from_secs(1), true) {
+                    self.json_line(pull_event(image, "progress", p, elapsed));
+                }
+            }
+            Mode::Human if self.tty => {
+                if let Ok(s) = self.spinner.lock() {
+                    if let Some((bar, _)) = s.as_ref() {
+                        let msg =
+                            format!("pulling {image}: {}/{} layers", p.layers_done(), p.layers());
+                        if p.total_bytes() > 0 {
+                            if bar.length().is_none() {
+                                bar.set_style(
+                                    ProgressStyle::with_template(
+                                        "{spinner} {msg} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+                                    )
+                                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                    .progress_chars("=> "),
+                                );
+                            }
+                            bar.set_length(p.total_bytes());
+                            bar.set_position(p.bytes());
+                        }
+                        bar.set_message(self.redact(&msg));
+                    }
+                }
+            }
+            Mode::Human => {
+                if self.pull_due(Duration::from_secs(5), false) {
+                    self.stderr_line(&format!(
+                        "     pulling {image}: {}",
+                        pull_summary(p, elapsed)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A pull finished (`--json`: a last `pull` event).
+    pub fn pull_done(&self, image: &str, p: &PullProgress, took: Duration) {
+        if let Ok(mut last) = self.pull_shown.lock() {
+            *last = None;
+        }
+        if self.mode == Mode::Json {
+            self.json_line(pull_event(image, "done", p, took));
+        }
+    }
+
     /// The human result on stdout (not in JSON mode).
     pub fn print(&self, text: &str) {
         self.end_spinner();
@@ -254,6 +329,34 @@ impl Output {
             }
         }
     }
+}
+
+fn pull_event(image: &str, status: &str, p: &PullProgress, elapsed: Duration) -> Value {
+    json!({
+        "event": "pull",
+        "image": image,
+        "status": status,
+        "layers": p.layers(),
+        "layers_done": p.layers_done(),
+        "bytes": p.bytes(),
+        "total_bytes": p.total_bytes(),
+        "ms": elapsed.as_millis() as u64,
+    })
+}
+
+/// `3/7 layers, 12.0 MiB of 40.0 MiB (2.0 MiB/s)`
+pub fn pull_summary(p: &PullProgress, elapsed: Duration) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let secs = elapsed.as_secs_f64().max(0.001);
+    format!(
+        "{}/{} layers, {:.1} MiB of {:.1} MiB ({:.1} MiB/s, {})",
+        p.layers_done(),
+        p.layers(),
+        mib(p.bytes()),
+        mib(p.total_bytes()),
+        mib(p.bytes()) / secs,
+        fmt_duration(elapsed)
+    )
 }
 
 pub fn fmt_duration(d: Duration) -> String {

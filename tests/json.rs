@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 #[allow(dead_code)]
 enum Line {
     Step(Step),
+    Pull(Pull),
     Log(Log),
     Warning(Warning),
     Result(serde_json::Value),
@@ -34,6 +35,27 @@ enum StepStatus {
     Started,
     Done,
     Failed,
+}
+
+/// A pull's progress (tests/registry.rs makes real ones)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Pull {
+    image: String,
+    status: PullStatus,
+    layers: u64,
+    layers_done: u64,
+    bytes: u64,
+    total_bytes: u64,
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum PullStatus {
+    Progress,
+    Done,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +320,10 @@ fn strict<R: serde::de::DeserializeOwned>(r: &Run, command: &str) -> (Vec<Line>,
 fn the_structs_are_strict() {
     let ok = r#"{"event":"step","step":"switch","status":"done","message":"m","ms":3}"#;
     assert!(serde_json::from_str::<Line>(ok).is_ok());
+    let pull = r#"{"event":"pull","image":"r.example.com/w:1","status":"done","layers":3,"layers_done":3,"bytes":10,"total_bytes":10,"ms":5}"#;
+    assert!(serde_json::from_str::<Line>(pull).is_ok());
+    let extra = pull.replace("\"ms\"", "\"password\":\"x\",\"ms\"");
+    assert!(serde_json::from_str::<Line>(&extra).is_err());
     for bad in [
         r#"{"event":"step","step":"switch","status":"done","message":"m","ms":3,"extra":1}"#,
         r#"{"event":"step","step":"switch","status":"finished","message":"m"}"#,

@@ -85,7 +85,9 @@ async fn connect(cli: &Cli, out: &Output) -> Result<Docker> {
     if let Some(warning) = &resolved.warning {
         out.warn(warning);
     }
-    Docker::connect(&resolved.endpoint).await
+    Ok(Docker::connect(&resolved.endpoint)
+        .await?
+        .with_config_dir(crate::docker::endpoint::config_dir(&env)))
 }
 
 fn lock_wait(cli: &Cli) -> Result<std::time::Duration> {

@@ -10,7 +10,7 @@ mod validate;
 
 pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
 pub use envfile::{valid_env_name, Secret};
-pub use raw::{parse_duration, ParkMode};
+pub use raw::{parse_duration, ParkMode, PullPolicy};
 pub use secrets::{command_secrets, secret_env, secret_name, shown_command, value_secrets};
 
 use crate::error;
@@ -36,6 +36,15 @@ pub struct Config {
     pub lb: Lb,
     pub switch: Switch,
     pub park: ParkMode,
+    pub pull: Pull,
+}
+
+/// How a deploy gets its image onto the Docker host.
+#[derive(Debug, Clone)]
+pub struct Pull {
+    /// Longest a pull may take
+    pub timeout: Duration,
+    pub policy: PullPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub switch: RawSwitch,
     #[serde(default)]
     pub park: RawPark,
+    #[serde(default)]
+    pub pull: RawPull,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +115,23 @@ pub struct RawSwitch {
     pub verify: Option<DurationStr>,
     pub auto_rollback: Option<bool>,
     pub drain: Option<DurationStr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPull {
+    pub timeout: Option<DurationStr>,
+    pub policy: Option<PullPolicy>,
+}
+
+/// When a deploy pulls its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only when the image is not on the Docker host (immutable tags)
+    Missing,
+    /// On every deploy, so a moved tag (`:latest`, `:main`) is deployed as it is now
+    Always,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,10 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             drain: positive("switch.drain", s.drain, Duration::from_secs(30))?,
         },
         park: raw.park.mode.unwrap_or(ParkMode::Running),
+        pull: Pull {
+            timeout: positive("pull.timeout", raw.pull.timeout, Duration::from_secs(600))?,
+            policy: raw.pull.policy.unwrap_or(PullPolicy::Missing),
+        },
         app,
         replicas,
         network,

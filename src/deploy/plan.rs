@@ -5,7 +5,7 @@
 use super::observe::Observed;
 use super::specs::{free_idle_color, render_input, replica_specs, Freeing};
 use super::step::{Step, StepKind};
-use crate::config::{Config, ParkMode};
+use crate::config::{Config, ParkMode, PullPolicy};
 use crate::docker::ContainerSpec;
 use crate::error;
 use crate::model::{Color, Pool, Release, Role, Server};
@@ -55,6 +55,11 @@ pub fn prelude(config: &Config, image: &str, facts: &Facts) -> (Vec<Step>, Vec<S
         steps.push(Step::new(
             StepKind::Pull,
             format!("pull {image} (it is not on the Docker host)"),
+        ));
+    } else if config.pull.policy == PullPolicy::Always {
+        steps.push(Step::new(
+            StepKind::Pull,
+            format!("pull {image} (pull.policy: always)"),
         ));
     }
     if !facts.network_present {

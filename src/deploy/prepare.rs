@@ -6,6 +6,7 @@ use super::observe::observe;
 use super::plan;
 use super::run::{Command, Run};
 use super::specs;
+use crate::docker::PullProgress;
 use crate::error;
 use crate::model::{Release, LABEL_ROLE};
 use crate::nginx::servers::{clashing_files, listens_on};
@@ -14,8 +15,6 @@ use anyhow::Result;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Longest a pull may take.
-const PULL_LIMIT: Duration = Duration::from_secs(600);
 /// Longest wait for a new nginx container to come up.
 const LB_START_LIMIT: Duration = Duration::from_secs(15);
 
@@ -26,11 +25,42 @@ fn image_of(run: &Run) -> Result<String> {
     }
 }
 
-/// `pull`: the image is not on the Docker host.
+/// `pull`: the image is not on the Docker host (or `pull.policy: always`).
 pub async fn pull(run: &mut Run<'_>) -> Result<String> {
     let image = image_of(run)?;
-    run.host.docker.pull(&image, PULL_LIMIT).await?;
-    Ok(format!("pulled {image}"))
+    pull_image(run.host, &image).await
+}
+
+/// Pulls `image` with the credentials the docker CLI would use, showing its progress, within
+/// `pull.timeout`; the first Ctrl-C stops it.
+async fn pull_image(host: &super::host::Host<'_>, image: &str) -> Result<String> {
+    let login = host.docker.login_for(image).await;
+    if let Some(warning) = &login.warning {
+        host.out.warn(warning);
+    }
+    if let Some(c) = &login.credentials {
+        host.out.add_secrets(c.secrets());
+        host.out.detail(&format!(
+            "pulling from {} with the credentials from {}",
+            login.registry.name, login.looked
+        ));
+    }
+    let started = Instant::now();
+    let mut report = |p: &PullProgress| {
+        host.out.pull_progress(image, p, started.elapsed());
+        crate::interrupt::check("while pulling")
+    };
+    let done = host
+        .docker
+        .pull(image, &login, host.config.pull.timeout, &mut report)
+        .await?;
+    let took = started.elapsed();
+    host.out.pull_done(image, &done, took);
+    Ok(format!(
+        "pulled {image} from {}: {}",
+        login.registry.name,
+        crate::output::pull_summary(&done, took)
+    ))
 }
 
 /// `network`: the app network is created (bridge), unless another run just did.
@@ -62,7 +92,8 @@ pub async fn lb(run: &mut Run<'_>) -> Result<String> {
     if !host.docker.image_present(image).await? {
         host.out
             .info(&format!("pulling {image} (not on the Docker host)"));
-        host.docker.pull(image, PULL_LIMIT).await?;
+        let pulled = pull_image(host, image).await?;
+        host.out.info(&pulled);
     }
     let spec = specs::lb_spec(config, image);
     if let Err(e) = host.docker.create(&spec).await {

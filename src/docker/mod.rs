@@ -8,6 +8,7 @@
 //! images.rs:     image inspection and pulls
 //! ssh.rs:        `DOCKER_HOST=ssh://` connections
 
+pub mod auth;
 mod containers;
 pub mod endpoint;
 mod files;
@@ -16,6 +17,7 @@ mod ssh;
 mod types;
 
 pub use endpoint::Endpoint;
+pub use images::PullProgress;
 pub use types::{ContainerInfo, ContainerSpec, ExecOutput, ImageDefaults, RunSettings};
 
 use crate::error;
@@ -35,6 +37,8 @@ pub struct Docker {
     host: String,
     /// With `ssh://`: the local socket whose connections ssh carries (kept open while used)
     tunnel: Option<std::sync::Arc<ssh::Tunnel>>,
+    /// The docker CLI's config directory where bgd runs, for registry credentials
+    config_dir: Option<std::path::PathBuf>,
 }
 
 fn describe(e: &bollard::errors::Error) -> String {
@@ -118,6 +122,7 @@ impl Docker {
                     api,
                     host,
                     tunnel: tunnel.map(|(t, _)| t),
+                    config_dir: None,
                 })
             }
             Ok(Err(e)) => describe(&e),
@@ -131,6 +136,17 @@ impl Docker {
             ))),
             None => Err(unreachable(why)),
         }
+    }
+
+    /// Registry credentials come from the docker CLI's config in `dir` (see `auth`).
+    pub fn with_config_dir(mut self, dir: Option<std::path::PathBuf>) -> Docker {
+        self.config_dir = dir;
+        self
+    }
+
+    /// The credentials the docker CLI would send to pull `image` (read where bgd runs).
+    pub async fn login_for(&self, image: &str) -> auth::Lookup {
+        auth::lookup(self.config_dir.as_deref(), image).await
     }
 
     pub fn host(&self) -> &str {

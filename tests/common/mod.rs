@@ -34,7 +34,7 @@ pub fn ensure_images() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new("bash")
             .arg(root.join("scripts/build-images.sh"))
-            .args(["demo", "nginx", "nginx-old", "sshd", "gunicorn"])
+            .args(["demo", "nginx", "nginx-old", "sshd", "gunicorn", "registry"])
             .status()
             .expect("run scripts/build-images.sh");
         assert!(status.success(), "scripts/build-images.sh failed");
