@@ -25,6 +25,11 @@ fn start_sshd(t: &TestApp) -> (Port, String) {
 
 /// The same sshd, listening on `addr` (an address of this machine).
 fn start_sshd_on(t: &TestApp, addr: &str) -> (Port, String) {
+    start_sshd_with(t, addr, "")
+}
+
+/// The same sshd, its key accepted with `options` (authorized_keys options, e.g. `restrict`).
+fn start_sshd_with(t: &TestApp, addr: &str, options: &str) -> (Port, String) {
     let key = t.dir.join("id_ed25519");
     let out = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -52,7 +57,7 @@ fn start_sshd_on(t: &TestApp, addr: &str) -> (Port, String) {
         "-v",
         &format!("{}:/var/run/docker.sock", daemon_socket()),
         "-e",
-        &format!("AUTHORIZED_KEY={}", public.trim()),
+        &format!("AUTHORIZED_KEY={options}{}", public.trim()),
         "bgd-sshd:test",
         "/bin/sh",
         "-c",
@@ -513,7 +518,13 @@ fn probes_travel_with_the_ssh_connection() {
     let t = TestApp::new("via");
     t.write(&t.config());
     let ns = Netns::new(t.live_port - 20000);
-    let (sshd_port, ssh) = start_sshd_on(&t, &ns.host_ip);
+    // the deploy key as docs/ci.md recommends: good for the Docker API and nginx's two ports
+    // only (no shell, no other forward)
+    let options = format!(
+        "restrict,port-forwarding,command=\"docker system dial-stdio\",permitopen=\"127.0.0.1:{}\",permitopen=\"127.0.0.1:{}\" ",
+        t.live_port, t.preview_port
+    );
+    let (sshd_port, ssh) = start_sshd_with(&t, &ns.host_ip, &options);
     let host = format!("ssh://root@{}:{}", ns.host_ip, sshd_port.port);
     let env = [
         ("DOCKER_HOST", host.as_str()),
@@ -524,6 +535,38 @@ fn probes_travel_with_the_ssh_connection() {
     let d = remote(&["deploy", "bgd-demo:v1"]);
     assert_eq!(d.code, 0, "{d:?}");
     assert_eq!(t.live_version(), "v1");
+    // ... and that key really is that narrow: no shell, no forward elsewhere
+    let port = sshd_port.port.to_string();
+    let target = format!("root@{}", ns.host_ip);
+    let try_ssh = |extra: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .args(ssh.split_whitespace())
+            .args(["-o", "BatchMode=yes", "-p", &port])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh in the namespace")
+    };
+    let shell = try_ssh(&[&target, "echo", "shell-open"]);
+    assert!(
+        !String::from_utf8_lossy(&shell.stdout).contains("shell-open"),
+        "{shell:?}"
+    );
+    // sshd's own port answers (with its banner) to anyone allowed to reach it
+    let elsewhere = format!("{}:{port}", ns.host_ip);
+    let forward = try_ssh(&["-W", &elsewhere, &target]);
+    assert!(
+        !String::from_utf8_lossy(&forward.stdout).contains("SSH-"),
+        "{forward:?}"
+    );
+    assert!(!forward.status.success(), "{forward:?}");
+    assert!(
+        ["prohibited", "forwarding failed"]
+            .iter()
+            .any(|w| String::from_utf8_lossy(&forward.stderr).contains(w)),
+        "{forward:?}"
+    );
     let s = remote(&["status", "--json"]);
     assert_eq!(s.code, 0, "{s:?}");
     let st = s.result();

@@ -5,8 +5,10 @@
 //!
 //! containers.rs: create, start, stop, remove, inspect, list, networks, logs, one-off runs
 //! files.rs:      exec, and files in and out of a container (the archive API)
-//! images.rs:     image inspection and pulls
-//! ssh.rs:        `DOCKER_HOST=ssh://` connections
+//! images.rs:     image inspection and pulls (progress, failures said per registry)
+//! auth.rs:       the registry login the docker CLI would send (config.json, helpers)
+//! endpoint.rs:   where the daemon is: --context, DOCKER_HOST, contexts, the local socket
+//! ssh.rs:        `ssh://` connections: the Engine API and probes over one ssh connection
 
 pub mod auth;
 mod containers;
