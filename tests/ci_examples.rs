@@ -30,7 +30,7 @@ fn commands(script: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for line in script.lines() {
         let (mut words, mut cur, mut quote, mut any) = (Vec::new(), String::new(), None, false);
-        let mut end_word = |words: &mut Vec<String>, cur: &mut String, any: &mut bool| {
+        let end_word = |words: &mut Vec<String>, cur: &mut String, any: &mut bool| {
             if *any {
                 words.push(std::mem::take(cur));
                 *any = false;
