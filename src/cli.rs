@@ -26,7 +26,8 @@ pub struct Cli {
     /// More detail (nginx output, container specs)
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// How long deploy, switch and rollback wait for a busy deploy lock, e.g. "5m" [default: 0s]
+    /// How long deploy, switch, rollback, repair and reroute wait for a busy deploy lock, e.g.
+    /// "5m" [default: 0s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
     /// The docker context to use (as `docker --context`); overrides DOCKER_HOST and

@@ -190,7 +190,7 @@ fn check_exit_codes(file: &str, deploy_script: &str) {
         ("3", "rejected"),
         ("4", "switched back"),
         ("5", "lock"),
-        ("6", "reach"),
+        ("6", "registry"),
         ("7", "UNSAFE"),
     ] {
         let arm = deploy_script
@@ -262,6 +262,14 @@ fn the_github_actions_example_is_ready_to_copy() {
                 "production",
                 "{file}: job {name} deploys without an environment"
             );
+            assert!(
+                s(&job["if"]).contains("github.ref == 'refs/heads/main'"),
+                "{file}: job {name} must not deploy from any branch"
+            );
+            assert!(
+                s(&job["env"]["DOCKER_HOST"]).starts_with("ssh://"),
+                "{file}: DOCKER_HOST belongs to the bgd jobs (a workflow-wide one captures docker build)"
+            );
             let job_text = serde_yaml::to_string(job).unwrap();
             names.extend(variables(&job_text));
             names.extend(
@@ -298,6 +306,20 @@ fn the_github_actions_example_is_ready_to_copy() {
     check_variables(file, &names);
     assert!(text.contains("known_hosts") && text.contains("StrictHostKeyChecking=yes"));
     assert!(text.contains("docker login"), "{file}: the registry login");
+    assert!(
+        y["env"].get("DOCKER_HOST").is_none(),
+        "{file}: a workflow-wide DOCKER_HOST would send docker build to the Docker host"
+    );
+    // secrets land in the job's temporary directory, private, never in the home directory
+    assert!(
+        text.contains("umask 077") && text.contains("$RUNNER_TEMP"),
+        "{file}"
+    );
+    assert!(
+        !text.contains("> ~/.ssh") && !text.contains("$HOME/.ssh"),
+        "{file}"
+    );
+    assert_eq!(s(&y["permissions"]["contents"]), "read", "{file}");
 }
 
 #[test]
@@ -406,6 +428,12 @@ fn the_gitlab_ci_example_is_ready_to_copy() {
     );
     check_variables(file, &names);
     assert!(text.contains("known_hosts") && text.contains("StrictHostKeyChecking=yes"));
+    // secrets land in a private temporary directory, never in the (cached) project directory
+    assert!(
+        text.contains("umask 077") && text.contains("mktemp -d"),
+        "{file}"
+    );
+    assert!(!text.contains("DOCKER_CONFIG=\"$CI_PROJECT_DIR"), "{file}");
 }
 
 #[test]

@@ -95,7 +95,9 @@ fn start_sshd_with(t: &TestApp, addr: &str, options: &str) -> (Port, String) {
 #[test]
 fn deploys_and_rolls_back_through_an_ssh_docker_host() {
     let t = TestApp::new("ssh");
-    t.write(&t.config());
+    // enough replicas that a deploy makes more calls at once than sshd's 10 sessions per
+    // connection (MaxSessions): bgd must queue them, not have them refused
+    t.write(&t.config().set("replicas", 12));
     let (sshd_port, ssh) = start_sshd(&t);
     let host = format!("ssh://root@127.0.0.1:{}", sshd_port.port);
     let env = [
@@ -135,6 +137,13 @@ fn deploys_and_rolls_back_through_an_ssh_docker_host() {
     assert!(
         logs.contains("Accepted publickey for root"),
         "not through ssh:\n{logs}"
+    );
+    // one ssh connection per command, every session within it
+    assert!(!logs.contains("no more sessions"), "{logs}");
+    assert_eq!(
+        logs.matches("Accepted publickey").count(),
+        4,
+        "deploy, deploy, status, rollback: one connection each\n{logs}"
     );
 
     // the local socket bgd made for ssh is gone once it exits (other tests' may come and go)

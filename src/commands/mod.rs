@@ -32,7 +32,13 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
             let config = load(cli, out)?;
             let docker = connect(cli, out).await?;
             let config = match docker.tcp_host() {
-                Some(host) => config.for_tcp_daemon(host),
+                Some(host) => {
+                    let (config, warnings) = config.for_tcp_daemon(host);
+                    for w in &warnings {
+                        out.warn(w);
+                    }
+                    config
+                }
                 None => config,
             };
             with_docker(cli, command, &config, &docker, out).await
@@ -85,9 +91,18 @@ async fn connect(cli: &Cli, out: &Output) -> Result<Docker> {
     if let Some(warning) = &resolved.warning {
         out.warn(warning);
     }
-    Ok(Docker::connect(&resolved.endpoint)
+    let endpoint = &resolved.endpoint;
+    let docker = Docker::connect(endpoint)
         .await?
-        .with_config_dir(crate::docker::endpoint::config_dir(&env)))
+        .with_config_dir(crate::docker::endpoint::config_dir(&env));
+    // which machine this acts on, said whenever it is not this one's own socket
+    if !endpoint.host.starts_with("unix://") {
+        out.info(&format!(
+            "Docker host {} (from {})",
+            endpoint.host, endpoint.source
+        ));
+    }
+    Ok(docker)
 }
 
 fn lock_wait(cli: &Cli) -> Result<std::time::Duration> {

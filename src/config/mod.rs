@@ -160,26 +160,51 @@ impl Config {
         merged.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
-    /// This config for a daemon reached at `tcp://host`: the URLs derived from `lb.publish`
-    /// name that host instead of this machine's loopback (with `lb.via: auto`).
-    pub fn for_tcp_daemon(&self, host: &str) -> Config {
+    /// This config for a daemon reached at `tcp://host` (with `lb.via: auto`): URLs derived
+    /// from a `lb.publish` entry on all of the Docker host's addresses name that host instead
+    /// of this machine's loopback. Also the warnings: a port published on the Docker host's
+    /// loopback cannot be reached from here.
+    pub fn for_tcp_daemon(&self, host: &str) -> (Config, Vec<String>) {
         let mut config = self.clone();
-        if config.lb.via == Via::Auto {
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
+        let mut warnings = Vec::new();
+        if config.lb.via != Via::Auto {
+            return (config, warnings);
+        }
+        let remote = !matches!(host, "127.0.0.1" | "localhost" | "::1");
+        let name = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let lb = &mut config.lb;
+        for (derived, url, port, key) in [
+            (lb.url_derived, &mut lb.url, lb.listen, "lb.url"),
+            (
+                lb.preview_url_derived,
+                &mut lb.preview_url,
+                lb.preview_listen,
+                "lb.preview_url",
+            ),
+        ] {
+            let Some(p) = lb.publish.iter().find(|p| p.container_port == port) else {
+                continue;
             };
-            let swap =
-                |url: &mut String| *url = url.replacen("://127.0.0.1:", &format!("://{host}:"), 1);
-            if config.lb.url_derived {
-                swap(&mut config.lb.url);
+            if !derived {
+                continue;
             }
-            if config.lb.preview_url_derived {
-                swap(&mut config.lb.preview_url);
+            match p.host_ip.as_deref() {
+                None | Some("0.0.0.0") | Some("::") => {
+                    *url = url.replacen("://127.0.0.1:", &format!("://{name}:"), 1);
+                }
+                Some(ip) if remote && (ip.starts_with("127.") || ip == "::1") => {
+                    warnings.push(format!(
+                        "lb.publish puts nginx's port {port} on the Docker host's loopback ({ip}), which bgd cannot reach over tcp://{host}: its probes ({key}) will fail. Connect over ssh:// (probes then travel through ssh), publish it on an address this machine can reach, or set {key}"
+                    ));
+                }
+                Some(_) => {}
             }
         }
-        config
+        (config, warnings)
     }
 
     /// Every secret value, so output can be scrubbed of them as a last line of defence: all
@@ -299,20 +324,49 @@ mod tests {
         let text = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['0.0.0.0:8000:80', '8001:8081']\n";
         let c = parse(Path::new("bgd.yaml"), text).unwrap();
         assert_eq!(c.lb.url, "http://127.0.0.1:8000");
-        let remote = c.for_tcp_daemon("docker-1.example.com");
+        let (remote, warnings) = c.for_tcp_daemon("docker-1.example.com");
         assert_eq!(remote.lb.url, "http://docker-1.example.com:8000");
         assert_eq!(remote.lb.preview_url, "http://docker-1.example.com:8001");
-        assert_eq!(c.for_tcp_daemon("fd00::1").lb.url, "http://[fd00::1]:8000");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.for_tcp_daemon("fd00::1").0.lb.url,
+            "http://[fd00::1]:8000"
+        );
         // an explicit URL, or lb.via: direct, is left as written
         let explicit = parse(
             Path::new("bgd.yaml"),
             &format!("{text}  url: http://127.0.0.1:8000\n"),
         )
         .unwrap();
-        assert_eq!(explicit.for_tcp_daemon("h").lb.url, "http://127.0.0.1:8000");
-        assert_eq!(explicit.for_tcp_daemon("h").lb.preview_url, "http://h:8001");
+        assert_eq!(
+            explicit.for_tcp_daemon("h").0.lb.url,
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            explicit.for_tcp_daemon("h").0.lb.preview_url,
+            "http://h:8001"
+        );
         let direct = parse(Path::new("bgd.yaml"), &format!("{text}  via: direct\n")).unwrap();
-        assert_eq!(direct.for_tcp_daemon("h").lb.url, "http://127.0.0.1:8000");
+        assert_eq!(direct.for_tcp_daemon("h").0.lb.url, "http://127.0.0.1:8000");
+        // a port on the remote host's loopback cannot be reached: said, not silently probed
+        let looped = parse(
+            Path::new("bgd.yaml"),
+            "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['80:80', '127.0.0.1:8001:8081']\n",
+        )
+        .unwrap();
+        let (remote, warnings) = looped.for_tcp_daemon("docker-1.example.com");
+        assert_eq!(remote.lb.url, "http://docker-1.example.com:80");
+        assert_eq!(remote.lb.preview_url, "http://127.0.0.1:8001");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("lb.preview_url"), "{warnings:?}");
+        assert!(looped.for_tcp_daemon("127.0.0.1").1.is_empty());
+        // an address of the Docker host is used as it is
+        let on_ip = parse(
+            Path::new("bgd.yaml"),
+            "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['10.0.0.5:80:80', '10.0.0.5:8001:8081']\n",
+        )
+        .unwrap();
+        assert_eq!(on_ip.for_tcp_daemon("h").0.lb.url, "http://10.0.0.5:80");
         assert!(parse(
             Path::new("bgd.yaml"),
             &format!("{text}  via: carrier-pigeon\n")

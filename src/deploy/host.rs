@@ -36,16 +36,17 @@ impl<'a> Host<'a> {
         lock_wait: Duration,
     ) -> Result<Host<'a>> {
         let (template, _) = render::template_for(config.lb.template.as_ref());
-        // with an ssh:// daemon, probes travel with the Docker connection (lb.via: auto)
+        // with an ssh:// daemon, probes travel with the Docker connection (lb.via: auto), to
+        // nginx's two listeners only
         let socks = match config.lb.via {
-            Via::Auto => docker.ssh_proxy()?,
+            Via::Auto => docker.ssh_proxy(&listeners(config))?,
             Via::Direct => None,
         };
         Ok(Host {
             config,
             docker,
             out,
-            prober: Prober::new(socks)?,
+            prober: Prober::new(socks.as_deref())?,
             lock_wait,
             template,
         })
@@ -309,4 +310,21 @@ pub fn old_nginx(container: &str, (a, b, c): (u32, u32, u32)) -> String {
         "nginx {a}.{b}.{c} in {container} {}; upgrade nginx",
         risks.join("; it ")
     )
+}
+
+/// The (host, port) pairs of `lb.url` and `lb.preview_url`: where bgd's probes go.
+fn listeners(config: &Config) -> Vec<(String, u16)> {
+    [&config.lb.url, &config.lb.preview_url]
+        .into_iter()
+        .filter_map(|u| {
+            let url = reqwest::Url::parse(u).ok()?;
+            // an IPv6 address without its brackets, as the SOCKS request carries it
+            let host = url
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let host = host.to_string();
+            Some((host, url.port_or_known_default()?))
+        })
+        .collect()
 }

@@ -40,6 +40,13 @@ async fn pull_image(host: &super::host::Host<'_>, image: &str) -> Result<String>
     }
     if let Some(c) = &login.credentials {
         host.out.add_secrets(c.secrets());
+        if host.docker.sends_in_clear() {
+            host.out.warn(&format!(
+                "the login for {} goes to the Docker daemon at {} without encryption (tcp:// without TLS): anyone on the way can read it. Use TLS (DOCKER_TLS_VERIFY, or a context with certificates) or ssh://",
+                login.registry.name,
+                host.docker.host()
+            ));
+        }
         host.out.detail(&format!(
             "pulling from {} with the credentials from {}",
             login.registry.name, login.looked

@@ -185,12 +185,16 @@ pub fn pull_failure(image: &str, login: &Lookup, said: &str) -> String {
         format!("docker login {registry}")
     };
     let text = said.to_ascii_lowercase();
+    // the registry's words (its error codes, and the daemon's wording of them); a local
+    // "permission denied" is not one of them
     let refused = [
         "unauthorized",
         "authentication required",
         "no basic auth credentials",
-        "denied",
-        "forbidden",
+        "denied:",
+        "access denied",
+        "access to the resource is denied",
+        "403 forbidden",
         "incorrect username or password",
     ]
     .iter()
@@ -304,6 +308,15 @@ mod tests {
         let m = pull_failure("acme/private", &hub, said);
         assert!(
             m.contains("no credentials for the registry docker.io") && m.contains("`docker login`"),
+            "{m}"
+        );
+        let m = pull_failure(
+            img,
+            &lookup(true),
+            "open /var/lib/docker/tmp/x: permission denied",
+        );
+        assert!(
+            m.contains("cannot pull 127.0.0.1:5000/web:v1 from the registry"),
             "{m}"
         );
         let m = pull_failure(

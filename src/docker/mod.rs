@@ -41,6 +41,8 @@ pub struct Docker {
     tunnel: Option<std::sync::Arc<ssh::Tunnel>>,
     /// The docker CLI's config directory where bgd runs, for registry credentials
     config_dir: Option<std::path::PathBuf>,
+    /// tcp:// without TLS to another machine: what bgd sends can be read on the way
+    in_clear: bool,
 }
 
 fn describe(e: &bollard::errors::Error) -> String {
@@ -51,6 +53,22 @@ fn describe(e: &bollard::errors::Error) -> String {
         } => format!("{message} (HTTP {status_code})"),
         other => other.to_string(),
     }
+}
+
+/// A `tcp://` or `http://` host that is not this machine's loopback.
+fn in_clear(host: &str) -> bool {
+    let Some(rest) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    !(name == "localhost" || name == "::1" || name.starts_with("127."))
 }
 
 fn status_of(e: &bollard::errors::Error) -> Option<u16> {
@@ -125,6 +143,7 @@ impl Docker {
                     host,
                     tunnel: tunnel.map(|(t, _)| t),
                     config_dir: None,
+                    in_clear: endpoint.tls.is_none() && in_clear(&endpoint.host),
                 })
             }
             Ok(Err(e)) => describe(&e),
@@ -155,18 +174,25 @@ impl Docker {
         &self.host
     }
 
-    /// With an ssh:// daemon: the local SOCKS5 proxy whose connections ssh carries to the
-    /// Docker host (started on first use); otherwise None.
-    pub fn ssh_proxy(&self) -> Result<Option<std::net::SocketAddr>> {
+    /// With an ssh:// daemon: the URL (a secret: it holds the proxy's password) of the local
+    /// SOCKS5 proxy whose connections ssh carries to the Docker host, for the `allowed`
+    /// (host, port) pairs only (started on first use); otherwise None.
+    pub fn ssh_proxy(&self, allowed: &[(String, u16)]) -> Result<Option<String>> {
         match &self.tunnel {
             None => Ok(None),
-            Some(t) => t.socks().map(Some).map_err(|e| {
+            Some(t) => t.socks(allowed).map(Some).map_err(|e| {
                 error::environment(format!(
                     "cannot start the local proxy for probes over ssh to {}: {e}",
                     self.host
                 ))
             }),
         }
+    }
+
+    /// Whether the API connection is unencrypted over a network (tcp:// without TLS to
+    /// another machine): a registry login sent with a pull could be read on the way.
+    pub fn sends_in_clear(&self) -> bool {
+        self.in_clear
     }
 
     /// With a tcp:// daemon: its host name (where nginx's published ports are too).
@@ -235,4 +261,19 @@ async fn ssh_error(t: &ssh::Tunnel) -> Option<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_tcp_to_another_machine_is_in_clear() {
+        assert!(super::in_clear("tcp://docker-1.example.com:2375"));
+        assert!(super::in_clear("tcp://10.0.0.5:2375"));
+        assert!(super::in_clear("tcp://[fd00::1]:2375"));
+        assert!(!super::in_clear("tcp://127.0.0.1:2375"));
+        assert!(!super::in_clear("tcp://localhost:2375"));
+        assert!(!super::in_clear("tcp://[::1]:2375"));
+        assert!(!super::in_clear("unix:///var/run/docker.sock"));
+        assert!(!super::in_clear("ssh://deploy@host"));
+    }
 }

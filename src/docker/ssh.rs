@@ -12,14 +12,33 @@
 //! bollard a pooled HTTP/1.1 client instead (`pooled`): calls reuse idle connections, so a
 //! command starts about as many ssh sessions as it makes calls at once.
 //!
+//! bgd's HTTP probes travel the same way (`Tunnel::socks`): a SOCKS5 proxy on this machine's
+//! loopback, open only to bgd (a random per-run password) and only to nginx's listeners (the
+//! host:port pairs of `lb.url` and `lb.preview_url`), whose every connection is `ssh -W`.
+//!
+//! All of it is multiplexed over one ssh connection (ControlMaster). sshd allows 10 sessions
+//! per connection by default (`MaxSessions`) and refuses more; ssh then opens extra connections,
+//! which sshd throttles (`MaxStartups`). So bgd holds at most `API_SESSIONS` + `PROBE_SESSIONS`
+//! sessions at once: further calls wait for one, never fail for want of one.
+//!
 //! The processes die with bgd: when bgd exits, their stdin closes and ssh ends.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Engine API connections open at once over the ssh connection (each one ssh session).
+const API_SESSIONS: usize = 6;
+/// Probe connections (`ssh -W`) open at once; with `API_SESSIONS`, within sshd's default
+/// `MaxSessions` of 10.
+const PROBE_SESSIONS: usize = 3;
+/// Longest a client may take to say what it wants from the SOCKS proxy.
+const SOCKS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where `DOCKER_HOST=ssh://...` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +120,8 @@ pub fn parse(url: &str) -> Result<Target, String> {
 /// What one ssh process carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Carry {
+    /// Nothing: the connection itself (`-M -N`), which the others run through
+    Master,
     /// The Engine API: `docker system dial-stdio` on the host
     Docker,
     /// A TCP connection from the host to `host:port` (`ssh -W`): nginx's listeners as the
@@ -115,20 +136,25 @@ pub fn command(ssh: Option<&str>, t: &Target, control: &Path, carry: &Carry) -> 
         .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| vec!["ssh".to_string()]);
-    // One ssh connection carries them all: the first process becomes the master and the
-    // others open sessions through it (`ControlPersist=no`: it ends with its last session).
+    // One ssh connection carries them all: the master holds it for the whole command (bgd
+    // ends it) and every other process opens a session through it.
     let control = format!("ControlPath={}", control.display());
+    let master = if *carry == Carry::Master {
+        "ControlMaster=yes"
+    } else {
+        "ControlMaster=no"
+    };
     for opt in [
         "BatchMode=yes",
         "ConnectTimeout=8",
-        "ControlMaster=auto",
+        master,
         control.as_str(),
         "ControlPersist=no",
     ] {
         argv.push("-o".into());
         argv.push(opt.into());
     }
-    argv.push("-T".into());
+    argv.push(if *carry == Carry::Master { "-N" } else { "-T" }.into());
     if let Some(p) = t.port {
         argv.push("-p".into());
         argv.push(p.to_string());
@@ -163,8 +189,30 @@ pub struct Tunnel {
     accept: tokio::task::JoinHandle<()>,
     last_error: Arc<Mutex<String>>,
     target: Target,
-    /// The SOCKS proxy for probes, once started
-    socks: Mutex<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>>,
+    /// Engine API sessions (held by the pooled client's connections)
+    api_sessions: Arc<Semaphore>,
+    /// The ssh connection itself (its process ends when this task is aborted)
+    master: tokio::task::JoinHandle<()>,
+    /// Whether the master's control socket is up, or it is gone
+    link: Arc<Link>,
+    /// The SOCKS proxy for probes, once started: its URL (with its password) and task
+    socks: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
+}
+
+/// Accepts until the listener is dropped; a failed accept (too many open files, an aborted
+/// connection) is waited out, not the end of the tunnel.
+async fn accept_forever<L, F, Fut, S>(accept: L, mut handle: F)
+where
+    L: Fn() -> Fut,
+    Fut: Future<Output = std::io::Result<S>>,
+    F: FnMut(S),
+{
+    loop {
+        match accept().await {
+            Ok(stream) => handle(stream),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 impl Tunnel {
@@ -191,18 +239,41 @@ impl Tunnel {
             }
         };
         let last_error: Arc<Mutex<String>> = Arc::default();
+        let link = Arc::new(Link {
+            control: dir.join("ssh"),
+            gone: std::sync::atomic::AtomicBool::new(false),
+        });
+        let master_argv = command(
+            std::env::var("BGD_SSH_COMMAND").ok().as_deref(),
+            target,
+            &dir.join("ssh"),
+            &Carry::Master,
+        );
+        let master = tokio::spawn(hold_master(master_argv, link.clone(), last_error.clone()));
         let errors = last_error.clone();
+        let ready = link.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (argv, errors) = (argv.clone(), errors.clone());
-                tokio::spawn(async move {
-                    if let Err(why) = carry(stream, &argv).await {
-                        if let Ok(mut e) = errors.lock() {
-                            *e = why;
+            let listener = Arc::new(listener);
+            accept_forever(
+                || {
+                    let l = listener.clone();
+                    async move { l.accept().await.map(|(s, _)| s) }
+                },
+                |stream| {
+                    let (argv, errors, ready) = (argv.clone(), errors.clone(), ready.clone());
+                    tokio::spawn(async move {
+                        if !ready.up().await {
+                            return; // the master said why
                         }
-                    }
-                });
-            }
+                        if let Err(why) = carry(stream, &argv).await {
+                            if let Ok(mut e) = errors.lock() {
+                                *e = why;
+                            }
+                        }
+                    });
+                },
+            )
+            .await
         });
         Ok(Tunnel {
             dir,
@@ -210,6 +281,9 @@ impl Tunnel {
             accept,
             last_error,
             target: target.clone(),
+            api_sessions: Arc::new(Semaphore::new(API_SESSIONS)),
+            master,
+            link,
             socks: Mutex::new(None),
         })
     }
@@ -217,41 +291,67 @@ impl Tunnel {
     /// A SOCKS5 proxy on this machine's loopback whose every connection is `ssh -W host:port`
     /// through this tunnel's ssh connection: bgd's HTTP probes reach nginx's listeners as the
     /// Docker host sees them (its loopback included), with their own Host and TLS names.
-    /// Started once, on first use.
-    pub fn socks(&self) -> std::io::Result<std::net::SocketAddr> {
+    /// Only bgd can use it (a random password, in the returned `socks5h://` URL) and only
+    /// for `allowed` (host, port) pairs. Started once, on first use; the URL is a secret.
+    pub fn socks(&self, allowed: &[(String, u16)]) -> std::io::Result<String> {
         let mut socks = self
             .socks
             .lock()
             .map_err(|_| std::io::Error::other("socks lock poisoned"))?;
-        if let Some((addr, _)) = socks.as_ref() {
-            return Ok(*addr);
+        if let Some((url, _)) = socks.as_ref() {
+            return Ok(url.clone());
         }
+        let password = random_token()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = Arc::new(tokio::net::TcpListener::from_std(listener)?);
         let ssh = std::env::var("BGD_SSH_COMMAND").ok();
         let (target, control) = (self.target.clone(), self.dir.join("ssh"));
-        let errors = self.last_error.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (ssh, target, control, errors) =
-                    (ssh.clone(), target.clone(), control.clone(), errors.clone());
-                tokio::spawn(async move {
-                    let Ok((host, port, stream)) = socks_handshake(stream).await else {
-                        return;
-                    };
-                    let argv = command(ssh.as_deref(), &target, &control, &Carry::Tcp(host, port));
-                    if let Err(why) = carry(stream, &argv).await {
-                        if let Ok(mut e) = errors.lock() {
-                            *e = why;
-                        }
-                    }
-                });
-            }
+        let rules = Arc::new(SocksRules {
+            password: password.clone(),
+            allowed: allowed
+                .iter()
+                .map(|(h, p)| (h.to_ascii_lowercase(), *p))
+                .collect(),
         });
-        *socks = Some((addr, task));
-        Ok(addr)
+        let sessions = Arc::new(Semaphore::new(PROBE_SESSIONS));
+        let link = self.link.clone();
+        let task = tokio::spawn(async move {
+            accept_forever(
+                || {
+                    let l = listener.clone();
+                    async move { l.accept().await.map(|(s, _)| s) }
+                },
+                |stream| {
+                    let (ssh, target, control) = (ssh.clone(), target.clone(), control.clone());
+                    let (rules, sessions, link) = (rules.clone(), sessions.clone(), link.clone());
+                    tokio::spawn(async move {
+                        let Ok(_session) = sessions.acquire_owned().await else {
+                            return;
+                        };
+                        if !link.up().await {
+                            return;
+                        }
+                        let asked = tokio::time::timeout(
+                            SOCKS_HANDSHAKE_LIMIT,
+                            socks_handshake(stream, &rules),
+                        );
+                        let Ok(Ok((host, port, stream))) = asked.await else {
+                            return;
+                        };
+                        let argv =
+                            command(ssh.as_deref(), &target, &control, &Carry::Tcp(host, port));
+                        // a failed probe connection is the probe's to report
+                        let _ = carry(stream, &argv).await;
+                    });
+                },
+            )
+            .await
+        });
+        let url = format!("socks5h://bgd:{password}@{addr}");
+        *socks = Some((url.clone(), task));
+        Ok(url)
     }
 
     pub fn socket(&self) -> &Path {
@@ -270,6 +370,7 @@ impl Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.accept.abort();
+        self.master.abort();
         if let Ok(mut socks) = self.socks.lock() {
             if let Some((_, task)) = socks.take() {
                 task.abort();
@@ -279,17 +380,141 @@ impl Drop for Tunnel {
     }
 }
 
-/// Connects to the tunnel's socket: each connection is one ssh session.
+/// The master connection as the sessions see it.
+struct Link {
+    /// Its control socket: up once ssh has connected and authenticated
+    control: PathBuf,
+    /// Set when the master process ended (it failed to connect, or the link dropped)
+    gone: std::sync::atomic::AtomicBool,
+}
+
+impl Link {
+    /// Waits until the master's control socket is up (true), or the master is gone (false).
+    async fn up(&self) -> bool {
+        loop {
+            if self.gone.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            if self.control.exists() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Runs the master (`ssh -M -N`) until it ends or this task is aborted (which kills it);
+/// what it said when it failed goes to `errors`.
+async fn hold_master(argv: Vec<String>, link: Arc<Link>, errors: Arc<Mutex<String>>) {
+    let said = match tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Err(e) => format!("cannot run {}: {e}", argv[0]),
+        Ok(child) => match child.wait_with_output().await {
+            Ok(out) if out.status.success() => String::new(),
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if text.is_empty() {
+                    format!("ssh exited with {}", out.status)
+                } else {
+                    text
+                }
+            }
+            Err(e) => format!("waiting for ssh: {e}"),
+        },
+    };
+    if !said.is_empty() {
+        if let Ok(mut e) = errors.lock() {
+            *e = said;
+        }
+    }
+    link.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// 32 hex digits from the system's random source.
+fn random_token() -> std::io::Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("no random numbers from the system"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Who may use the SOCKS proxy, and for what.
+struct SocksRules {
+    password: String,
+    /// (host in lower case, port)
+    allowed: Vec<(String, u16)>,
+}
+
+/// Whether two byte strings are equal, in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A connection of the pooled client, holding one of the API sessions while it is open.
+struct SessionStream {
+    stream: UnixStream,
+    _session: OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for SessionStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SessionStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for SessionStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+/// Connects to the tunnel's socket: each connection is one ssh session, and waits for one of
+/// the `API_SESSIONS` (a request meanwhile takes a connection another call gives back).
 #[derive(Clone)]
 struct TunnelConnector {
     socket: Arc<PathBuf>,
+    sessions: Arc<Semaphore>,
 }
 
 type Connecting =
-    Pin<Box<dyn Future<Output = std::io::Result<hyper_util::rt::TokioIo<UnixStream>>> + Send>>;
+    Pin<Box<dyn Future<Output = std::io::Result<hyper_util::rt::TokioIo<SessionStream>>> + Send>>;
 
 impl tower_service::Service<http::Uri> for TunnelConnector {
-    type Response = hyper_util::rt::TokioIo<UnixStream>;
+    type Response = hyper_util::rt::TokioIo<SessionStream>;
     type Error = std::io::Error;
     type Future = Connecting;
 
@@ -301,11 +526,17 @@ impl tower_service::Service<http::Uri> for TunnelConnector {
     }
 
     fn call(&mut self, _: http::Uri) -> Self::Future {
-        let socket = self.socket.clone();
+        let (socket, sessions) = (self.socket.clone(), self.sessions.clone());
         Box::pin(async move {
-            UnixStream::connect(&*socket)
+            let session = sessions
+                .acquire_owned()
                 .await
-                .map(hyper_util::rt::TokioIo::new)
+                .map_err(|_| std::io::Error::other("the ssh tunnel is closed"))?;
+            let stream = UnixStream::connect(&*socket).await?;
+            Ok(hyper_util::rt::TokioIo::new(SessionStream {
+                stream,
+                _session: session,
+            }))
         })
     }
 }
@@ -318,10 +549,12 @@ pub fn pooled(
 ) -> Result<bollard::Docker, bollard::errors::Error> {
     let connector = TunnelConnector {
         socket: Arc::new(tunnel.socket().to_path_buf()),
+        sessions: tunnel.api_sessions.clone(),
     };
     let client = Arc::new(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(API_SESSIONS)
             .build(connector),
     );
     bollard::Docker::connect_with_custom_transport(
@@ -341,12 +574,13 @@ pub fn pooled(
     )
 }
 
-/// The server side of a SOCKS5 CONNECT without authentication (what reqwest's `socks5h://`
-/// proxy speaks): the host (a name, resolved on the Docker host) and port asked for, and the
-/// stream to carry once it is answered. Anything else, or a host ssh could take for an
-/// option, is refused.
+/// The server side of a SOCKS5 CONNECT with username/password authentication (RFC 1929;
+/// what reqwest's `socks5h://user:password@` proxy speaks): the password must be bgd's, and
+/// the host (a name, resolved on the Docker host) and port one of the allowed pairs. Returns
+/// them and the stream to carry once answered; anything else is refused.
 async fn socks_handshake(
     mut s: tokio::net::TcpStream,
+    rules: &SocksRules,
 ) -> std::io::Result<(String, u16, tokio::net::TcpStream)> {
     use tokio::io::AsyncReadExt;
     let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
@@ -354,11 +588,25 @@ async fn socks_handshake(
     s.read_exact(&mut head).await?;
     let mut methods = vec![0u8; head[1] as usize];
     s.read_exact(&mut methods).await?;
-    if head[0] != 5 || !methods.contains(&0) {
+    if head[0] != 5 || !methods.contains(&2) {
         s.write_all(&[5, 0xff]).await?;
-        return Err(bad("not SOCKS5 without authentication"));
+        return Err(bad("not SOCKS5 with a password"));
     }
-    s.write_all(&[5, 0]).await?;
+    s.write_all(&[5, 2]).await?;
+    // RFC 1929: VER=1, ULEN, UNAME, PLEN, PASSWD
+    let mut ver_len = [0u8; 2];
+    s.read_exact(&mut ver_len).await?;
+    let mut user = vec![0u8; ver_len[1] as usize];
+    s.read_exact(&mut user).await?;
+    let mut plen = [0u8; 1];
+    s.read_exact(&mut plen).await?;
+    let mut password = vec![0u8; plen[0] as usize];
+    s.read_exact(&mut password).await?;
+    if ver_len[0] != 1 || !same_secret(&password, rules.password.as_bytes()) {
+        s.write_all(&[1, 1]).await?;
+        return Err(bad("a wrong password"));
+    }
+    s.write_all(&[1, 0]).await?;
     let mut req = [0u8; 4];
     s.read_exact(&mut req).await?;
     if req[0] != 5 || req[1] != 1 {
@@ -388,12 +636,14 @@ async fn socks_handshake(
     let mut port = [0u8; 2];
     s.read_exact(&mut port).await?;
     let port = u16::from_be_bytes(port);
-    let host_ok = !host.is_empty()
-        && !host.starts_with('-')
+    let host = host.to_ascii_lowercase();
+    // only nginx's listeners; the character check stays as a second guard for ssh's argv
+    let host_ok = !host.starts_with('-')
         && host
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
-    if !host_ok || port == 0 {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+        && rules.allowed.iter().any(|(h, p)| *h == host && *p == port);
+    if !host_ok {
         s.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
         return Err(bad("a host or port bgd does not forward"));
     }
@@ -492,7 +742,7 @@ mod tests {
     fn command_line() {
         let t = parse("ssh://deploy@host:2222").unwrap();
         let cm = Path::new("/tmp/b/ssh");
-        let opts = "-o BatchMode=yes -o ConnectTimeout=8 -o ControlMaster=auto -o ControlPath=/tmp/b/ssh -o ControlPersist=no -T";
+        let opts = "-o BatchMode=yes -o ConnectTimeout=8 -o ControlMaster=no -o ControlPath=/tmp/b/ssh -o ControlPersist=no -T";
         let docker = Carry::Docker;
         assert_eq!(
             command(None, &t, cm, &docker).join(" "),
@@ -506,6 +756,10 @@ mod tests {
             command(None, &t, cm, &Carry::Tcp("::1".into(), 80)).join(" "),
             format!("ssh {opts} -p 2222 -l deploy -W [::1]:80 -- host")
         );
+        assert_eq!(
+            command(None, &t, cm, &Carry::Master).join(" "),
+            "ssh -o BatchMode=yes -o ConnectTimeout=8 -o ControlMaster=yes -o ControlPath=/tmp/b/ssh -o ControlPersist=no -N -p 2222 -l deploy -- host"
+        );
         let t = parse("ssh://host").unwrap();
         assert_eq!(
             command(Some("ssh -i /keys/id -F none"), &t, cm, &docker).join(" "),
@@ -513,5 +767,79 @@ mod tests {
         );
         assert_eq!(command(Some("  "), &t, cm, &docker)[0], "ssh");
         assert_eq!(parse("ssh://u@h:2").unwrap().ssh_line(), "ssh -p 2 u@h");
+    }
+
+    /// Runs a client's bytes against the proxy's handshake; what the proxy decided and
+    /// what it answered.
+    async fn socks_with(client: Vec<u8>) -> (Result<(String, u16), String>, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rules = SocksRules {
+            password: "s3cret-token".into(),
+            allowed: vec![("127.0.0.1".into(), 8000), ("web.internal".into(), 80)],
+        };
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            socks_handshake(s, &rules)
+                .await
+                .map(|(h, p, _)| (h, p))
+                .map_err(|e| e.to_string())
+        });
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(&client).await.unwrap();
+        let decided = server.await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(200), c.read_to_end(&mut answer)).await;
+        (decided, answer)
+    }
+
+    fn hello(password: &str, atyp_addr: &[u8], port: u16) -> Vec<u8> {
+        let mut b = vec![5, 1, 2, 1, 3];
+        b.extend(b"bgd");
+        b.push(password.len() as u8);
+        b.extend(password.as_bytes());
+        b.extend([5, 1, 0]);
+        b.extend(atyp_addr);
+        b.extend(port.to_be_bytes());
+        b
+    }
+
+    #[tokio::test]
+    async fn the_probe_proxy_serves_bgd_alone_and_only_nginxs_listeners() {
+        let ip = [1, 127, 0, 0, 1];
+        let (ok, answer) = socks_with(hello("s3cret-token", &ip, 8000)).await;
+        assert_eq!(ok, Ok(("127.0.0.1".to_string(), 8000)));
+        assert_eq!(answer, vec![5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let mut name = vec![3, 12];
+        name.extend(b"WEB.internal");
+        assert_eq!(
+            socks_with(hello("s3cret-token", &name, 80)).await.0,
+            Ok(("web.internal".to_string(), 80))
+        );
+        // a wrong password, another port, another host, no password at all
+        let (wrong, answer) = socks_with(hello("s3cret-tokeN", &ip, 8000)).await;
+        assert!(wrong.is_err());
+        assert_eq!(answer, vec![5, 2, 1, 1]);
+        assert!(socks_with(hello("s3cret-token", &ip, 22)).await.0.is_err());
+        let other = [1, 169, 254, 169, 254];
+        assert!(socks_with(hello("s3cret-token", &other, 80))
+            .await
+            .0
+            .is_err());
+        let mut dash = vec![3, 4];
+        dash.extend(b"-oPx");
+        assert!(socks_with(hello("s3cret-token", &dash, 80))
+            .await
+            .0
+            .is_err());
+        let (none, answer) = socks_with(vec![5, 1, 0]).await;
+        assert!(none.is_err());
+        assert_eq!(answer, vec![5, 0xff]);
+        assert!(
+            same_secret(b"abc", b"abc")
+                && !same_secret(b"abc", b"abd")
+                && !same_secret(b"ab", b"abc")
+        );
     }
 }

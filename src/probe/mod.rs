@@ -172,16 +172,16 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// A prober that connects directly, or through `socks` (bgd's SOCKS5 proxy over the ssh
+    /// A prober that connects directly, or through `socks` (the URL of bgd's SOCKS5 proxy over the ssh
     /// connection to the Docker host: names are resolved and connected to there).
-    pub fn new(socks: Option<std::net::SocketAddr>) -> anyhow::Result<Prober> {
+    pub fn new(socks: Option<&str>) -> anyhow::Result<Prober> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(0)
             .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
-        if let Some(addr) = socks {
-            builder = builder.proxy(reqwest::Proxy::all(format!("socks5h://{addr}"))?);
+        if let Some(url) = socks {
+            builder = builder.proxy(reqwest::Proxy::all(url)?);
         }
         Ok(Prober {
             client: builder.build()?,
