@@ -109,6 +109,12 @@ fn deploys_and_rolls_back_through_an_ssh_docker_host() {
     let v1 = remote(&["deploy", "bgd-demo:v1"]);
     assert_eq!(v1.code, 0, "{v1:?}");
     assert_eq!(t.live_version(), "v1");
+    // which machine it acts on, said first
+    assert!(
+        v1.stderr
+            .starts_with(&format!("     Docker host {host} (from DOCKER_HOST)")),
+        "{v1:?}"
+    );
     let v2 = remote(&["deploy", "bgd-demo:v2"]);
     assert_eq!(v2.code, 0, "{v2:?}");
     assert_eq!(t.live_version(), "v2");
