@@ -157,9 +157,9 @@ interleaved round by round on the same host and daemon; medians of $N.
 - **tls**: \`tcp://\` with TLS and a client certificate (stunnel in front of the socket, as
   \`dockerd --tlsverify\` would be).
 - **ssh**: \`ssh://\` to an sshd container that has the docker CLI: every Engine API call
-  goes through ssh and \`docker system dial-stdio\`, as the docker CLI does it. bgd reuses
-  its connections (HTTP/1.1 keep-alive over each ssh session), so a command starts about as
-  many sessions as it makes calls at once, not one per call. Its HTTP probes (readiness,
+  goes through ssh and \`docker system dial-stdio\`, as the docker CLI does it. bgd makes
+  one ssh connection per command (a control master) and keeps its sessions open between calls
+  (HTTP/1.1 keep-alive), at most 9 at once. Its HTTP probes (readiness,
   confirmation, verification) travel through the same ssh connection (\`ssh -W\` to nginx's
   ports on the host's loopback, \`lb.via: auto\`), as they would from a laptop.
 
