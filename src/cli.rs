@@ -66,6 +66,13 @@ pub enum Command {
     /// Route the live (and idle) release again to where its containers are now, after they
     /// restarted with other addresses; one validated, recorded reload
     Reroute,
+    /// Remove this app's release images older than the last `retain` releases (never the live,
+    /// idle or a used one)
+    Prune {
+        /// Show what would be removed and why the rest stays; remove nothing
+        #[arg(long)]
+        plan: bool,
+    },
     /// Past deploys, switches and rollbacks, as recorded on the Docker host
     History {
         /// How many entries, newest last
@@ -115,6 +122,7 @@ impl Command {
             Command::Status => "status",
             Command::Repair => "repair",
             Command::Reroute => "reroute",
+            Command::Prune { .. } => "prune",
             Command::History { .. } => "history",
             Command::Validate => "validate",
             Command::Render => "render",

@@ -118,6 +118,8 @@ result!(Switched {
     parked: Option<Release>,
     generation: u64,
     switch_ms: u64,
+    // only with `prune: auto` (tests/prune.rs)
+    pruned: Option<Vec<String>>,
 });
 result!(CandidateLeft {
     candidate: Release,
@@ -187,6 +189,28 @@ result!(LockRelease {
     app: String,
     released: Option<Holder>,
 });
+result!(PrunePlanned {
+    app: String,
+    plan: bool,
+    retain: u32,
+    would_remove: Vec<String>,
+    kept: Vec<Kept>,
+});
+result!(Pruned {
+    app: String,
+    plan: bool,
+    retain: u32,
+    removed: Vec<String>,
+    kept: Vec<Kept>,
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Kept {
+    image: String,
+    why: String,
+}
 result!(Init { path: String });
 result!(Completions {
     shell: String,
@@ -406,6 +430,11 @@ fn every_command_speaks_the_documented_json() {
         .any(|e| matches!(e, Line::Step(s) if s.step == "reroute")));
     let (_, h): (_, History) = strict(&json(&["history"]), "history");
     assert_eq!(h.entries.len(), 6);
+    // two images, both within `retain`: nothing goes (and these images are shared)
+    let (_, pp): (_, PrunePlanned) = strict(&json(&["prune", "--plan"]), "prune");
+    assert!(pp.plan && pp.would_remove.is_empty() && pp.kept.len() == 2, "{pp:?}");
+    let (_, pr): (_, Pruned) = strict(&json(&["prune"]), "prune");
+    assert!(!pr.plan && pr.removed.is_empty(), "{pr:?}");
     let (_, r): (_, Render) = strict(&json(&["render"]), "render");
     assert!(r.config.starts_with("# bgd-state: "));
     let (_, l): (_, LockStatus) = strict(&json(&["lock", "status"]), "lock");

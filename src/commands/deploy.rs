@@ -36,7 +36,20 @@ pub async fn run(
                 parked_note(&report)
             ));
             out.detail(&format!("switch took {}", fmt_duration(report.switch_took)));
-            out.result(true, 0, report_fields(&report));
+            let mut fields = report_fields(&report);
+            if config.prune == crate::config::PruneMode::Auto {
+                // the deploy stands whatever happens here
+                match deploy::prune::prune(&host, true).await {
+                    Ok(p) => {
+                        out.info(&format!("prune: {}", deploy::prune::summary(&p)));
+                        fields.insert("pruned".into(), json!(p.removed));
+                    }
+                    Err(e) => out.warn(&format!(
+                        "the deploy succeeded, but pruning old images failed: {e:#}; run `bgd prune` later"
+                    )),
+                }
+            }
+            out.result(true, 0, fields);
         }
         Deployed::Candidate {
             candidate,

@@ -7,6 +7,7 @@ mod history;
 mod init;
 mod lock;
 mod plan;
+mod prune;
 mod render;
 mod repair;
 mod reroute;
@@ -72,6 +73,7 @@ async fn with_docker(
         Command::Status => status::run(config, docker, out).await,
         Command::Repair => repair::run(config, docker, lock_wait(cli)?, out).await,
         Command::Reroute => reroute::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Prune { plan } => prune::run(config, docker, *plan, lock_wait(cli)?, out).await,
         Command::History { limit } => history::run(config, docker, *limit, out).await,
         Command::Render => render::run(config, docker, out).await,
         Command::Switch => switch::run(config, docker, lock_wait(cli)?, out).await,

@@ -10,7 +10,7 @@ mod validate;
 
 pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
 pub use envfile::{valid_env_name, Secret};
-pub use raw::{parse_duration, ParkMode, PullPolicy};
+pub use raw::{parse_duration, ParkMode, PruneMode, PullPolicy};
 pub use secrets::{command_secrets, secret_env, secret_name, shown_command, value_secrets};
 
 use crate::error;
@@ -37,6 +37,9 @@ pub struct Config {
     pub switch: Switch,
     pub park: ParkMode,
     pub pull: Pull,
+    /// Release images `prune` keeps (the newest releases')
+    pub retain: u32,
+    pub prune: PruneMode,
 }
 
 /// How a deploy gets its image onto the Docker host.

@@ -28,6 +28,18 @@ pub struct RawConfig {
     pub park: RawPark,
     #[serde(default)]
     pub pull: RawPull,
+    pub retain: Option<u32>,
+    pub prune: Option<PruneMode>,
+}
+
+/// When release images are pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMode {
+    /// Only by `bgd prune`
+    Manual,
+    /// Also after every successful deploy
+    Auto,
 }
 
 #[derive(Debug, Deserialize)]

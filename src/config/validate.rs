@@ -43,6 +43,13 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             format!("{network:?} must be a user-defined network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, not bridge/host/none)"),
         ));
     }
+    let retain = raw.retain.unwrap_or(3);
+    if retain == 0 {
+        return Err(issue(
+            "retain",
+            "must be at least 1 (the live release's image is always kept anyway)",
+        ));
+    }
     let s = raw.switch;
     Ok(Config {
         file: PathBuf::new(),
@@ -63,6 +70,8 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             timeout: positive("pull.timeout", raw.pull.timeout, Duration::from_secs(600))?,
             policy: raw.pull.policy.unwrap_or(PullPolicy::Missing),
         },
+        retain,
+        prune: raw.prune.unwrap_or(PruneMode::Manual),
         app,
         replicas,
         network,

@@ -24,6 +24,7 @@ mod gates;
 mod host;
 pub mod lock;
 mod prepare;
+pub mod prune;
 mod repair;
 mod rollback;
 pub mod routing;

@@ -257,6 +257,37 @@ impl Docker {
         Ok(names)
     }
 
+    /// Every container on the host (any state, any app): its name, the image reference it
+    /// was created from, and that image's ID.
+    pub async fn image_users(&self) -> Result<Vec<(String, String, String)>> {
+        let list = self
+            .call(
+                || "list containers".to_string(),
+                self.api
+                    .list_containers(Some(ListContainersOptions::<String> {
+                        all: true,
+                        ..Default::default()
+                    })),
+            )
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
+                (
+                    name,
+                    c.image.unwrap_or_default(),
+                    c.image_id.unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
     /// Runs a one-off container to completion: creates and starts it, passes each line of its
     /// output to `on_line`, waits up to `limit`, and removes it whatever happened. `Ok(None)`
     /// means it ran out of time (it was killed).

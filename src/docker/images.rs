@@ -15,6 +15,37 @@ impl Docker {
         Ok(self.image_defaults(image).await?.is_some())
     }
 
+    /// The ID (`sha256:...`) of the image `reference` names, if it is on the host.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        let found = self
+            .call_opt(
+                || format!("inspect image {reference}"),
+                self.api.inspect_image(reference),
+            )
+            .await?;
+        Ok(found.and_then(|i| i.id))
+    }
+
+    /// Removes the image reference `reference` (its tag; the image itself goes with its last
+    /// tag), never by force: Docker refuses while a container uses it. `Ok(false)` when it was
+    /// not there; the daemon's refusal is an error naming it.
+    pub async fn remove_image(&self, reference: &str) -> Result<bool> {
+        let removed = self
+            .call_opt(
+                || format!("remove image {reference}"),
+                self.api.remove_image(
+                    reference,
+                    Some(bollard::image::RemoveImageOptions {
+                        force: false,
+                        noprune: false,
+                    }),
+                    None,
+                ),
+            )
+            .await?;
+        Ok(removed.is_some())
+    }
+
     /// The env, command and labels an image gives its containers; `None` when the image is
     /// not on the host.
     pub async fn image_defaults(&self, image: &str) -> Result<Option<ImageDefaults>> {
