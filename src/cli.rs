@@ -66,6 +66,9 @@ pub enum Command {
     /// Route the live (and idle) release again to where its containers are now, after they
     /// restarted with other addresses; one validated, recorded reload
     Reroute,
+    /// Remove the candidate `deploy --no-switch` left waiting and park again the release it
+    /// set aside (rollback works again); live traffic is untouched
+    Discard,
     /// Remove this app's release images older than the last `retain` releases (never the live,
     /// idle or a used one)
     Prune {
@@ -123,6 +126,7 @@ impl Command {
             Command::Repair => "repair",
             Command::Reroute => "reroute",
             Command::Prune { .. } => "prune",
+            Command::Discard => "discard",
             Command::History { .. } => "history",
             Command::Validate => "validate",
             Command::Render => "render",

@@ -25,6 +25,10 @@ pub struct AppState {
     pub generation: u64,
     pub live: Option<Release>,
     pub idle: Option<Idle>,
+    /// While a candidate waits (`deploy --no-switch`): the parked release it displaced, kept
+    /// running under its aside names, which `discard` gives back and `switch` removes
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<Release>,
     /// The nginx bgd drives, and its version (read once per container, not every run)
     #[serde(default)]
     pub nginx: Option<NginxInfo>,
@@ -39,6 +43,7 @@ impl Default for AppState {
             generation: 0,
             live: None,
             idle: None,
+            set_aside: None,
             nginx: None,
             updated_at: String::new(),
         }
@@ -215,6 +220,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_aside_is_written_only_when_there_is_one() {
+        let s = AppState::default();
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("set_aside"), "{text}");
+        let with = AppState {
+            set_aside: Some(Release {
+                color: Color::Blue,
+                image: "web:v1".into(),
+                release: "r1".into(),
+            }),
+            ..AppState::default()
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains("\"set_aside\""), "{text}");
+        match parse_state(text.as_bytes()) {
+            Record::Read(back) => assert_eq!(*back, with),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn state_round_trip() {
         let s = AppState {
             schema: SCHEMA,
@@ -233,6 +259,7 @@ mod tests {
                 },
                 role: Role::Parked,
             }),
+            set_aside: None,
             nginx: None,
             updated_at: now(),
         };

@@ -142,6 +142,7 @@ result!(Status {
     app: String,
     live: Option<LiveColor>,
     idle: Option<IdleColor>,
+    set_aside: Option<Release>,
     nginx: NginxStatus,
     problems: Vec<String>,
     warnings: Vec<String>,
@@ -211,6 +212,12 @@ struct Kept {
     image: String,
     why: String,
 }
+result!(Discarded {
+    app: String,
+    discarded: Release,
+    parked: Option<Release>,
+    generation: u64,
+});
 result!(Init { path: String });
 result!(Completions {
     shell: String,
@@ -417,6 +424,20 @@ fn every_command_speaks_the_documented_json() {
     assert_eq!(sw.live.image, "bgd-demo:v2");
     let (_, rb): (_, Switched) = strict(&json(&["rollback"]), "rollback");
     assert_eq!(rb.live.image, "bgd-demo:v1");
+    // a candidate sets the parked release aside; discard gives it back
+    let (_, c): (_, CandidateLeft) =
+        strict(&json(&["deploy", "--no-switch", "bgd-demo:v3"]), "deploy");
+    assert_eq!(c.candidate.color, Color::Green);
+    let (_, s): (_, Status) = strict(&json(&["status"]), "status");
+    assert_eq!(
+        s.set_aside.map(|r| r.image),
+        Some("bgd-demo:v2".to_string())
+    );
+    let (_, d): (_, Discarded) = strict(&json(&["discard"]), "discard");
+    assert_eq!(d.discarded.image, "bgd-demo:v3");
+    assert_eq!(d.parked.map(|p| p.image), Some("bgd-demo:v2".to_string()));
+    let (_, f): (_, Failed) = strict(&json(&["discard"]), "discard");
+    assert!(f.error.contains("nothing to discard"), "{f:?}");
     let (_, s): (_, Status) = strict(&json(&["status"]), "status");
     assert_eq!(s.nginx.routes_to.as_deref(), Some("blue"));
     assert_eq!(s.live.map(|l| l.containers.len()), Some(2));
@@ -429,10 +450,13 @@ fn every_command_speaks_the_documented_json() {
         .iter()
         .any(|e| matches!(e, Line::Step(s) if s.step == "reroute")));
     let (_, h): (_, History) = strict(&json(&["history"]), "history");
-    assert_eq!(h.entries.len(), 6);
-    // two images, both within `retain`: nothing goes (and these images are shared)
+    assert_eq!(h.entries.len(), 8);
+    // three images, all within `retain`: nothing goes (and these images are shared)
     let (_, pp): (_, PrunePlanned) = strict(&json(&["prune", "--plan"]), "prune");
-    assert!(pp.plan && pp.would_remove.is_empty() && pp.kept.len() == 2, "{pp:?}");
+    assert!(
+        pp.plan && pp.would_remove.is_empty() && pp.kept.len() == 3,
+        "{pp:?}"
+    );
     let (_, pr): (_, Pruned) = strict(&json(&["prune"]), "prune");
     assert!(!pr.plan && pr.removed.is_empty(), "{pr:?}");
     let (_, r): (_, Render) = strict(&json(&["render"]), "render");

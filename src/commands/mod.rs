@@ -3,6 +3,7 @@
 
 mod completions;
 mod deploy;
+mod discard;
 mod history;
 mod init;
 mod lock;
@@ -73,6 +74,7 @@ async fn with_docker(
         Command::Status => status::run(config, docker, out).await,
         Command::Repair => repair::run(config, docker, lock_wait(cli)?, out).await,
         Command::Reroute => reroute::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Discard => discard::run(config, docker, lock_wait(cli)?, out).await,
         Command::Prune { plan } => prune::run(config, docker, *plan, lock_wait(cli)?, out).await,
         Command::History { limit } => history::run(config, docker, *limit, out).await,
         Command::Render => render::run(config, docker, out).await,

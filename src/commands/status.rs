@@ -50,6 +50,11 @@ fn fields(config: &Config, r: &StatusReport) -> Map<String, Value> {
             })
         }),
     );
+    // the parked release a waiting candidate displaced (`discard` gives it back)
+    f.insert(
+        "set_aside".into(),
+        super::deploy::release_json(obs.state.set_aside.as_ref()),
+    );
     f.insert(
         "nginx".into(),
         json!({
@@ -87,6 +92,12 @@ fn human(config: &Config, r: &StatusReport) -> String {
         Some((role, v)) => block(&mut s, role.as_str(), v),
         None => s.push_str("  idle      empty\n"),
     }
+    if let Some(a) = &obs.state.set_aside {
+        s.push_str(&format!(
+            "  aside     {:<6} {}  (release {}): the parked release, kept while the candidate waits\n",
+            a.color, a.image, a.release
+        ));
+    }
     match &obs.lb {
         None => s.push_str(&format!(
             "  nginx     {} does not exist yet\n",
@@ -111,8 +122,13 @@ fn human(config: &Config, r: &StatusReport) -> String {
     // what can be done from here, for whoever reads this during an incident
     match &r.idle {
         Some((Role::Candidate, v)) => s.push_str(&format!(
-            "  next      `bgd switch` promotes the candidate {} ({}); the next deploy replaces it\n",
-            v.release.color, v.release.image
+            "  next      `bgd switch` promotes the candidate {} ({}); `bgd discard` removes it{}; the next deploy replaces it\n",
+            v.release.color,
+            v.release.image,
+            obs.state
+                .set_aside
+                .as_ref()
+                .map_or(String::new(), |a| format!(" and parks {} again", a.image))
         )),
         Some((Role::Parked, v)) if r.live.is_some() => s.push_str(&format!(
             "  next      `bgd rollback` sends traffic back to {} ({})\n",

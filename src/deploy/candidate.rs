@@ -127,7 +127,7 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
             run.pool = Some(pool);
             Ok("the preview listener routes to the candidate".into())
         }
-        Command::Switch | Command::Rollback | Command::Reroute => {
+        Command::Switch | Command::Rollback | Command::Reroute | Command::Discard => {
             let containers = run.obs.containers_of(&target).len();
             let pool = run.obs.pool(run.host.config, &target);
             if pool.servers.len() != containers {
@@ -219,14 +219,31 @@ pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result
 /// `drop-parked`: the candidate holds the idle color for good (live, or left waiting): the
 /// parked release set aside is removed.
 pub async fn drop_parked(run: &mut Run<'_>) -> Result<String> {
-    let Some(aside) = run.undo.set_aside.take() else {
-        return Ok("nothing was set aside".into());
+    // set aside by this run (a deploy), or by the `deploy --no-switch` that left the
+    // candidate this run promotes (a switch)
+    let (release, names) = match run.undo.set_aside.take() {
+        Some(aside) => (
+            aside.release,
+            aside.containers.into_iter().map(|(now, _)| now).collect(),
+        ),
+        None => match run.obs.state.set_aside.clone() {
+            Some(release) => {
+                let names: Vec<String> = run
+                    .obs
+                    .containers_of(&release)
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                (release, names)
+            }
+            None => return Ok("nothing was set aside".into()),
+        },
     };
-    let names: Vec<String> = aside.containers.into_iter().map(|(now, _)| now).collect();
     run.host.remove_all(&names).await;
+    run.state.set_aside = None;
     Ok(format!(
         "removed the release {} that was parked: {}",
-        aside.release.release,
+        release.release,
         names.join(", ")
     ))
 }
@@ -251,6 +268,7 @@ pub async fn undo(run: &mut Run<'_>) {
                     release: aside.release.clone(),
                     role: Role::Parked,
                 });
+                run.state.set_aside = None;
                 parked_pool = Some(pool);
             }
             Err(e) => host.out.warn(&format!(
@@ -283,6 +301,73 @@ pub async fn undo(run: &mut Run<'_>) {
             ));
         }
     }
+}
+
+/// `discard`: the waiting candidate's containers are removed, the parked release it set
+/// aside gets its own names back, and the preview listener routes to it (or to nothing) in
+/// one validated reload. Live routing is the same before and after.
+pub async fn discard(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    let candidate = run.target()?.clone();
+    let names: Vec<String> = run
+        .obs
+        .containers_of(&candidate)
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    host.remove_all(&names).await;
+    let mut done = vec![format!("removed the candidate {}", names.join(", "))];
+    let parked = match run.state.set_aside.clone() {
+        None => None,
+        Some(release) => {
+            let containers: Vec<(String, String)> = run
+                .obs
+                .containers_of(&release)
+                .iter()
+                .filter_map(|c| {
+                    c.replica().map(|n| {
+                        (
+                            c.name.clone(),
+                            crate::model::container_name(&config.app, release.color, n),
+                        )
+                    })
+                })
+                .collect();
+            let aside = SetAside {
+                release: release.clone(),
+                containers,
+            };
+            let pool = give_back(run, &aside).await.map_err(|e| {
+                e.context(format!(
+                    "the candidate is gone, but the parked release {} could not have its names back; `bgd status` shows what is there",
+                    release.release
+                ))
+            })?;
+            done.push(format!("the parked release {} is back", release.release));
+            Some((release, pool))
+        }
+    };
+    run.state.generation += 1;
+    let text = host.render(&render_input(
+        config,
+        run.state.generation,
+        run.live_pool.as_ref(),
+        parked.as_ref().map(|(_, p)| (p, Role::Parked)),
+        run.features,
+    ))?;
+    run.state.idle = parked.as_ref().map(|(release, _)| Idle {
+        release: release.clone(),
+        role: Role::Parked,
+    });
+    run.state.set_aside = None;
+    host.install(&text, "the preview after the discard", None, &run.lock)
+        .await?;
+    done.push(match &parked {
+        Some((r, _)) => format!("the preview listener routes to {} again", r.color),
+        None => "the preview listener routes to nothing".to_string(),
+    });
+    run.journal.entry.message = done.join("; ");
+    Ok(done.join("; "))
 }
 
 /// Renames a set-aside parked release back; its pool (addresses do not change).

@@ -80,6 +80,8 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
         run.state.idle = None;
         run.execute(&steps).await?;
         if request.no_switch {
+            // the parked release stays aside for `discard` (or `switch`, which removes it)
+            run.state.set_aside = run.undo.set_aside.take().map(|a| a.release);
             let candidate = run.target()?.clone();
             run.journal.entry.message =
                 format!("{} waits as the candidate (--no-switch)", candidate.color);
@@ -108,6 +110,36 @@ pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
         let steps = plan::switch(host.config, &run.obs, &candidate)?;
         run.execute(&steps).await?;
         run.switch_report()
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// What `bgd discard` did.
+pub struct Discarded {
+    pub candidate: crate::model::Release,
+    /// The parked release given back, if the candidate had set one aside
+    pub parked: Option<crate::model::Release>,
+    pub generation: u64,
+}
+
+/// `bgd discard`: under the lock, the candidate `deploy --no-switch` left is removed and
+/// the parked release it set aside is given back (`rollback` works again). Live traffic is
+/// not touched. Refused (exit 2) when no candidate waits.
+pub async fn discard(host: &Host<'_>) -> Result<Discarded> {
+    let mut run = Run::new(host, Command::Discard);
+    let result = async {
+        run.execute(&[Step::prepare(host.config)]).await?;
+        let candidate = plan::discard_target(&run.obs)?;
+        run.set_target(candidate.clone());
+        let step = Step::discard(&candidate, run.obs.state.set_aside.as_ref());
+        run.execute(&[step]).await?;
+        Ok(Discarded {
+            candidate,
+            parked: run.state.idle.as_ref().map(|i| i.release.clone()),
+            generation: run.state.generation,
+        })
     }
     .await;
     run.finish(&result).await;

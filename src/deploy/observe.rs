@@ -149,6 +149,7 @@ impl Observed {
             .live
             .iter()
             .chain(self.state.idle.iter().map(|i| &i.release))
+            .chain(self.state.set_aside.iter())
             .collect();
         self.containers
             .iter()

@@ -161,9 +161,9 @@ pub fn deploy_steps(
     }
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
-    let drop_parked = Step::drop_parked(freeing, target, no_switch);
+    let drop_parked = Step::drop_parked(freeing, target);
     if no_switch {
-        steps.extend(drop_parked);
+        // the parked release stays set aside: `discard` gives it back, `switch` removes it
         return steps;
     }
     steps.push(Step::switch(config, target, "to"));
@@ -370,10 +370,27 @@ pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Ve
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
     steps.push(Step::switch(config, target, "to"));
+    if let Some(aside) = obs.state.set_aside.as_ref() {
+        steps.push(Step::drop_set_aside(aside, target));
+    }
     let on_failure = after_failed_verify(config, obs.live_pool(config).as_ref()).describe();
     steps.push(Step::verify(config, target, &on_failure));
     steps.extend(obs.state.live.as_ref().and_then(|l| Step::park(config, l)));
     Ok(steps)
+}
+
+/// The candidate `bgd discard` removes; refused when none waits.
+pub fn discard_target(obs: &Observed) -> Result<Release> {
+    match obs.state.idle.as_ref() {
+        Some(i) if i.role == Role::Candidate => Ok(i.release.clone()),
+        Some(i) => Err(error::refused(format!(
+            "nothing to discard: no candidate waits; the idle color {} holds the parked release {} ({}), which `bgd rollback` returns to",
+            i.release.color, i.release.release, i.release.image
+        ))),
+        None => Err(error::refused(
+            "nothing to discard: no candidate waits (`bgd deploy --no-switch IMAGE` leaves one)",
+        )),
+    }
 }
 
 /// The parked release a rollback returns to; refused when there is none.
@@ -381,8 +398,16 @@ pub fn rollback_target(obs: &Observed) -> Result<Release> {
     let Some(parked) = obs.state.idle.clone().filter(|i| i.role == Role::Parked) else {
         let why = match &obs.state.idle {
             Some(i) => format!(
-                "the idle color {} holds a candidate ({}), not a parked release; `bgd switch` promotes it, the next deploy replaces it",
-                i.release.color, i.release.image
+                "the idle color {} holds a candidate ({}), not a parked release; `bgd switch` promotes it, {}",
+                i.release.color,
+                i.release.image,
+                match &obs.state.set_aside {
+                    Some(p) => format!(
+                        "`bgd discard` removes it and gives back the parked release {} ({}), to roll back to",
+                        p.release, p.image
+                    ),
+                    None => "`bgd discard` removes it, the next deploy replaces it".to_string(),
+                }
             ),
             None => "no release is parked".to_string(),
         };

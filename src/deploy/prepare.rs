@@ -324,6 +324,7 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),
         Command::Reroute => host.running_lb(lb.as_ref(), "reroute").map(drop),
+        Command::Discard => host.running_lb(lb.as_ref(), "discard").map(drop),
     }
 }
 
@@ -335,5 +336,6 @@ fn command_line(command: &Command) -> String {
         Command::Switch => "bgd switch".into(),
         Command::Rollback => "bgd rollback".into(),
         Command::Reroute => "bgd reroute".into(),
+        Command::Discard => "bgd discard".into(),
     }
 }

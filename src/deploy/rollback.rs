@@ -138,6 +138,8 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
             release: parked.clone(),
             role: Role::Parked,
         }),
+        // only a parked release is rolled back to: no candidate waits, nothing is aside
+        set_aside: None,
         nginx: Some(NginxInfo {
             container_id: lb.id.clone(),
             version: format!("{}.{}.{}", version.0, version.1, version.2),

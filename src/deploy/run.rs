@@ -31,6 +31,8 @@ pub enum Command {
     Rollback,
     /// `bgd reroute`: the same colors, routed to where their containers are now
     Reroute,
+    /// `bgd discard`: the waiting candidate goes, the release it set aside is parked again
+    Discard,
 }
 
 /// What a finished deploy, switch or rollback reports.
@@ -142,6 +144,7 @@ impl<'a> Run<'a> {
             Command::Switch => "switch",
             Command::Rollback => "rollback",
             Command::Reroute => "reroute",
+            Command::Discard => "discard",
         };
         let mut entry = HistoryEntry {
             at: state::now(),
@@ -270,6 +273,7 @@ impl<'a> Run<'a> {
             StepKind::Verify => switch::verify(self).await,
             StepKind::Park => switch::park(self).await,
             StepKind::Reroute => switch::reroute(self).await,
+            StepKind::Discard => candidate::discard(self).await,
         };
         match done {
             Ok(message) => {
@@ -317,7 +321,7 @@ impl<'a> Run<'a> {
             }
             Command::Deploy(_) | Command::Switch => switch::back_after_failed_verify(self, e).await,
             // nothing follows the reroute's install: its failures come before `switched`
-            Command::Reroute => e,
+            Command::Reroute | Command::Discard => e,
         }
     }
 

@@ -201,11 +201,13 @@ pub struct Aside {
 
 pub fn free_idle_color(config: &Config, obs: &Observed, target: Color) -> Freeing {
     let state = &obs.state;
+    // the parked release, or the one a waiting candidate displaced (kept aside)
     let parked = state
         .idle
         .as_ref()
         .filter(|i| i.role == Role::Parked && i.release.color == target)
-        .map(|i| &i.release);
+        .map(|i| &i.release)
+        .or(state.set_aside.as_ref().filter(|r| r.color == target));
     let mut freeing = Freeing::default();
     let mut aside = Vec::new();
     for c in obs.of_color(target) {

@@ -50,6 +50,8 @@ pub enum StepKind {
     Park,
     /// route the live and idle releases to where their containers are now
     Reroute,
+    /// remove the waiting candidate; park again the release it set aside
+    Discard,
 }
 
 impl StepKind {
@@ -73,6 +75,7 @@ impl StepKind {
             StepKind::Verify => "verify",
             StepKind::Park => "park",
             StepKind::Reroute => "reroute",
+            StepKind::Discard => "discard",
         }
     }
 
@@ -109,6 +112,23 @@ impl Step {
 
 /// The words of each step, from what the plan knows.
 impl Step {
+    /// The words of `discard`, from the record.
+    pub fn discard(candidate: &Release, set_aside: Option<&Release>) -> Step {
+        Step::new(
+            StepKind::Discard,
+            match set_aside {
+                Some(p) => format!(
+                    "remove the candidate {} ({}, release {}); give the parked release {} ({}) its names back and route the preview listener to it: one validated reload, live traffic untouched",
+                    candidate.color, candidate.image, candidate.release, p.release, p.image
+                ),
+                None => format!(
+                    "remove the candidate {} ({}, release {}) and route the preview listener to nothing: one validated reload, live traffic untouched",
+                    candidate.color, candidate.image, candidate.release
+                ),
+            },
+        )
+    }
+
     pub fn reroute(config: &Config) -> Step {
         Step::new(
             StepKind::Reroute,
@@ -282,16 +302,20 @@ impl Step {
     }
 
     /// The parked release set aside, let go once `color` is live (or the candidate's).
-    pub fn drop_parked(freeing: &Freeing, color: Color, no_switch: bool) -> Option<Step> {
+    pub fn drop_parked(freeing: &Freeing, color: Color) -> Option<Step> {
         let (parked, _) = freeing.set_aside.as_ref()?;
-        let now = if no_switch { "the candidate's" } else { "live" };
-        Some(Step::new(
+        Some(Step::drop_set_aside(parked, color))
+    }
+
+    /// Removing the parked release set aside in `color`, which is live now.
+    pub fn drop_set_aside(parked: &Release, color: Color) -> Step {
+        Step::new(
             StepKind::DropParked,
             format!(
-                "remove the release {} ({}) that was parked in {color}: {color} is {now} now",
+                "remove the release {} ({}) that was parked in {color}: {color} is live now",
                 parked.release, parked.image
             ),
-        ))
+        )
     }
 
     pub fn verify(config: &Config, color: Color, on_failure: &str) -> Step {

@@ -254,6 +254,8 @@ fn state_after(state: &AppState, to: &Routing) -> AppState {
         .filter(|i| Some(i.release.color) == live_color)
     {
         after.live = Some(idle.release.clone());
+        // a release set aside by the candidate is removed right after the switch
+        after.set_aside = None;
         after.idle = state.live.clone().map(|release| Idle {
             release,
             role: to.preview.as_ref().map_or(Role::Parked, |(_, role)| *role),
