@@ -9,9 +9,11 @@
 #                                            application server at its defaults
 #   bgd-registry:test                        Debian 12's docker-registry (the CNCF distribution
 #                                            registry) and htpasswd: a private registry for pulls
+#   bgd-nginx:entrypoint, bgd-nginx:elsewhere  bgd-nginx:1.30 with nginx as its ENTRYPOINT, and
+#                                            with nginx moved off PATH (/opt/nginx/sbin/nginx)
 # An image is rebuilt only when its inputs changed (their hash is stored as a label), so a
 # warm machine reuses them and a fresh one builds them.
-# Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd|gunicorn|registry]...
+# Usage: scripts/build-images.sh [demo|nginx|nginx-old|sshd|gunicorn|registry|nginx-layouts]...
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -295,6 +297,37 @@ build_registry() {
   log "built bgd-registry:test ($(echo "$v" | tr '\n' ' '))"
 }
 
+# Other layouts of nginx images, from bgd-nginx:1.30: nginx as the ENTRYPOINT (a common
+# hand-built style), and nginx at another path, not on PATH, started by its full path.
+build_nginx_layouts() {
+  build_nginx 1.30 sid
+  local base; base=$(docker image inspect -f '{{.Id}}' bgd-nginx:1.30)
+  local rev; rev=$(printf '%s' "$base" | cat - "$0" | sha256sum | cut -c1-16)
+  local out="$cache/nginx-layouts"
+  rm -rf "$out" && mkdir -p "$out/entrypoint" "$out/elsewhere"
+  if [ "$(current_rev bgd-nginx:entrypoint)" != "$rev" ]; then
+    printf '%s\n' 'FROM bgd-nginx:1.30' 'ENTRYPOINT ["nginx", "-g", "daemon off;"]' 'CMD []' \
+      > "$out/entrypoint/Dockerfile"
+    dbuild --label "bgd.build-rev=$rev" -t bgd-nginx:entrypoint "$out/entrypoint"
+    log "built bgd-nginx:entrypoint"
+  else
+    log "bgd-nginx:entrypoint is up to date"
+  fi
+  if [ "$(current_rev bgd-nginx:elsewhere)" != "$rev" ]; then
+    printf '%s\n' 'FROM bgd-nginx:1.30' \
+      'RUN mkdir -p /opt/nginx/sbin && mv /usr/sbin/nginx /opt/nginx/sbin/nginx' \
+      'ENTRYPOINT ["/opt/nginx/sbin/nginx", "-g", "daemon off;"]' 'CMD []' \
+      > "$out/elsewhere/Dockerfile"
+    dbuild --label "bgd.build-rev=$rev" -t bgd-nginx:elsewhere "$out/elsewhere"
+    if docker run --rm --entrypoint sh bgd-nginx:elsewhere -c 'command -v nginx' >/dev/null 2>&1; then
+      log "bgd-nginx:elsewhere still has nginx on PATH"; exit 1
+    fi
+    log "built bgd-nginx:elsewhere"
+  else
+    log "bgd-nginx:elsewhere is up to date"
+  fi
+}
+
 for w in "${what[@]}"; do
   case "$w" in
     demo) build_demo ;;
@@ -303,6 +336,7 @@ for w in "${what[@]}"; do
     sshd) build_sshd ;;
     gunicorn) build_gunicorn ;;
     registry) build_registry ;;
-    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd, gunicorn, registry)"; exit 2 ;;
+    nginx-layouts) build_nginx_layouts ;;
+    *) log "unknown image set: $w (demo, nginx, nginx-old, sshd, gunicorn, registry, nginx-layouts)"; exit 2 ;;
   esac
 done

@@ -17,7 +17,7 @@ command -v shellcheck >/dev/null 2>&1 || {
   echo "test.sh: shellcheck is missing: the tests check bgd's in-container scripts with it (apt-get install shellcheck)" >&2
   exit 1
 }
-scripts/build-images.sh demo nginx nginx-old sshd gunicorn registry
+scripts/build-images.sh demo nginx nginx-old sshd gunicorn registry nginx-layouts
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --no-fail-fast "$@"
 else

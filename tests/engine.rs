@@ -133,7 +133,7 @@ fn a_deploy_runs_exactly_the_steps_its_plan_lists() {
             "verify",
         ],
     );
-    // --no-switch stops after the gates
+    // --no-switch stops after the gates, the parked release kept aside (for `discard`)
     deploy_as_planned(
         &t,
         &["--no-switch", "bgd-demo:v4"],
@@ -147,16 +147,17 @@ fn a_deploy_runs_exactly_the_steps_its_plan_lists() {
             "compatibility",
             "smoke",
             "drift",
-            "drop-parked",
         ],
     );
-    // and the next deploy replaces the waiting candidate
+    // and the next deploy replaces the waiting candidate, the release aside parked again
+    // until the switch lets it go
     deploy_as_planned(
         &t,
         &["bgd-demo:v1"],
         &[
             "prepare",
             "tidy",
+            "set-aside",
             "start",
             "preview",
             "readiness",
@@ -165,6 +166,7 @@ fn a_deploy_runs_exactly_the_steps_its_plan_lists() {
             "smoke",
             "drift",
             "switch",
+            "drop-parked",
             "verify",
         ],
     );

@@ -11,7 +11,10 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const INSTALL_SH: &str = include_str!("../src/nginx/install.sh");
+const INSTALL_SH: &str = concat!(
+    include_str!("../src/nginx/find-nginx.sh"),
+    include_str!("../src/nginx/install.sh")
+);
 const LOCK_SH: &str = include_str!("../src/nginx/lock.sh");
 
 /// The stub: control files in /stub steer it, anything else goes to the real nginx.
@@ -188,9 +191,13 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn the_scripts_are_shellcheck_clean() {
     let root = env!("CARGO_MANIFEST_DIR");
+    // the install script as bgd runs it: find-nginx.sh first
+    let joined = std::env::temp_dir().join(format!("bgd-install-{}.sh", std::process::id()));
+    std::fs::write(&joined, INSTALL_SH).unwrap();
     let out = Command::new("shellcheck")
         .args(["-s", "sh"])
-        .arg(format!("{root}/src/nginx/install.sh"))
+        .arg(&joined)
+        .arg(format!("{root}/src/nginx/find-nginx.sh"))
         .arg(format!("{root}/src/nginx/lock.sh"))
         .output()
         .unwrap_or_else(|e| {

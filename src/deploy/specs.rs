@@ -79,19 +79,13 @@ pub fn lb_spec(config: &Config, image: &str) -> ContainerSpec {
         (LABEL_ROLE.to_string(), "lb".to_string()),
         ("bgd.lb-for".to_string(), config.app.clone()),
     ]);
-    // Old workers must not outlive the drain bound (a WebSocket would keep one forever).
-    let shutdown = config.switch.drain + Duration::from_secs(5);
+    // The image runs as it was built (entrypoint script + CMD, or nginx as its ENTRYPOINT):
+    // bgd overrides nothing. Old workers are bounded by bgd's install itself, which stops
+    // those still busy after `switch.drain` inside the container, even if bgd dies.
     ContainerSpec {
         name: config.lb.container.clone(),
         image: image.to_string(),
-        cmd: Some(vec![
-            "nginx".into(),
-            "-g".into(),
-            format!(
-                "daemon off; worker_shutdown_timeout {}s;",
-                shutdown.as_secs()
-            ),
-        ]),
+        cmd: None,
         labels,
         network: config.network.clone(),
         // bgd's record (state, history, the lock, the active config) outlives the container:
@@ -301,11 +295,11 @@ mod tests {
     }
 
     #[test]
-    fn lb_spec_publishes_and_bounds_old_workers() {
+    fn lb_spec_publishes_and_keeps_the_images_command() {
         let s = lb_spec(&config(), "nginx:1.30");
         assert_eq!(s.name, "web-lb");
         assert_eq!(s.publish[0], (Some("127.0.0.1".into()), Some(8000), 80));
-        assert!(s.cmd.unwrap()[2].contains("worker_shutdown_timeout 35s"));
+        assert_eq!(s.cmd, None, "the image's own command runs");
         assert_eq!(s.binds, vec!["web-lb-bgd:/etc/nginx/bgd".to_string()]);
     }
 

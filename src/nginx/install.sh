@@ -39,6 +39,7 @@
 # not-applied         no new workers within --handover-ms: nginx kept its old config; the
 #                     previous files are restored and nginx reloaded again
 # not-running         no nginx worker process is running
+# no-nginx            no nginx binary in the container (find_nginx, from find-nginx.sh)
 # write-failed        a file could not be written; the previous config is active
 # busy                another install held the guard longer than --guard-ms and than it
 #                     said it would
@@ -308,6 +309,7 @@ every_pid
 accepting_of "$every"
 old=$accepting
 if [ -z "$old" ]; then echo "no nginx worker process is running"; finish not-running; fi
+find_nginx || { echo "no nginx binary on PATH, as PID 1 or in the usual places"; finish no-nginx; }
 rm -f "$dir/prev.conf" "$dir/prev.stub"
 { [ ! -f "$active" ] || cp "$active" "$dir/prev.conf"; } || finish write-failed
 { [ ! -f "$stub" ] || cp "$stub" "$dir/prev.stub"; } || finish write-failed
@@ -317,12 +319,12 @@ current=""
 if [ "$current" != "$stub_text" ]; then
   put "$stub" "$stub_text" || { restore; echo "cannot write $stub"; finish write-failed; }
 fi
-if ! out=$(nginx -t 2>&1); then
+if ! out=$("$NGINX" -t 2>&1); then
   restore
   echo "$out"
   finish invalid
 fi
-if ! out=$(nginx -s reload 2>&1); then
+if ! out=$("$NGINX" -s reload 2>&1); then
   restore
   echo "$out"
   finish reload-refused
@@ -343,7 +345,7 @@ while :; do
   now
   if [ "$now_ms" -ge "$handover_end" ]; then
     restore
-    nginx -s reload > /dev/null 2>&1
+    "$NGINX" -s reload > /dev/null 2>&1
     echo "nginx kept its old config (its error log says why)"
     finish not-applied
   fi

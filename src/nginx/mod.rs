@@ -139,7 +139,11 @@ impl<'a> Nginx<'a> {
     pub async fn version(&self) -> Result<Option<(u32, u32, u32)>, NginxError> {
         let out = self
             .docker
-            .exec(&self.container, &["nginx", "-v"], Duration::from_secs(10))
+            .exec(
+                &self.container,
+                &["sh", "-c", script::RUN_NGINX, "bgd-nginx", "-v"],
+                Duration::from_secs(10),
+            )
             .await?;
         Ok(render::parse_version(&format!(
             "{}{}",
@@ -151,7 +155,11 @@ impl<'a> Nginx<'a> {
     pub async fn dump_config(&self) -> Result<String, NginxError> {
         let out = self
             .docker
-            .exec(&self.container, &["nginx", "-T"], Duration::from_secs(10))
+            .exec(
+                &self.container,
+                &["sh", "-c", script::RUN_NGINX, "bgd-nginx", "-T"],
+                Duration::from_secs(10),
+            )
             .await?;
         if out.exit_code != 0 {
             return Err(NginxError::Invalid(format!("{}{}", out.stdout, out.stderr)));
@@ -332,6 +340,10 @@ impl<'a> Nginx<'a> {
             ))),
             "locked" => Err(NginxError::Locked(report.holder())),
             "lock-lost" => Err(NginxError::LockLost),
+            "no-nginx" => Err(NginxError::Broken(format!(
+                "container {} has no nginx bgd can find ({detail}); bgd looks on PATH, at PID 1's program and in /usr/sbin, /usr/local/sbin, /usr/local/nginx/sbin, /opt/nginx/sbin",
+                self.container
+            ))),
             "not-running" => Err(NginxError::Broken(format!(
                 "nginx in container {} is not running ({detail}); check `docker logs {}`",
                 self.container, self.container

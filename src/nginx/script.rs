@@ -8,7 +8,15 @@ use crate::docker::Docker;
 use crate::lock::Holder;
 use std::time::Duration;
 
-const INSTALL_SH: &str = include_str!("install.sh");
+/// The install script, after `find_nginx` (find-nginx.sh), which runs nginx wherever the
+/// image put it.
+const INSTALL_SH: &str = concat!(include_str!("find-nginx.sh"), include_str!("install.sh"));
+/// Runs the container's nginx with the exec's arguments (`sh -c RUN_NGINX bgd-nginx -v`).
+pub const RUN_NGINX: &str = concat!(
+    include_str!("find-nginx.sh"),
+    "find_nginx || { echo 'bgd: no nginx binary in this container' >&2; exit 127; }\n",
+    "exec \"$NGINX\" \"$@\"\n"
+);
 const LOCK_SH: &str = include_str!("lock.sh");
 const OUTCOME: &str = "BGD_OUTCOME ";
 const HOLDER: &str = "BGD_HOLDER ";

@@ -34,7 +34,15 @@ pub fn ensure_images() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new("bash")
             .arg(root.join("scripts/build-images.sh"))
-            .args(["demo", "nginx", "nginx-old", "sshd", "gunicorn", "registry"])
+            .args([
+                "demo",
+                "nginx",
+                "nginx-old",
+                "sshd",
+                "gunicorn",
+                "registry",
+                "nginx-layouts",
+            ])
             .status()
             .expect("run scripts/build-images.sh");
         assert!(status.success(), "scripts/build-images.sh failed");
