@@ -293,6 +293,7 @@ struct NginxStatus {
     version: Option<String>,
     routes_to: Option<String>,
     generation: Option<u64>,
+    other_apps: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@
 //! A failure is any connect error, reset, EOF before the full response, timeout, 5xx, or a
 //! wrong color: with --expect-file, the file holds `any` or a color; a response to a request
 //! sent after the file last changed must carry that color in X-Bgd-Color (or, with
+//! --host NAME sends that Host header (a virtual host of a shared nginx) instead of the URL's.
 //! --color-header NAME, in that header: e.g. the app's own version header, to see which
 //! release really answered).
 //!
@@ -123,7 +124,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: bgd-load --url http://127.0.0.1:PORT/PATH [--keepalive N] [--paced N] [--close N] [--post N]\n\
          \x20               [--pace-ms MS] [--post-path PATH] [--duration SECS] [--stop-file F] [--expect-file F]\n\
-         \x20               [--post-pace-ms MS] [--post-close] [--color-header NAME]"
+         \x20               [--post-pace-ms MS] [--post-close] [--color-header NAME] [--host NAME]"
     );
     std::process::exit(2);
 }
@@ -140,6 +141,7 @@ fn parse_args() -> Options {
     let mut post_pace = Duration::ZERO;
     let mut post_close = false;
     let mut color_header = "x-bgd-color".to_string();
+    let mut host_header = None;
     while let Some(a) = args.next() {
         let mut val = || {
             args.next()
@@ -166,6 +168,17 @@ fn parse_args() -> Options {
                 continue;
             }
             "--color-header" => color_header = val().to_ascii_lowercase(),
+            "--host" => {
+                let h = val();
+                if h.is_empty()
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+                {
+                    usage(&format!("--host: not a host name: {h}"));
+                }
+                host_header = Some(h);
+            }
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -188,7 +201,7 @@ fn parse_args() -> Options {
     }
     Options {
         addr,
-        host: hostport.to_string(),
+        host: host_header.unwrap_or_else(|| hostport.to_string()),
         path,
         post_path,
         post_pace,

@@ -13,7 +13,19 @@ use serde_json::{json, Map, Value};
 pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
     let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     let report = status(&host).await?;
-    out.print(&human(config, &report));
+    // the other apps behind the same nginx (host-based routing), for whoever shares it
+    let others: Vec<String> = match report.observed.lb.as_ref().filter(|l| l.running()) {
+        Some(_) => host
+            .nginx()
+            .apps()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| *a != config.app)
+            .collect(),
+        None => Vec::new(),
+    };
+    out.print(&human(config, &report, &others));
     for w in &report.warnings {
         let mut m = Map::new();
         m.insert("message".into(), json!(w));
@@ -21,14 +33,14 @@ pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
     }
     // live traffic that may reach anything but the live color is exit 7, with the report
     if report.problems.is_empty() {
-        out.result(true, 0, fields(config, &report));
+        out.result(true, 0, fields(config, &report, &others));
         return Ok(());
     }
-    out.result(false, 7, fields(config, &report));
+    out.result(false, 7, fields(config, &report, &others));
     Err(Failure::Reported(7).into())
 }
 
-fn fields(config: &Config, r: &StatusReport) -> Map<String, Value> {
+fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, Value> {
     let obs = &r.observed;
     let mut f = Map::new();
     f.insert("app".into(), json!(config.app));
@@ -63,6 +75,7 @@ fn fields(config: &Config, r: &StatusReport) -> Map<String, Value> {
             "version": obs.state.nginx.as_ref().map(|n| n.version.clone()),
             "routes_to": r.routes_to,
             "generation": r.generation,
+            "other_apps": others,
         }),
     );
     f.insert("problems".into(), json!(r.problems));
@@ -78,7 +91,7 @@ fn replicas_json(reps: &[Replica]) -> Value {
     )
 }
 
-fn human(config: &Config, r: &StatusReport) -> String {
+fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
     let obs = &r.observed;
     let mut s = format!("app {}\n", config.app);
     for p in &r.problems {
@@ -115,6 +128,12 @@ fn human(config: &Config, r: &StatusReport) -> String {
             r.generation
                 .map_or(String::new(), |g| format!(" (generation {g})"))
         )),
+    }
+    if !others.is_empty() {
+        s.push_str(&format!(
+            "  shared    with {} (their own bgd.yaml, lock and routing)\n",
+            others.join(", ")
+        ));
     }
     for w in &r.warnings {
         s.push_str(&format!("  warning: {w}\n"));

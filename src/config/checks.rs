@@ -24,6 +24,24 @@ pub fn valid_app_name(name: &str) -> bool {
 
 /// An image reference as Docker accepts it: `[registry[:port]/]name[:tag][@digest]`, no
 /// whitespace or shell/config metacharacters.
+/// A host name nginx can match and bgd can put in a Host header: labels of a-z, 0-9 and
+/// '-' (not at either end), dot-separated, at most 253 characters; `*.` may lead (a
+/// wildcard). Lower case.
+pub fn valid_host_name(name: &str) -> bool {
+    let bare = name.strip_prefix("*.").unwrap_or(name);
+    !bare.is_empty()
+        && name.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
 pub fn check_image_ref(image: &str) -> std::result::Result<(), String> {
     let ok_chars = image
         .chars()

@@ -108,6 +108,10 @@ pub struct Migrate {
 #[derive(Debug, Clone)]
 pub struct Lb {
     pub container: String,
+    /// The names the live server answers (`server_name`); empty: the default server
+    pub hosts: Vec<String>,
+    /// The name the preview server answers when `hosts` is set
+    pub preview_host: Option<String>,
     pub image: Option<String>,
     pub publish: Vec<Publish>,
     pub listen: u16,
@@ -321,6 +325,35 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_checked_and_the_preview_gets_a_name_of_its_own() {
+        let base = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['80:80', '8081:8081']\n";
+        let c = parse(Path::new("bgd.yaml"), base).unwrap();
+        assert!(c.lb.hosts.is_empty() && c.lb.preview_host.is_none());
+        let c = parse(
+            Path::new("bgd.yaml"),
+            &format!("{base}  hosts: [Shop.Example.com, '*.shop.example.com', shop.example.com]\n"),
+        )
+        .unwrap();
+        assert_eq!(c.lb.hosts, ["shop.example.com", "*.shop.example.com"]);
+        assert_eq!(
+            c.lb.preview_host.as_deref(),
+            Some("preview.shop.example.com")
+        );
+        for bad in [
+            "  hosts: ['shop example.com']\n",
+            "  hosts: ['shop.example.com;']\n",
+            "  hosts: ['-shop.com']\n",
+            "  hosts: [a.com]\n  preview_host: a.com\n",
+            "  hosts: [a.com]\n  preview_host: '*.a.com'\n",
+        ] {
+            assert!(
+                parse(Path::new("bgd.yaml"), &format!("{base}{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_tcp_daemon_names_its_host_in_the_urls_derived_from_publish() {

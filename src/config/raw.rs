@@ -119,6 +119,8 @@ pub struct RawLb {
     pub template: Option<String>,
     pub upstream_keepalive_timeout: Option<DurationStr>,
     pub via: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub preview_host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -327,8 +327,43 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
         None => None,
         Some(rel) => Some(read_relative(dir, "lb.template", &rel)?),
     };
+    let mut hosts = Vec::new();
+    for (i, h) in l.hosts.unwrap_or_default().into_iter().enumerate() {
+        let h = h.to_ascii_lowercase();
+        if !valid_host_name(&h) {
+            return Err(issue(
+                format!("lb.hosts[{i}]"),
+                format!("{h:?} is not a host name (letters, digits, '-' and dots; `*.` may lead)"),
+            ));
+        }
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    let preview_host = match (l.preview_host, hosts.first()) {
+        (Some(p), _) => {
+            let p = p.to_ascii_lowercase();
+            if !valid_host_name(&p) || p.starts_with("*.") {
+                return Err(issue(
+                    "lb.preview_host",
+                    format!("{p:?} is not a host name (letters, digits, '-' and dots)"),
+                ));
+            }
+            if hosts.contains(&p) {
+                return Err(issue(
+                    "lb.preview_host",
+                    format!("{p:?} is one of lb.hosts: the preview needs a name of its own"),
+                ));
+            }
+            Some(p)
+        }
+        (None, Some(first)) => Some(format!("preview.{}", first.trim_start_matches("*."))),
+        (None, None) => None,
+    };
     Ok(Lb {
         container: lb_container,
+        hosts,
+        preview_host,
         image: l.image,
         publish,
         listen,

@@ -46,7 +46,7 @@ impl<'a> Host<'a> {
             config,
             docker,
             out,
-            prober: Prober::new(socks.as_deref())?,
+            prober: Prober::new(socks.as_deref(), probe_hosts(config))?,
             lock_wait,
             template,
         })
@@ -327,4 +327,22 @@ fn listeners(config: &Config) -> Vec<(String, u16)> {
             Some((host, url.port_or_known_default()?))
         })
         .collect()
+}
+
+/// With `lb.hosts`: the Host header bgd's probes send to each listener (the first host, a
+/// wildcard's as `bgd-probe.<domain>`; the preview host).
+fn probe_hosts(config: &Config) -> Vec<(String, String)> {
+    let lb = &config.lb;
+    let mut hosts = Vec::new();
+    if let Some(first) = lb.hosts.first() {
+        let name = match first.strip_prefix("*.") {
+            Some(domain) => format!("bgd-probe.{domain}"),
+            None => first.clone(),
+        };
+        hosts.push((lb.url.clone(), name));
+    }
+    if let Some(p) = &lb.preview_host {
+        hosts.push((lb.preview_url.clone(), p.clone()));
+    }
+    hosts
 }

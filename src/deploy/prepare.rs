@@ -225,9 +225,20 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
         .into_iter()
         .filter_map(url_host)
         .collect();
-    let mut hosts = vec!["localhost", "127.0.0.1"];
-    hosts.extend(url_hosts);
-    let files = clashing_files(&dump, &[lb.listen, lb.preview_listen], &hosts);
+    let named = !lb.hosts.is_empty();
+    let mut hosts: Vec<&str> = if named {
+        lb.hosts
+            .iter()
+            .chain(lb.preview_host.iter())
+            .map(String::as_str)
+            .collect()
+    } else {
+        vec!["localhost", "127.0.0.1"]
+    };
+    if !named {
+        hosts.extend(url_hosts);
+    }
+    let files = clashing_files(&dump, &[lb.listen, lb.preview_listen], &hosts, !named);
     let Some(first) = files.first() else {
         return Ok(());
     };
@@ -237,6 +248,37 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
         lb.preview_listen,
         files.join(", "),
         host.config.app,
+    )))
+}
+
+/// Other apps sharing this nginx must not answer for this one: the same name on the same
+/// port, or two default servers (one app without `lb.hosts` per port). Found before anything
+/// changes: exit 2, naming the other app.
+async fn refuse_clashing_apps(run: &Run<'_>, name: &str) -> Result<()> {
+    let (host, config) = (run.host, run.host.config);
+    let lb = &config.lb;
+    let dump = host
+        .nginx()
+        .dump_config()
+        .await
+        .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
+    let preview: Vec<String> = lb.preview_host.iter().cloned().collect();
+    let clashes = crate::nginx::servers::app_clashes(
+        &dump,
+        &config.app,
+        &[(lb.listen, &lb.hosts), (lb.preview_listen, &preview)],
+    );
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    let said: Vec<String> = clashes
+        .iter()
+        .map(|(app, why)| format!("app {app}: {why}"))
+        .collect();
+    Err(error::config(format!(
+        "the nginx container {name} is shared with other apps that would answer requests meant for {} ({}). Give each app sharing a port its own names (lb.hosts, lb.preview_host; one app per port may go without, as the default server), or other ports. Nothing was changed",
+        config.app,
+        said.join("; ")
     )))
 }
 
@@ -316,10 +358,11 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
             }
             if lb.label(LABEL_ROLE) == Some("lb") {
                 // bgd's own container: its image's stock server is bgd's to disable
-                disable_clashing_default_server(run, &lb.name).await
+                disable_clashing_default_server(run, &lb.name).await?;
             } else {
-                refuse_clashing_servers(run, &lb.name).await
+                refuse_clashing_servers(run, &lb.name).await?;
             }
+            refuse_clashing_apps(run, &lb.name).await
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),

@@ -167,6 +167,8 @@ pub fn render_input(
         probe_routes,
         features,
         upstream_keepalive_timeout: config.lb.upstream_keepalive_timeout,
+        hosts: config.lb.hosts.clone(),
+        preview_host: config.lb.preview_host.clone(),
     }
 }
 

@@ -151,6 +151,32 @@ impl<'a> Nginx<'a> {
         )))
     }
 
+    /// The apps bgd deploys behind this nginx (each with a record in bgd's directory), this
+    /// one included, sorted.
+    pub async fn apps(&self) -> Result<Vec<String>, NginxError> {
+        let list = format!(
+            "for d in {BGD_DIR}/*/; do [ -f \"${{d}}{}\" ] && basename \"$d\"; done; true",
+            crate::state::STATE_FILE
+        );
+        let out = self
+            .docker
+            .exec(
+                &self.container,
+                &["sh", "-c", &list],
+                Duration::from_secs(10),
+            )
+            .await?;
+        let mut apps: Vec<String> = out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|a| crate::config::valid_app_name(a))
+            .map(str::to_string)
+            .collect();
+        apps.sort();
+        Ok(apps)
+    }
+
     /// nginx's whole configuration as it would load it now (`nginx -T`).
     pub async fn dump_config(&self) -> Result<String, NginxError> {
         let out = self

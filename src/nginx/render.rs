@@ -53,6 +53,10 @@ pub struct RenderInput {
     pub features: Features,
     /// nginx's idle limit for connections to the replicas
     pub upstream_keepalive_timeout: std::time::Duration,
+    /// The live server's names (`lb.hosts`); empty: it is the default server
+    pub hosts: Vec<String>,
+    /// The preview server's name, with `hosts`
+    pub preview_host: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +104,8 @@ struct Context<'a> {
     resolve: bool,
     resolver: &'a str,
     upstream_keepalive_timeout: String,
+    hosts: &'a [String],
+    preview_host: Option<&'a str>,
 }
 
 fn pool_context(pool: &Pool, resolve: bool) -> PoolContext<'_> {
@@ -200,6 +206,8 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         resolve: input.features.resolve,
         resolver: DOCKER_DNS,
         upstream_keepalive_timeout: nginx_duration(input.upstream_keepalive_timeout),
+        hosts: &input.hosts,
+        preview_host: input.preview_host.as_deref(),
     };
     let context = tera::Context::from_serialize(&ctx)?;
     let mut tera = tera::Tera::default();
@@ -298,6 +306,8 @@ mod tests {
             probe_routes,
             features: Features::ALL,
             upstream_keepalive_timeout: std::time::Duration::from_secs(1),
+            hosts: Vec::new(),
+            preview_host: None,
         }
     }
 
@@ -346,6 +356,18 @@ mod tests {
         i.probe_routes.retain(|(c, _)| *c == Color::Green);
         let text = render(BUILTIN_TEMPLATE, &i).unwrap();
         snapshot("nginx-nothing-live.conf", &text);
+    }
+
+    /// Snapshot with host names: the live and preview servers answer those names only, so
+    /// other apps' servers can share the ports.
+    #[test]
+    fn snapshot_hosts() {
+        let mut i = input();
+        i.hosts = vec!["shop.example.com".into(), "www.shop.example.com".into()];
+        i.preview_host = Some("preview.shop.example.com".into());
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(!text.contains("default_server"), "{text}");
+        snapshot("nginx-hosts.conf", &text);
     }
 
     #[test]

@@ -120,9 +120,10 @@ pub fn listens_on(text: &str, ports: &[u16]) -> bool {
 
 /// The files of an `nginx -T` dump, other than bgd's own, with a server that would take
 /// requests meant for bgd's listeners: one listening on one of `ports` that is the default
-/// server there, or that answers one of `hosts` (`localhost`, the hosts bgd's URLs name). A
-/// server for another name on the same port (a virtual host) lives beside bgd's.
-pub fn clashing_files(dump: &str, ports: &[u16], hosts: &[&str]) -> Vec<String> {
+/// server there (when bgd's servers are default servers, `by_default`), or that answers one
+/// of `hosts` (`localhost`, the hosts bgd's URLs name, `lb.hosts`). A server for another name
+/// on the same port (a virtual host) lives beside bgd's.
+pub fn clashing_files(dump: &str, ports: &[u16], hosts: &[&str], by_default: bool) -> Vec<String> {
     const FILE: &str = "# configuration file ";
     let mut files = Vec::new();
     for section in dump.split(FILE).skip(1) {
@@ -136,7 +137,7 @@ pub fn clashing_files(dump: &str, ports: &[u16], hosts: &[&str]) -> Vec<String> 
         let clashes = server_blocks(text).iter().any(|s| {
             let on = s.on(ports);
             !on.is_empty()
-                && (on.iter().any(|(_, default)| *default)
+                && ((by_default && on.iter().any(|(_, default)| *default))
                     || s.names
                         .iter()
                         .any(|n| hosts.iter().any(|h| n.eq_ignore_ascii_case(h))))
@@ -148,9 +149,89 @@ pub fn clashing_files(dump: &str, ports: &[u16], hosts: &[&str]) -> Vec<String> 
     files
 }
 
+/// Other bgd apps sharing this nginx (files under `/etc/nginx/bgd/<app>/` of an `nginx -T`
+/// dump) whose servers would take requests meant for `app`'s: on `port`, the default server
+/// when `app` has no names there (`names` empty; two default servers are an nginx error), or
+/// one answering one of `names` (nginx would let the first one win and warn). Each: (the
+/// other app, what clashes).
+pub fn app_clashes(dump: &str, app: &str, wanted: &[(u16, &[String])]) -> Vec<(String, String)> {
+    const FILE: &str = "# configuration file ";
+    let mut found: Vec<(String, String)> = Vec::new();
+    for section in dump.split(FILE).skip(1) {
+        let (header, text) = section.split_once('\n').unwrap_or((section, ""));
+        let path = header.trim_end_matches(':').trim();
+        let Some(other) = path
+            .strip_prefix("/etc/nginx/bgd/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|o| *o != app && *o != "logs")
+        else {
+            continue;
+        };
+        for block in server_blocks(text) {
+            for (port, names) in wanted {
+                let on = block.on(&[*port]);
+                if on.is_empty() {
+                    continue;
+                }
+                let clash = if names.is_empty() {
+                    on.iter()
+                        .any(|(_, default)| *default)
+                        .then(|| format!("it is the default server of port {port}"))
+                } else {
+                    block
+                        .names
+                        .iter()
+                        .find(|n| names.iter().any(|w| n.eq_ignore_ascii_case(w)))
+                        .map(|n| format!("it answers {n} on port {port}"))
+                };
+                if let Some(why) = clash {
+                    if !found.iter().any(|(o, w)| o == other && *w == why) {
+                        found.push((other.to_string(), why));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_other_apps_that_would_take_this_apps_requests() {
+        let dump = "# configuration file /etc/nginx/bgd/shop/active.conf:\n\
+                    server { listen 80; server_name shop.example.com; }\n\
+                    server { listen 8081; server_name preview.shop.example.com; }\n\n\
+                    # configuration file /etc/nginx/bgd/blog/active.conf:\n\
+                    server { listen 80 default_server; server_name _; }\n\n\
+                    # configuration file /etc/nginx/bgd/web/active.conf:\n\
+                    server { listen 80 default_server; }\n";
+        let none: Vec<String> = Vec::new();
+        let shop = vec!["shop.example.com".to_string()];
+        let other = vec!["other.example.com".to_string()];
+        // web (this app) without names: blog is the default server already
+        assert_eq!(
+            app_clashes(dump, "web", &[(80, &none)]),
+            [(
+                "blog".to_string(),
+                "it is the default server of port 80".to_string()
+            )]
+        );
+        // a name another app answers
+        assert_eq!(
+            app_clashes(dump, "web", &[(80, &shop)]),
+            [(
+                "shop".to_string(),
+                "it answers shop.example.com on port 80".to_string()
+            )]
+        );
+        // names of its own live beside both
+        assert!(app_clashes(dump, "web", &[(80, &other), (8081, &other)]).is_empty());
+        // its own files never clash with it
+        assert!(app_clashes(dump, "shop", &[(80, &shop)]).is_empty());
+    }
 
     #[test]
     fn reads_listen_ports_and_names() {
@@ -190,22 +271,24 @@ mod tests {
         let hosts = ["localhost", "127.0.0.1"];
         // the stock localhost server clashes; a virtual host for another name does not
         assert_eq!(
-            clashing_files(dump, &[80, 8081], &hosts),
+            clashing_files(dump, &[80, 8081], &hosts, true),
             ["/etc/nginx/conf.d/default.conf"]
         );
-        assert!(clashing_files(dump, &[8000, 8001], &hosts).is_empty());
+        assert!(clashing_files(dump, &[8000, 8001], &hosts, true).is_empty());
         assert_eq!(
-            clashing_files(dump, &[9000], &hosts),
+            clashing_files(dump, &[9000], &hosts, true),
             ["/etc/nginx/conf.d/other.conf"]
         );
         // a server without a name on bgd's port is no default unless it says so
         let plain =
             "# configuration file /etc/nginx/conf.d/a.conf:\nserver { listen 127.0.0.1; }\n";
-        assert!(clashing_files(plain, &[80], &hosts).is_empty());
+        assert!(clashing_files(plain, &[80], &hosts, true).is_empty());
         let default = "# configuration file /etc/nginx/conf.d/a.conf:\nserver { listen 127.0.0.1 default; }\n";
         assert_eq!(
-            clashing_files(default, &[80], &hosts),
+            clashing_files(default, &[80], &hosts, true),
             ["/etc/nginx/conf.d/a.conf"]
         );
+        // with names of its own, bgd's server lives beside another default server
+        assert!(clashing_files(default, &[80], &["shop.example.com"], false).is_empty());
     }
 }

@@ -169,12 +169,23 @@ fn snippet(body: &str) -> String {
 #[derive(Clone)]
 pub struct Prober {
     client: reqwest::Client,
+    /// (base URL, Host): a request under that URL carries that Host header unless it sets
+    /// its own (nginx's servers answer by name when `lb.hosts` is set)
+    hosts: Vec<(String, String)>,
+}
+
+/// Whether `url` is `base` or a path under it.
+fn under(url: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
 }
 
 impl Prober {
     /// A prober that connects directly, or through `socks` (the URL of bgd's SOCKS5 proxy over the ssh
     /// connection to the Docker host: names are resolved and connected to there).
-    pub fn new(socks: Option<&str>) -> anyhow::Result<Prober> {
+    /// `hosts`: (base URL, Host header) for the listeners that answer by name.
+    pub fn new(socks: Option<&str>, hosts: Vec<(String, String)>) -> anyhow::Result<Prober> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -185,6 +196,7 @@ impl Prober {
         }
         Ok(Prober {
             client: builder.build()?,
+            hosts,
         })
     }
 
@@ -220,6 +232,15 @@ impl Prober {
         let mut builder = self.client.request(method, url).timeout(timeout);
         for (k, v) in &req.headers {
             builder = builder.header(*k, *v);
+        }
+        let own_host = req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("host"));
+        if let Some((_, host)) = self.hosts.iter().find(|(base, _)| under(url, base)) {
+            if !own_host {
+                builder = builder.header("Host", host.as_str());
+            }
         }
         if !req.body.is_empty() {
             builder = builder.body(req.body.to_string());
@@ -298,7 +319,7 @@ mod tests {
             }
             sent
         });
-        let prober = Prober::new(None).unwrap();
+        let prober = Prober::new(None, Vec::new()).unwrap();
         let url = format!("http://127.0.0.1:{port}/");
         let verdict = prober
             .probe(&Request::get(url, Duration::from_secs(60)))
