@@ -460,3 +460,36 @@ fn of_two_simultaneous_take_overs_exactly_one_wins() {
     assert_eq!(wins.len(), 20, "{rounds}");
     assert!(wins.iter().all(|w| *w == "round 1"), "{rounds}");
 }
+
+#[test]
+fn two_apps_answering_one_name_on_one_port_is_refused() {
+    let b = NginxBox::start("dup", None);
+    // another app on the same nginx already answers dup.test on 8090
+    b.sh("mkdir -p /etc/nginx/bgd/other && printf 'server { listen 8090; server_name dup.test; return 200 \"other\\\\n\"; }\\n' > /etc/nginx/bgd/other/active.conf && printf 'include /etc/nginx/bgd/other/active.conf;' > /etc/nginx/conf.d/bgd-other.conf && nginx -s reload");
+    let mine = "server {\n    listen 8090;\n    server_name dup.test;\n    location / { return 200 \"site\\n\"; }\n}\n";
+    let r = b.run(
+        "bgd-install",
+        INSTALL_SH,
+        &[
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+            ("--config", mine),
+            ("--guard-ms", "500"),
+        ],
+    );
+    assert_eq!(r.outcome, "invalid", "{r:?}");
+    assert!(r.output.contains("conflicting server name"), "{r:?}");
+    // nothing of site's stays active: the other app keeps its name
+    assert!(b
+        .sh("cat /etc/nginx/conf.d/bgd-site.conf 2>/dev/null")
+        .is_empty());
+    // and a missing stub of another app (a recreated container) is put back
+    b.sh("rm /etc/nginx/conf.d/bgd-other.conf");
+    let r = b.install("v1", &[]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(
+        b.sh("cat /etc/nginx/conf.d/bgd-other.conf"),
+        "include /etc/nginx/bgd/other/active.conf;"
+    );
+}

@@ -72,6 +72,21 @@ fn apps_sharing_one_nginx_never_touch_each_others_routing() {
     }
     let rejected = a.bgd(&["deploy", "bgd-demo:unhealthy"]);
     assert_eq!(rejected.code, 3, "{rejected:?}");
+    // a config nginx -t refuses (a broken custom template) changes nothing either
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/nginx.conf.tera"),
+    )
+    .unwrap()
+        + "\nbgd_no_such_directive on;\n";
+    std::fs::write(a.dir.join("broken.tera"), template).unwrap();
+    a.write(&shared_config(&a, &a, "a.test").set("lb.template", "broken.tera"));
+    let broken = a.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert!(
+        broken.stderr.contains("bgd_no_such_directive"),
+        "{broken:?}"
+    );
+    a.write(&shared_config(&a, &a, "a.test"));
     assert_eq!(version_for(port, "a.test"), "v1");
     // both deploy at once: each holds its own lock, their reloads take turns
     load.expect("any");

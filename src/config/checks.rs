@@ -20,6 +20,8 @@ pub fn valid_app_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
+        // bgd's own directory beside the apps' in the nginx container
+        && name != "logs"
 }
 
 /// An image reference as Docker accepts it: `[registry[:port]/]name[:tag][@digest]`, no

@@ -26,7 +26,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         return Err(issue(
             "app",
             format!(
-                "{:?} must be 1-40 characters of a-z, 0-9 and '-', not starting with '-'",
+                "{:?} must be 1-40 characters of a-z, 0-9 and '-', not starting with '-' (and not `logs`)",
                 raw.app
             ),
         ));

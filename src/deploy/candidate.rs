@@ -72,6 +72,9 @@ pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
 /// path) and started together.
 pub async fn start(run: &mut Run<'_>) -> Result<String> {
     let host = run.host;
+    // the idle color is the candidate's from here: a candidate left waiting there goes
+    // (a parked release was set aside just before, and its undo gives it back)
+    run.state.idle = None;
     let specs = replica_specs(host.config, run.target()?);
     for spec in &specs {
         host.docker.create(spec).await?;
@@ -271,10 +274,14 @@ pub async fn undo(run: &mut Run<'_>) {
                 run.state.set_aside = None;
                 parked_pool = Some(pool);
             }
-            Err(e) => host.out.warn(&format!(
-                "could not give the parked release {} its names back: {e:#}; `bgd status` shows what is there, the next deploy clears it",
-                aside.release.release
-            )),
+            Err(e) => {
+                // still aside, and recorded so: the next deploy sets it aside again
+                run.state.set_aside = Some(aside.release.clone());
+                host.out.warn(&format!(
+                    "could not give the parked release {} its names back: {e:#}; it stays aside (`bgd status`), the next deploy parks it again",
+                    aside.release.release
+                ))
+            }
         }
     }
     if run.undo.preview_installed {
@@ -309,15 +316,19 @@ pub async fn undo(run: &mut Run<'_>) {
 pub async fn discard(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
     let candidate = run.target()?.clone();
+    // everything in the candidate's color but the release set aside (a killed deploy may
+    // have left another candidate there)
+    let aside = run.state.set_aside.clone();
     let names: Vec<String> = run
         .obs
-        .containers_of(&candidate)
-        .iter()
+        .of_color(candidate.color)
+        .into_iter()
+        .filter(|c| !aside.as_ref().is_some_and(|a| c.is_of(a)))
         .map(|c| c.name.clone())
         .collect();
     host.remove_all(&names).await;
     let mut done = vec![format!("removed the candidate {}", names.join(", "))];
-    let parked = match run.state.set_aside.clone() {
+    let parked = match aside.filter(|r| !run.obs.containers_of(r).is_empty()) {
         None => None,
         Some(release) => {
             let containers: Vec<(String, String)> = run
@@ -347,7 +358,7 @@ pub async fn discard(run: &mut Run<'_>) -> Result<String> {
             Some((release, pool))
         }
     };
-    run.state.generation += 1;
+    run.state.generation = run.obs.generation() + 1;
     let text = host.render(&render_input(
         config,
         run.state.generation,

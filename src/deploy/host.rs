@@ -46,7 +46,11 @@ impl<'a> Host<'a> {
             config,
             docker,
             out,
-            prober: Prober::new(socks.as_deref(), probe_hosts(config))?,
+            prober: Prober::new(
+                socks.as_deref(),
+                probe_hosts(config),
+                Some(config.app.clone()),
+            )?,
             lock_wait,
             template,
         })

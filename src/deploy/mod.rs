@@ -76,8 +76,6 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
             &run.freeing,
             request.no_switch,
         );
-        // the idle color is freed for the candidate: a candidate left waiting there goes
-        run.state.idle = None;
         run.execute(&steps).await?;
         if request.no_switch {
             // the parked release stays aside for `discard` (or `switch`, which removes it)

@@ -273,12 +273,15 @@ pub fn deploy(
     notes.push("the outcome is recorded in the history on the Docker host".to_string());
 
     let mut remove = freeing.remove.clone();
-    remove.extend(
-        freeing
-            .set_aside
-            .iter()
-            .flat_map(|(_, aside)| aside.iter().map(|a| a.now.clone())),
-    );
+    // the parked release goes once the candidate is live; with --no-switch it stays aside
+    if !request.no_switch {
+        remove.extend(
+            freeing
+                .set_aside
+                .iter()
+                .flat_map(|(_, aside)| aside.iter().map(|a| a.now.clone())),
+        );
+    }
     let create = replica_specs(config, &candidate);
     let placeholder = Pool {
         color: target,

@@ -21,7 +21,7 @@ pub struct PrunePlan {
 }
 
 /// Decides, without touching anything: the images of this app's releases (deploys in the
-/// history, newest first) that are still on the host (`ids`: reference -> image ID, `None`
+/// history that succeeded, newest first) that are still on the host (`ids`: reference -> image ID, `None`
 /// when absent) go, except the live and idle releases' images, those of the last `retain`
 /// releases, and any image a container on the host uses (`users`: name, reference, ID).
 pub fn decide(
@@ -36,7 +36,8 @@ pub fn decide(
         let Some(image) = e.image.as_deref() else {
             continue;
         };
-        if e.command.starts_with("deploy") && !newest_first.contains(&image) {
+        // releases that went live or waited as a candidate; a rejected one's image is junk
+        if e.command.starts_with("deploy") && e.outcome == "ok" && !newest_first.contains(&image) {
             newest_first.push(image);
         }
     }
@@ -131,7 +132,7 @@ pub async fn prune(host: &Host<'_>, apply: bool) -> Result<Pruned> {
                 } else {
                     "failed".into()
                 },
-                exit_code: 0,
+                exit_code: if pruned.refused.is_empty() { 0 } else { 6 },
                 duration_ms: 0,
                 message: host.out.redact(&summary(&pruned)),
                 run: state::new_run_id(),

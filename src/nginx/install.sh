@@ -270,7 +270,7 @@ mkdir -p "$dir" || { echo "cannot create $dir"; finish write-failed; }
 if [ "$have_config" = 1 ]; then
   # the preview listener's own logs (bgd's probes): there before nginx -t, kept small
   mkdir -p "$root/logs" || { echo "cannot create $root/logs"; finish write-failed; }
-  for log in "$root/logs/$app"-*.log; do
+  for log in "$root/logs/$app"-preview.*.log; do
     [ -f "$log" ] || continue
     size=$(wc -c < "$log")
     [ "$size" -lt 1048576 ] || : > "$log"
@@ -319,12 +319,29 @@ current=""
 if [ "$current" != "$stub_text" ]; then
   put "$stub" "$stub_text" || { restore; echo "cannot write $stub"; finish write-failed; }
 fi
-if ! out=$("$NGINX" -t 2>&1); then
+# other apps sharing this nginx (an nginx recreated from its volume has lost their stubs):
+# their configs are included again, so their names never fall to another app's server
+for other in "$root"/*/active.conf; do
+  [ -f "$other" ] || continue
+  other_app=${other%/active.conf}
+  other_app=${other_app##*/}
+  [ "$other_app" = "$app" ] || [ -f "$conf_dir/bgd-$other_app.conf" ] ||
+    put "$conf_dir/bgd-$other_app.conf" "include $other;" || true
+done
+if ! out=$(run_nginx -t 2>&1); then
   restore
   echo "$out"
   finish invalid
 fi
-if ! out=$("$NGINX" -s reload 2>&1); then
+# two servers for one name on one port: nginx warns and lets the first win; for bgd that is
+# one app answering for another, never accepted
+case $out in *"conflicting server name"*)
+  restore
+  echo "$out"
+  finish invalid
+  ;;
+esac
+if ! out=$(reload_nginx 2>&1); then
   restore
   echo "$out"
   finish reload-refused
@@ -345,7 +362,7 @@ while :; do
   now
   if [ "$now_ms" -ge "$handover_end" ]; then
     restore
-    "$NGINX" -s reload > /dev/null 2>&1
+    reload_nginx > /dev/null 2>&1
     echo "nginx kept its old config (its error log says why)"
     finish not-applied
   fi

@@ -15,7 +15,7 @@ const INSTALL_SH: &str = concat!(include_str!("find-nginx.sh"), include_str!("in
 pub const RUN_NGINX: &str = concat!(
     include_str!("find-nginx.sh"),
     "find_nginx || { echo 'bgd: no nginx binary in this container' >&2; exit 127; }\n",
-    "exec \"$NGINX\" \"$@\"\n"
+    "run_nginx \"$@\"\n"
 );
 const LOCK_SH: &str = include_str!("lock.sh");
 const OUTCOME: &str = "BGD_OUTCOME ";

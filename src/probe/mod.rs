@@ -169,9 +169,12 @@ fn snippet(body: &str) -> String {
 #[derive(Clone)]
 pub struct Prober {
     client: reqwest::Client,
-    /// (base URL, Host): a request under that URL carries that Host header unless it sets
-    /// its own (nginx's servers answer by name when `lb.hosts` is set)
+    /// (base URL, Host): a request under that URL carries that Host header, whatever the
+    /// request says (nginx's servers answer by name when `lb.hosts` is set)
     hosts: Vec<(String, String)>,
+    /// The app whose servers must answer: an answer naming another (`X-Bgd-App`, a shared
+    /// nginx) is a failure, never evidence
+    app: Option<String>,
 }
 
 /// Whether `url` is `base` or a path under it.
@@ -185,7 +188,11 @@ impl Prober {
     /// A prober that connects directly, or through `socks` (the URL of bgd's SOCKS5 proxy over the ssh
     /// connection to the Docker host: names are resolved and connected to there).
     /// `hosts`: (base URL, Host header) for the listeners that answer by name.
-    pub fn new(socks: Option<&str>, hosts: Vec<(String, String)>) -> anyhow::Result<Prober> {
+    pub fn new(
+        socks: Option<&str>,
+        hosts: Vec<(String, String)>,
+        app: Option<String>,
+    ) -> anyhow::Result<Prober> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -197,6 +204,7 @@ impl Prober {
         Ok(Prober {
             client: builder.build()?,
             hosts,
+            app,
         })
     }
 
@@ -230,17 +238,16 @@ impl Prober {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad method {}", req.method))?;
         let mut builder = self.client.request(method, url).timeout(timeout);
+        let named = self.hosts.iter().find(|(base, _)| under(url, base));
         for (k, v) in &req.headers {
+            // with names, the name picks the app's server: bgd's wins
+            if named.is_some() && k.eq_ignore_ascii_case("host") {
+                continue;
+            }
             builder = builder.header(*k, *v);
         }
-        let own_host = req
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("host"));
-        if let Some((_, host)) = self.hosts.iter().find(|(base, _)| under(url, base)) {
-            if !own_host {
-                builder = builder.header("Host", host.as_str());
-            }
+        if let Some((_, host)) = named {
+            builder = builder.header("Host", host.as_str());
         }
         if !req.body.is_empty() {
             builder = builder.body(req.body.to_string());
@@ -250,7 +257,7 @@ impl Prober {
             .await
             .map_err(|e| describe(&e, url, timeout))?;
         let status = resp.status().as_u16();
-        let headers = resp
+        let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -269,12 +276,27 @@ impl Prober {
             }
         }
         body.truncate(MAX_BODY);
+        let answered_by = headers_get(&headers, "x-bgd-app");
+        if let (Some(app), Some(other)) = (self.app.as_deref(), answered_by) {
+            if other != app {
+                return Err(format!(
+                    "{url} was answered by the server of app {other}, not {app} (a shared nginx routes that name or port elsewhere)"
+                ));
+            }
+        }
         Ok(Answer {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+fn headers_get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
@@ -319,7 +341,7 @@ mod tests {
             }
             sent
         });
-        let prober = Prober::new(None, Vec::new()).unwrap();
+        let prober = Prober::new(None, Vec::new(), None).unwrap();
         let url = format!("http://127.0.0.1:{port}/");
         let verdict = prober
             .probe(&Request::get(url, Duration::from_secs(60)))
