@@ -100,6 +100,27 @@ pub struct HistoryEntry {
     pub run: String,
 }
 
+impl HistoryEntry {
+    /// The entry of a run of `command` starting now, by whoever runs bgd here: "ok" until
+    /// the run says otherwise.
+    pub fn starting(command: &str) -> HistoryEntry {
+        HistoryEntry {
+            at: now(),
+            command: command.to_string(),
+            who: who(),
+            image: None,
+            release: None,
+            from: None,
+            to: None,
+            outcome: "ok".into(),
+            exit_code: 0,
+            duration_ms: 0,
+            message: String::new(),
+            run: new_run_id(),
+        }
+    }
+}
+
 /// Reads the record: never "nothing" for something it cannot read.
 pub fn parse_state(bytes: &[u8]) -> Record {
     let value: serde_json::Value = match serde_json::from_slice(bytes) {

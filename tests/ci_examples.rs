@@ -212,6 +212,28 @@ fn check_exit_codes(file: &str, deploy_script: &str) {
     );
 }
 
+/// What both pipelines must do: pass shellcheck, map the deploy's exit codes, and run the
+/// deploy, its plan, a rollback and status.
+fn check_scripts(file: &str, all_scripts: &[String], bgd_lines: &[String]) {
+    shellcheck(file, all_scripts);
+    let deploy = all_scripts
+        .iter()
+        .find(|sc| sc.contains("deploy \"$IMAGE\"") && sc.contains("--json"))
+        .expect("the deploy script");
+    check_exit_codes(file, deploy);
+    for needed in [
+        "bgd --json --lock-wait 10m deploy $IMAGE",
+        "bgd --json --lock-wait 2m rollback",
+        "bgd deploy --plan $IMAGE",
+        "bgd status",
+    ] {
+        assert!(
+            bgd_lines.iter().any(|l| l == needed),
+            "{file}: no `{needed}` in {bgd_lines:?}"
+        );
+    }
+}
+
 #[test]
 fn the_github_actions_example_is_ready_to_copy() {
     let file = "github-actions.yml";
@@ -282,23 +304,7 @@ fn the_github_actions_example_is_ready_to_copy() {
         bgd_lines.extend(lines);
         all_scripts.extend(scripts);
     }
-    shellcheck(file, &all_scripts);
-    let deploy = all_scripts
-        .iter()
-        .find(|sc| sc.contains("deploy \"$IMAGE\"") && sc.contains("--json"))
-        .expect("the deploy script");
-    check_exit_codes(file, deploy);
-    for needed in [
-        "bgd --json --lock-wait 10m deploy $IMAGE",
-        "bgd --json --lock-wait 2m rollback",
-        "bgd deploy --plan $IMAGE",
-        "bgd status",
-    ] {
-        assert!(
-            bgd_lines.iter().any(|l| l == needed),
-            "{file}: no `{needed}` in {bgd_lines:?}"
-        );
-    }
+    check_scripts(file, &all_scripts, &bgd_lines);
     assert!(
         names.contains("DOCKER_HOST") && names.contains("BGD_SSH_COMMAND"),
         "{names:?}"
@@ -403,23 +409,7 @@ fn the_gitlab_ci_example_is_ready_to_copy() {
         all_scripts.extend(scripts);
     }
     assert!(manual_rollback, "{file}: the rollback job is manual");
-    shellcheck(file, &all_scripts);
-    let deploy = all_scripts
-        .iter()
-        .find(|sc| sc.contains("deploy \"$IMAGE\"") && sc.contains("--json"))
-        .expect("the deploy script");
-    check_exit_codes(file, deploy);
-    for needed in [
-        "bgd --json --lock-wait 10m deploy $IMAGE",
-        "bgd --json --lock-wait 2m rollback",
-        "bgd deploy --plan $IMAGE",
-        "bgd status",
-    ] {
-        assert!(
-            bgd_lines.iter().any(|l| l == needed),
-            "{file}: no `{needed}` in {bgd_lines:?}"
-        );
-    }
+    check_scripts(file, &all_scripts, &bgd_lines);
     assert!(
         names.contains("DOCKER_HOST")
             && names.contains("BGD_SSH_COMMAND")

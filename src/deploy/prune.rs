@@ -7,7 +7,7 @@ use super::lock;
 use super::observe::observe;
 use super::Host;
 use crate::nginx::{LockUse, RecordWrite};
-use crate::state::{self, AppState, HistoryEntry};
+use crate::state::{AppState, HistoryEntry};
 use anyhow::Result;
 use std::collections::HashMap;
 
@@ -119,24 +119,12 @@ pub async fn prune(host: &Host<'_>, apply: bool) -> Result<Pruned> {
             }
         }
         if !pruned.removed.is_empty() || !pruned.refused.is_empty() {
-            let entry = HistoryEntry {
-                at: state::now(),
-                command: "prune".into(),
-                who: state::who(),
-                image: None,
-                release: None,
-                from: None,
-                to: None,
-                outcome: if pruned.refused.is_empty() {
-                    "ok".into()
-                } else {
-                    "failed".into()
-                },
-                exit_code: if pruned.refused.is_empty() { 0 } else { 6 },
-                duration_ms: 0,
-                message: host.out.redact(&summary(&pruned)),
-                run: state::new_run_id(),
-            };
+            let mut entry = HistoryEntry::starting("prune");
+            if !pruned.refused.is_empty() {
+                entry.outcome = "failed".into();
+                entry.exit_code = 6;
+            }
+            entry.message = host.out.redact(&summary(&pruned));
             let write = RecordWrite {
                 state: None,
                 replace_untrusted: false,
@@ -179,18 +167,8 @@ mod tests {
 
     fn deploy(image: &str) -> HistoryEntry {
         HistoryEntry {
-            at: String::new(),
-            command: "deploy".into(),
-            who: String::new(),
             image: Some(image.into()),
-            release: None,
-            from: None,
-            to: None,
-            outcome: "ok".into(),
-            exit_code: 0,
-            duration_ms: 0,
-            message: String::new(),
-            run: String::new(),
+            ..HistoryEntry::starting("deploy")
         }
     }
 

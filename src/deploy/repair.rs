@@ -33,16 +33,9 @@ pub async fn repair(host: &Host<'_>) -> Result<Repaired> {
         let was = obs.record_problems();
         let state = rebuild(&obs)?;
         let entry = HistoryEntry {
-            at: state::now(),
-            command: "repair".into(),
-            who: state::who(),
             image: state.live.as_ref().map(|l| l.image.clone()),
             release: state.live.as_ref().map(|l| l.release.clone()),
-            from: None,
             to: state.live.as_ref().map(|l| l.color),
-            outcome: "ok".into(),
-            exit_code: 0,
-            duration_ms: 0,
             message: host.out.redact(&format!(
                 "record rebuilt from nginx and the labels{}",
                 if was.is_empty() {
@@ -51,7 +44,7 @@ pub async fn repair(host: &Host<'_>) -> Result<Repaired> {
                     format!(" (was: {})", was.join("; "))
                 }
             )),
-            run: state::new_run_id(),
+            ..HistoryEntry::starting("repair")
         };
         let write = RecordWrite {
             state: Some(serde_json::to_string(&state)?),

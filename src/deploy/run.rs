@@ -146,20 +146,7 @@ impl<'a> Run<'a> {
             Command::Reroute => "reroute",
             Command::Discard => "discard",
         };
-        let mut entry = HistoryEntry {
-            at: state::now(),
-            command: name.to_string(),
-            who: state::who(),
-            image: None,
-            release: None,
-            from: None,
-            to: None,
-            outcome: "ok".into(),
-            exit_code: 0,
-            duration_ms: 0,
-            message: String::new(),
-            run: state::new_run_id(),
-        };
+        let mut entry = HistoryEntry::starting(name);
         if let Command::Deploy(r) = &command {
             entry.image = Some(r.image.clone());
         }
