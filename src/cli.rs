@@ -26,8 +26,8 @@ pub struct Cli {
     /// More detail (nginx output, container specs)
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// How long deploy, switch, rollback, repair and reroute wait for a busy deploy lock, e.g.
-    /// "5m" [default: 0s]
+    /// How long deploy, switch, rollback, discard, prune, repair and reroute wait for a busy
+    /// deploy lock, e.g. "5m" [default: 0s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
     /// The docker context to use (as `docker --context`); overrides DOCKER_HOST and
@@ -76,7 +76,8 @@ pub enum Command {
         #[arg(long)]
         plan: bool,
     },
-    /// Past deploys, switches and rollbacks, as recorded on the Docker host
+    /// Past deploys, switches, rollbacks, discards, repairs, reroutes and prunes, as recorded
+    /// on the Docker host
     History {
         /// How many entries, newest last
         #[arg(short = 'n', long, default_value_t = 20)]

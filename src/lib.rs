@@ -50,6 +50,8 @@ pub fn run(cli: cli::Cli) -> i32 {
             | cli::Command::Switch
             | cli::Command::Repair
             | cli::Command::Reroute
+            | cli::Command::Discard
+            | cli::Command::Prune { .. }
     );
     match runtime.block_on(run_until_signalled(&cli, &out, mutating)) {
         Ok(()) => 0,

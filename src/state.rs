@@ -29,6 +29,10 @@ pub struct AppState {
     /// running under its aside names, which `discard` gives back and `switch` removes
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_aside: Option<Release>,
+    /// The idle candidate is the release that failed verification after its switch (traffic
+    /// was switched back): it is there to inspect, never to `switch` to
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub candidate_failed: bool,
     /// The nginx bgd drives, and its version (read once per container, not every run)
     #[serde(default)]
     pub nginx: Option<NginxInfo>,
@@ -44,6 +48,7 @@ impl Default for AppState {
             live: None,
             idle: None,
             set_aside: None,
+            candidate_failed: false,
             nginx: None,
             updated_at: String::new(),
         }
@@ -281,6 +286,7 @@ mod tests {
                 role: Role::Parked,
             }),
             set_aside: None,
+            candidate_failed: false,
             nginx: None,
             updated_at: now(),
         };

@@ -92,6 +92,27 @@ fn a_release_failing_after_the_switch_is_switched_back() {
         h["entries"].as_array().unwrap().last().unwrap()["outcome"],
         "rolled-back"
     );
+    // it is there to inspect, never to promote: status says so, switch and rollback refuse
+    let human = t.bgd(&["status"]);
+    assert!(human.stdout.contains("FAILED verification"), "{human:?}");
+    assert!(human.stdout.contains("do not `bgd switch` it"), "{human:?}");
+    let sw = t.bgd(&["switch"]);
+    assert_eq!(sw.code, 2, "{sw:?}");
+    assert!(sw.stderr.contains("failed verification"), "{sw:?}");
+    let rb = t.bgd(&["rollback"]);
+    assert_eq!(rb.code, 2, "{rb:?}");
+    assert!(
+        rb.stderr.contains("`bgd discard` removes the failed one"),
+        "{rb:?}"
+    );
+    assert_eq!(t.live_version(), "v1");
+    // discard clears it; the next deploy starts clean
+    let d = t.bgd(&["discard"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let s = t.bgd(&["status", "--json"]).result();
+    assert!(s["idle"].is_null(), "{s}");
+    let h = t.bgd(&["history"]);
+    assert!(h.stdout.contains("green discarded"), "{h:?}");
 }
 
 /// bgd killed with SIGKILL as it starts each step of a deploy, under load: no request fails,

@@ -63,7 +63,7 @@ pub async fn run(
                 });
             out.print(&format!(
                 "candidate ready: {image} on {} (release {}) passed the gates and waits on the preview listener {}; {serving}.\n\
-                 Promote it with `bgd switch`; the next deploy replaces it.",
+                 Promote it with `bgd switch`, or drop it with `bgd discard` (which gives back the parked release; until then `bgd rollback` refuses); the next deploy replaces it.",
                 candidate.color, candidate.release, config.lb.preview_url
             ));
             let mut f = Map::new();

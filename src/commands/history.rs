@@ -34,6 +34,7 @@ fn line(e: &HistoryEntry) -> String {
     let arrow = match (e.from, e.to) {
         // traffic did not move: the release waits in `to` as the candidate
         (_, Some(t)) if e.command.ends_with("--no-switch") => format!("{t} candidate"),
+        (_, Some(t)) if e.command == "discard" => format!("{t} discarded"),
         (Some(f), Some(t)) => format!("{f} -> {t}"),
         (None, Some(t)) => format!("-> {t}"),
         _ => String::new(),

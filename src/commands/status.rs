@@ -140,6 +140,10 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
     }
     // what can be done from here, for whoever reads this during an incident
     match &r.idle {
+        Some((Role::Candidate, v)) if obs.state.candidate_failed => s.push_str(&format!(
+            "  next      the candidate {} ({}) FAILED verification after its switch; traffic is back on the release before it. Inspect it on the preview listener; `bgd discard` removes it; do not `bgd switch` it\n",
+            v.release.color, v.release.image
+        )),
         Some((Role::Candidate, v)) => s.push_str(&format!(
             "  next      `bgd switch` promotes the candidate {} ({}); `bgd discard` removes it{}; the next deploy replaces it\n",
             v.release.color,

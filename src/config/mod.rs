@@ -347,6 +347,7 @@ mod tests {
             "  hosts: ['-shop.com']\n",
             "  hosts: [a.com]\n  preview_host: a.com\n",
             "  hosts: [a.com]\n  preview_host: '*.a.com'\n",
+            "  preview_host: preview.a.com\n",
         ] {
             assert!(
                 parse(Path::new("bgd.yaml"), &format!("{base}{bad}")).is_err(),

@@ -340,26 +340,31 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
             hosts.push(h);
         }
     }
-    let preview_host = match (l.preview_host, hosts.first()) {
-        (Some(p), _) => {
-            let p = p.to_ascii_lowercase();
-            if !valid_host_name(&p) || p.starts_with("*.") {
-                return Err(issue(
-                    "lb.preview_host",
-                    format!("{p:?} is not a host name (letters, digits, '-' and dots)"),
-                ));
+    let preview_host =
+        match (l.preview_host, hosts.first()) {
+            (Some(_), None) => return Err(issue(
+                "lb.preview_host",
+                "names the preview server of an app with lb.hosts: set lb.hosts too, or drop it",
+            )),
+            (Some(p), _) => {
+                let p = p.to_ascii_lowercase();
+                if !valid_host_name(&p) || p.starts_with("*.") {
+                    return Err(issue(
+                        "lb.preview_host",
+                        format!("{p:?} is not a host name (letters, digits, '-' and dots)"),
+                    ));
+                }
+                if hosts.contains(&p) {
+                    return Err(issue(
+                        "lb.preview_host",
+                        format!("{p:?} is one of lb.hosts: the preview needs a name of its own"),
+                    ));
+                }
+                Some(p)
             }
-            if hosts.contains(&p) {
-                return Err(issue(
-                    "lb.preview_host",
-                    format!("{p:?} is one of lb.hosts: the preview needs a name of its own"),
-                ));
-            }
-            Some(p)
-        }
-        (None, Some(first)) => Some(format!("preview.{}", first.trim_start_matches("*."))),
-        (None, None) => None,
-    };
+            (None, Some(first)) => Some(format!("preview.{}", first.trim_start_matches("*."))),
+            (None, None) => None,
+        };
     Ok(Lb {
         container: lb_container,
         hosts,

@@ -75,6 +75,7 @@ pub async fn start(run: &mut Run<'_>) -> Result<String> {
     // the idle color is the candidate's from here: a candidate left waiting there goes
     // (a parked release was set aside just before, and its undo gives it back)
     run.state.idle = None;
+    run.state.candidate_failed = false;
     let specs = replica_specs(host.config, run.target()?);
     for spec in &specs {
         host.docker.create(spec).await?;
@@ -371,6 +372,7 @@ pub async fn discard(run: &mut Run<'_>) -> Result<String> {
         role: Role::Parked,
     });
     run.state.set_aside = None;
+    run.state.candidate_failed = false;
     host.install(&text, "the preview after the discard", None, &run.lock)
         .await?;
     done.push(match &parked {

@@ -323,6 +323,12 @@ pub fn deploy(
 
 /// The candidate `bgd switch` promotes; refused when none waits.
 pub fn switch_target(obs: &Observed) -> Result<Release> {
+    if let (Some(i), true) = (&obs.state.idle, obs.state.candidate_failed) {
+        return Err(error::refused(format!(
+            "not switching to {} ({}): it failed verification after its switch and traffic was switched back; inspect it on the preview listener, then deploy a fixed release (`bgd discard` removes it)",
+            i.release.color, i.release.image
+        )));
+    }
     let Some(candidate) = obs
         .state
         .idle
@@ -400,6 +406,10 @@ pub fn discard_target(obs: &Observed) -> Result<Release> {
 pub fn rollback_target(obs: &Observed) -> Result<Release> {
     let Some(parked) = obs.state.idle.clone().filter(|i| i.role == Role::Parked) else {
         let why = match &obs.state.idle {
+            Some(i) if obs.state.candidate_failed => format!(
+                "the idle color {} holds the release that failed verification ({}); traffic is already back on the release before it. `bgd discard` removes the failed one; the release parked before that deploy is gone",
+                i.release.color, i.release.image
+            ),
             Some(i) => format!(
                 "the idle color {} holds a candidate ({}), not a parked release; `bgd switch` promotes it, {}",
                 i.release.color,

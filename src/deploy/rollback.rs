@@ -140,6 +140,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         }),
         // only a parked release is rolled back to: no candidate waits, nothing is aside
         set_aside: None,
+        candidate_failed: false,
         nginx: Some(NginxInfo {
             container_id: lb.id.clone(),
             version: format!("{}.{}.{}", version.0, version.1, version.2),

@@ -256,6 +256,9 @@ fn state_after(state: &AppState, to: &Routing) -> AppState {
         after.live = Some(idle.release.clone());
         // a release set aside by the candidate is removed right after the switch
         after.set_aside = None;
+        // only a switch back leaves a candidate behind: the release that failed verification
+        after.candidate_failed =
+            matches!(to.preview.as_ref(), Some((_, role)) if *role == Role::Candidate);
         after.idle = state.live.clone().map(|release| Idle {
             release,
             role: to.preview.as_ref().map_or(Role::Parked, |(_, role)| *role),
