@@ -48,6 +48,11 @@ fn discard_gives_back_the_parked_release_a_candidate_set_aside() {
     let rb = t.bgd(&["rollback"]);
     assert_eq!(rb.code, 2, "{rb:?}");
     assert!(rb.stderr.contains("`bgd discard`"), "{rb:?}");
+    // a record rebuilt by `repair` still knows the release set aside
+    let rp = t.bgd(&["repair"]);
+    assert_eq!(rp.code, 0, "{rp:?}");
+    let s = t.bgd(&["--json", "status"]).result();
+    assert_eq!(s["set_aside"]["image"], "bgd-demo:v1", "{s}");
 
     // discard under load: live traffic never notices
     let load = Load::start(t.live_port, &t.dir);

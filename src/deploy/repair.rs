@@ -91,8 +91,37 @@ fn rebuild(obs: &Observed) -> Result<AppState> {
         (None, _) => Role::Parked,
     };
     let idle = routed.or_else(|| parked_by_labels(obs, state.live.as_ref()));
+    // a waiting candidate's set-aside release: the other release in its color, under the
+    // aside names (`…-parked`), which `discard` gives back
+    if let (Some(candidate), Role::Candidate) = (&idle, role) {
+        state.set_aside = aside_by_names(obs, candidate);
+    }
     state.idle = idle.map(|release| Idle { release, role });
     Ok(state)
+}
+
+/// The one release in `candidate`'s color, other than it, whose containers all carry their
+/// aside names.
+fn aside_by_names(obs: &Observed, candidate: &Release) -> Option<Release> {
+    let mut found: Vec<Release> = Vec::new();
+    let mut named_aside = true;
+    for c in obs.of_color(candidate.color) {
+        let Some(release) = c.label(crate::model::LABEL_RELEASE) else {
+            continue;
+        };
+        if release == candidate.release {
+            continue;
+        }
+        named_aside &= c.name.ends_with("-parked");
+        if !found.iter().any(|r| r.release == release) {
+            found.push(Release {
+                color: candidate.color,
+                image: c.image.clone(),
+                release: release.to_string(),
+            });
+        }
+    }
+    (found.len() == 1 && named_aside).then(|| found.remove(0))
 }
 
 /// The one release in the color that is not live, when nginx's config names none there.
