@@ -75,3 +75,27 @@ fn the_official_layout_keeps_its_command() {
     ensure_images();
     deploys_switches_and_rolls_back_with(NGINX_IMAGE, "lay-off");
 }
+
+#[test]
+fn a_container_without_nginx_is_named_as_such() {
+    ensure_images();
+    let t = TestApp::new("lay-none");
+    // a running container of the user's, with sh but no nginx anywhere
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &t.lb(),
+        "--label",
+        &format!("bgd.app={}", t.app),
+        "bgd-registry:test",
+        "sh",
+        "-c",
+        "sleep 600",
+    ]);
+    t.write(&t.config().unset("lb.image"));
+    let d = t.bgd(&["deploy", "bgd-demo:v1"]);
+    assert_eq!(d.code, 6, "{d:?}");
+    assert!(d.stderr.contains("no nginx bgd can find"), "{d:?}");
+    assert!(t.containers("blue").is_empty(), "nothing was started");
+}

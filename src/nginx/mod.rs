@@ -145,6 +145,9 @@ impl<'a> Nginx<'a> {
                 Duration::from_secs(10),
             )
             .await?;
+        if out.exit_code == 127 {
+            return Err(self.no_nginx(&out));
+        }
         Ok(render::parse_version(&format!(
             "{}{}",
             out.stdout, out.stderr
@@ -187,10 +190,22 @@ impl<'a> Nginx<'a> {
                 Duration::from_secs(10),
             )
             .await?;
+        if out.exit_code == 127 {
+            return Err(self.no_nginx(&out));
+        }
         if out.exit_code != 0 {
             return Err(NginxError::Invalid(format!("{}{}", out.stdout, out.stderr)));
         }
         Ok(out.stdout)
+    }
+
+    /// Exit 127 of `sh -c RUN_NGINX`: no shell, or no nginx bgd can find.
+    fn no_nginx(&self, out: &crate::docker::ExecOutput) -> NginxError {
+        NginxError::Broken(format!(
+            "container {} has no sh or no nginx bgd can find ({}): bgd needs sh, and looks for nginx on PATH, as the running master's binary and in /usr/sbin, /usr/local/sbin, /usr/local/nginx/sbin, /opt/nginx/sbin",
+            self.container,
+            format!("{}{}", out.stdout, out.stderr).trim()
+        ))
     }
 
     /// Why nginx could not reach `addr` lately, from the preview listener's error log, e.g.
