@@ -367,14 +367,16 @@ pub async fn discard(run: &mut Run<'_>) -> Result<String> {
         parked.as_ref().map(|(_, p)| (p, Role::Parked)),
         run.features,
     ))?;
+    // recorded only once nginx routes it so: a refused install leaves the record as it was,
+    // and `discard` again picks up from there
+    host.install(&text, "the preview after the discard", None, &run.lock)
+        .await?;
     run.state.idle = parked.as_ref().map(|(release, _)| Idle {
         release: release.clone(),
         role: Role::Parked,
     });
     run.state.set_aside = None;
     run.state.candidate_failed = false;
-    host.install(&text, "the preview after the discard", None, &run.lock)
-        .await?;
     done.push(match &parked {
         Some((r, _)) => format!("the preview listener routes to {} again", r.color),
         None => "the preview listener routes to nothing".to_string(),

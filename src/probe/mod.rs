@@ -321,6 +321,19 @@ mod tests {
 
     /// A body of 10 MiB, streamed: the probe keeps 64 KiB and closes the connection, so the
     /// server's writes fail long before it has sent it all.
+    #[test]
+    fn a_url_is_under_its_listeners_base_only() {
+        assert!(under("http://127.0.0.1:8000", "http://127.0.0.1:8000"));
+        assert!(under(
+            "http://127.0.0.1:8000/health",
+            "http://127.0.0.1:8000/"
+        ));
+        assert!(under("http://127.0.0.1:8000?x=1", "http://127.0.0.1:8000"));
+        // another port that starts with the same digits is another listener
+        assert!(!under("http://127.0.0.1:80001/", "http://127.0.0.1:8000"));
+        assert!(!under("http://127.0.0.1:8001/", "http://127.0.0.1:8000"));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_at_most_64_kib_and_closes() {
         use std::io::{Read, Write};
