@@ -309,7 +309,7 @@ every_pid
 accepting_of "$every"
 old=$accepting
 if [ -z "$old" ]; then echo "no nginx worker process is running"; finish not-running; fi
-find_nginx || { echo "no nginx binary on PATH, as PID 1 or in the usual places"; finish no-nginx; }
+find_nginx || { echo "no nginx binary on PATH, as the running master's or in the usual places"; finish no-nginx; }
 rm -f "$dir/prev.conf" "$dir/prev.stub"
 { [ ! -f "$active" ] || cp "$active" "$dir/prev.conf"; } || finish write-failed
 { [ ! -f "$stub" ] || cp "$stub" "$dir/prev.stub"; } || finish write-failed
