@@ -213,13 +213,8 @@ async fn disable_clashing_default_server(run: &Run<'_>, name: &str) -> Result<()
 /// In a container bgd did not create, bgd writes only its own files: a server of the
 /// user's on one of bgd's ports would answer requests meant for the app, so the deploy stops
 /// (exit 2, nothing touched) and names the file.
-async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
+fn refuse_clashing_servers(run: &Run<'_>, name: &str, dump: &str) -> Result<()> {
     let (host, lb) = (run.host, &run.host.config.lb);
-    let dump = host
-        .nginx()
-        .dump_config()
-        .await
-        .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
     // the names bgd's own requests carry, and the stock server's
     let url_hosts: Vec<&str> = [lb.url.as_str(), lb.preview_url.as_str()]
         .into_iter()
@@ -238,7 +233,7 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
     if !named {
         hosts.extend(url_hosts);
     }
-    let files = clashing_files(&dump, &[lb.listen, lb.preview_listen], &hosts, !named);
+    let files = clashing_files(dump, &[lb.listen, lb.preview_listen], &hosts, !named);
     let Some(first) = files.first() else {
         return Ok(());
     };
@@ -254,17 +249,12 @@ async fn refuse_clashing_servers(run: &Run<'_>, name: &str) -> Result<()> {
 /// Other apps sharing this nginx must not answer for this one: the same name on the same
 /// port, or two default servers (one app without `lb.hosts` per port). Found before anything
 /// changes: exit 2, naming the other app.
-async fn refuse_clashing_apps(run: &Run<'_>, name: &str) -> Result<()> {
-    let (host, config) = (run.host, run.host.config);
+fn refuse_clashing_apps(run: &Run<'_>, name: &str, dump: &str) -> Result<()> {
+    let config = run.host.config;
     let lb = &config.lb;
-    let dump = host
-        .nginx()
-        .dump_config()
-        .await
-        .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
     let preview: Vec<String> = lb.preview_host.iter().cloned().collect();
     let clashes = crate::nginx::servers::app_clashes(
-        &dump,
+        dump,
         &config.app,
         &[(lb.listen, &lb.hosts), (lb.preview_listen, &preview)],
     );
@@ -356,13 +346,21 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
                     lb.name, lb.state, lb.name
                 )));
             }
-            if lb.label(LABEL_ROLE) == Some("lb") {
+            let own = lb.label(LABEL_ROLE) == Some("lb");
+            if own {
                 // bgd's own container: its image's stock server is bgd's to disable
                 disable_clashing_default_server(run, &lb.name).await?;
-            } else {
-                refuse_clashing_servers(run, &lb.name).await?;
             }
-            refuse_clashing_apps(run, &lb.name).await
+            // nginx's whole configuration, read once for both checks
+            let dump = host
+                .nginx()
+                .dump_config()
+                .await
+                .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
+            if !own {
+                refuse_clashing_servers(run, &lb.name, &dump)?;
+            }
+            refuse_clashing_apps(run, &lb.name, &dump)
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),

@@ -57,18 +57,26 @@ fn describe(e: &bollard::errors::Error) -> String {
 
 /// A `tcp://` or `http://` host that is not this machine's loopback.
 fn in_clear(host: &str) -> bool {
-    let Some(rest) = host
+    let Some(name) = host
         .strip_prefix("tcp://")
         .or_else(|| host.strip_prefix("http://"))
+        .and_then(host_part)
     else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let name = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
     !(name == "localhost" || name == "::1" || name.starts_with("127."))
+}
+
+/// The host of `host[:port][/...]` (`[v6]` without its brackets), if there is one.
+fn host_part(rest: &str) -> Option<&str> {
+    let authority = rest.split('/').next()?;
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(Some(authority), |(h, _)| Some(h)),
+    }
+    .filter(|h| !h.is_empty())
 }
 
 fn status_of(e: &bollard::errors::Error) -> Option<u16> {
@@ -197,15 +205,7 @@ impl Docker {
 
     /// With a tcp:// daemon: its host name (where nginx's published ports are too).
     pub fn tcp_host(&self) -> Option<&str> {
-        let rest = self.host.strip_prefix("tcp://")?;
-        let authority = rest.split('/').next()?;
-        match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next(),
-            None => authority
-                .rsplit_once(':')
-                .map_or(Some(authority), |(h, _)| Some(h)),
-        }
-        .filter(|h| !h.is_empty())
+        host_part(self.host.strip_prefix("tcp://")?)
     }
 
     /// The one time limit every Docker operation runs under: past `limit`, an environment
