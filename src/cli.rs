@@ -26,7 +26,7 @@ pub struct Cli {
     /// More detail (nginx output, container specs)
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// How long deploy, switch, rollback, discard, prune, repair and reroute wait for a busy
+    /// How long deploy, switch, rollback, discard, prune, repair, reroute and tls reload wait for a busy
     /// deploy lock, e.g. "5m" [default: 0s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
@@ -69,6 +69,11 @@ pub enum Command {
     /// Remove the candidate `deploy --no-switch` left waiting and park again the release it
     /// set aside (rollback works again); live traffic is untouched
     Discard,
+    /// HTTPS (lb.tls): `tls reload` serves a renewed certificate
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
     /// Remove this app's release images older than the last `retain` releases (never the live,
     /// idle or a used one)
     Prune {
@@ -106,6 +111,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Serve the certificate and key bgd.yaml names now (e.g. renewed): one validated,
+    /// lossless reload, the routing unchanged; an expired or mismatched pair is refused
+    Reload,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LockAction {
     /// Who holds the lock, since when
     Status,
@@ -128,6 +140,7 @@ impl Command {
             Command::Reroute => "reroute",
             Command::Prune { .. } => "prune",
             Command::Discard => "discard",
+            Command::Tls { .. } => "tls",
             Command::History { .. } => "history",
             Command::Validate => "validate",
             Command::Render => "render",

@@ -18,6 +18,7 @@ pub mod nginx;
 pub mod output;
 pub mod probe;
 pub mod state;
+pub mod tls;
 
 use output::{Mode, Output};
 
@@ -51,6 +52,7 @@ pub fn run(cli: cli::Cli) -> i32 {
             | cli::Command::Repair
             | cli::Command::Reroute
             | cli::Command::Discard
+            | cli::Command::Tls { .. }
             | cli::Command::Prune { .. }
     );
     match runtime.block_on(run_until_signalled(&cli, &out, mutating)) {

@@ -15,6 +15,7 @@ mod reroute;
 mod rollback;
 mod status;
 mod switch;
+pub(crate) mod tls;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -75,6 +76,11 @@ async fn with_docker(
         Command::Repair => repair::run(config, docker, lock_wait(cli)?, out).await,
         Command::Reroute => reroute::run(config, docker, lock_wait(cli)?, out).await,
         Command::Discard => discard::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Tls { action } => match action {
+            crate::cli::TlsAction::Reload => {
+                tls::reload(config, docker, lock_wait(cli)?, out).await
+            }
+        },
         Command::Prune { plan } => prune::run(config, docker, *plan, lock_wait(cli)?, out).await,
         Command::History { limit } => history::run(config, docker, *limit, out).await,
         Command::Render => render::run(config, docker, out).await,

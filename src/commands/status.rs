@@ -78,6 +78,21 @@ fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, V
             "other_apps": others,
         }),
     );
+    let now = crate::tls::now();
+    f.insert(
+        "tls".into(),
+        r.tls.as_ref().map_or(Value::Null, |t| {
+            json!({
+                "listen": config.lb.tls.as_ref().map(|t| t.listen),
+                "served": t.served.iter().map(|(path, c)| {
+                    let mut v = super::tls::cert_json(Some(c), now);
+                    v["path"] = json!(path);
+                    v
+                }).collect::<Vec<_>>(),
+                "configured": super::tls::cert_json(t.configured.as_ref(), now),
+            })
+        }),
+    );
     f.insert("problems".into(), json!(r.problems));
     f.insert("warnings".into(), json!(r.warnings));
     f
@@ -128,6 +143,23 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
             r.generation
                 .map_or(String::new(), |g| format!(" (generation {g})"))
         )),
+    }
+    if let Some(t) = &r.tls {
+        let now = crate::tls::now();
+        let port = config.lb.tls.as_ref().map_or(0, |t| t.listen);
+        if t.served.is_empty() {
+            s.push_str(&format!(
+                "  tls       port {port}: no certificate served yet
+"
+            ));
+        }
+        for (_, c) in &t.served {
+            s.push_str(&format!(
+                "  tls       port {port}: {}
+",
+                c.summary(now)
+            ));
+        }
     }
     if !others.is_empty() {
         s.push_str(&format!(

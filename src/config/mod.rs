@@ -6,6 +6,7 @@ mod envfile;
 mod locate;
 pub mod raw;
 mod secrets;
+mod tls;
 mod validate;
 
 pub use checks::{check_image_ref, valid_app_name, valid_docker_name};
@@ -128,6 +129,113 @@ pub struct Lb {
     /// name can stand in for 127.0.0.1)
     pub url_derived: bool,
     pub preview_url_derived: bool,
+    /// HTTPS on the live server (`lb.tls`)
+    pub tls: Option<Tls>,
+}
+
+impl Lb {
+    /// The container port `lb.url` reaches: the HTTPS listener's with `lb.tls`.
+    pub fn url_port(&self) -> u16 {
+        self.tls.as_ref().map_or(self.listen, |t| t.listen)
+    }
+}
+
+/// `lb.tls`: the live server answers HTTPS too.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub source: TlsSource,
+    /// nginx's HTTPS port
+    pub listen: u16,
+    /// Plain HTTP answers 308 to HTTPS
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security: max-age=31536000` over HTTPS
+    pub hsts: bool,
+    /// HTTP/2 beside HTTP/1.1 on the HTTPS port
+    pub http2: bool,
+    /// The CA bundle bgd's probes verify against instead of the system roots: (file, PEM)
+    pub ca: Option<(PathBuf, String)>,
+    /// The host port HTTPS is published on, for the redirect's URL (None: 443)
+    pub public_port: Option<u16>,
+}
+
+/// Where nginx's certificate and key come from.
+#[derive(Clone)]
+pub enum TlsSource {
+    /// Files on the machine bgd runs on, uploaded into bgd's directory in the nginx container
+    Local {
+        certificate: PathBuf,
+        key_file: PathBuf,
+        /// The PEM chain, leaf first
+        chain: String,
+        key: Secret,
+        /// What the leaf says (read when the config was loaded)
+        info: crate::tls::CertInfo,
+    },
+    /// Files already inside the nginx container
+    Container {
+        certificate_path: String,
+        key_path: String,
+    },
+}
+
+impl std::fmt::Debug for TlsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsSource::Local {
+                certificate,
+                key_file,
+                ..
+            } => write!(
+                f,
+                "Local({}, {})",
+                certificate.display(),
+                key_file.display()
+            ),
+            TlsSource::Container {
+                certificate_path,
+                key_path,
+            } => write!(f, "Container({certificate_path}, {key_path})"),
+        }
+    }
+}
+
+impl Tls {
+    /// The certificate and key as nginx's config names them: for uploaded files, names in
+    /// bgd's directory that change with their content (a new certificate never overwrites
+    /// the one nginx serves until the reload that switches to it).
+    pub fn files_in_nginx(&self, app: &str) -> (String, String) {
+        match &self.source {
+            TlsSource::Local { .. } => {
+                let stem = self.upload_stem().unwrap_or_default();
+                (
+                    format!("{}/{app}/tls/{stem}.crt", crate::nginx::BGD_DIR),
+                    format!("{}/{app}/tls/{stem}.key", crate::nginx::BGD_DIR),
+                )
+            }
+            TlsSource::Container {
+                certificate_path,
+                key_path,
+            } => (certificate_path.clone(), key_path.clone()),
+        }
+    }
+
+    /// The uploaded files' name without its extension: a digest of the pair.
+    pub fn upload_stem(&self) -> Option<String> {
+        let TlsSource::Local { chain, key, .. } = &self.source else {
+            return None;
+        };
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(chain.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(key.expose().as_bytes());
+        let digest = ctx.finish();
+        Some(
+            digest.as_ref()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
 }
 
 /// How bgd's HTTP probes reach nginx's listeners.
@@ -183,9 +291,10 @@ impl Config {
         } else {
             host.to_string()
         };
+        let url_port = config.lb.url_port();
         let lb = &mut config.lb;
         for (derived, url, port, key) in [
-            (lb.url_derived, &mut lb.url, lb.listen, "lb.url"),
+            (lb.url_derived, &mut lb.url, url_port, "lb.url"),
             (
                 lb.preview_url_derived,
                 &mut lb.preview_url,

@@ -121,6 +121,21 @@ pub struct RawLb {
     pub via: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub preview_host: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Option<String>,
+    pub key: Option<String>,
+    pub certificate_path: Option<String>,
+    pub key_path: Option<String>,
+    pub listen: Option<u16>,
+    pub redirect_http: Option<bool>,
+    pub hsts: Option<bool>,
+    pub http2: Option<bool>,
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -308,12 +308,27 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
             ))
         }
     };
-    let url = match l.url {
-        Some(u) => check_url("lb.url", &u)?,
-        None => url_for(&publish, listen).ok_or_else(|| {
+    let tls = l
+        .tls
+        .map(|t| super::tls::tls(t, dir, listen, preview_listen, &publish))
+        .transpose()?;
+    let url = match (l.url, &tls) {
+        (Some(u), _) => check_url("lb.url", &u)?,
+        (None, None) => url_for(&publish, listen).ok_or_else(|| {
             issue("lb", format!("set lb.url (where bgd reaches the live listener), or publish port {listen} in lb.publish"))
         })?,
+        (None, Some(t)) => url_for(&publish, t.listen)
+            .map(|u| u.replacen("http://", "https://", 1))
+            .ok_or_else(|| {
+                issue("lb", format!("set lb.url (where bgd reaches the live HTTPS listener), or publish port {} (lb.tls.listen) in lb.publish", t.listen))
+            })?,
     };
+    if tls.as_ref().is_some_and(|t| t.redirect_http) && url.starts_with("http://") {
+        return Err(issue(
+            "lb.url",
+            "is plain HTTP, which lb.tls.redirect_http answers with a redirect: give the HTTPS listener's URL (https://...)",
+        ));
+    }
     let preview_url = match l.preview_url {
         Some(u) => check_url("lb.preview_url", &u)?,
         None => url_for(&publish, preview_listen).ok_or_else(|| {
@@ -384,5 +399,6 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
         via,
         url_derived,
         preview_url_derived,
+        tls,
     })
 }

@@ -131,7 +131,11 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
             run.pool = Some(pool);
             Ok("the preview listener routes to the candidate".into())
         }
-        Command::Switch | Command::Rollback | Command::Reroute | Command::Discard => {
+        Command::Switch
+        | Command::Rollback
+        | Command::Reroute
+        | Command::Discard
+        | Command::TlsReload => {
             let containers = run.obs.containers_of(&target).len();
             let pool = run.obs.pool(run.host.config, &target);
             if pool.servers.len() != containers {

@@ -3,14 +3,14 @@
 //! installing a config, confirming what nginx serves, reading nginx's version.
 
 use super::observe::Observed;
-use crate::config::{Config, Via};
+use crate::config::{Config, TlsSource, Via};
 use crate::docker::{ContainerInfo, Docker};
 use crate::error;
 use crate::model::Color;
 use crate::nginx::render::{self, Features};
 use crate::nginx::{Install, Installed, LockUse, Nginx, NginxError, RecordWrite};
 use crate::output::{fmt_duration, Output};
-use crate::probe::{Prober, Request};
+use crate::probe::{Prober, Request, TlsProbe};
 use crate::state::NginxInfo;
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct Host<'a> {
     /// `--lock-wait`: how long to wait for a busy deploy lock
     pub lock_wait: Duration,
     template: &'a str,
+    /// `lb.tls`'s files are in the nginx container (uploaded once per run)
+    tls_uploaded: tokio::sync::OnceCell<()>,
 }
 
 impl<'a> Host<'a> {
@@ -50,9 +52,21 @@ impl<'a> Host<'a> {
                 socks.as_deref(),
                 probe_hosts(config),
                 Some(config.app.clone()),
+                TlsProbe {
+                    ca: config
+                        .lb
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.ca.as_ref())
+                        .map(|(_, pem)| pem.clone()),
+                    names: tls_name(config)
+                        .map(|n| vec![(config.lb.url.clone(), n)])
+                        .unwrap_or_default(),
+                },
             )?,
             lock_wait,
             template,
+            tls_uploaded: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -165,11 +179,20 @@ impl<'a> Host<'a> {
     ) -> Result<Installed, NginxError> {
         self.out
             .detail(&format!("nginx config for {what}:\n{text}"));
+        let tls = self.config.lb.tls.as_ref();
+        let stem = tls.and_then(|t| t.upload_stem());
+        if let Some(TlsSource::Local { chain, key, .. }) = tls.map(|t| &t.source) {
+            let stem = stem.as_deref().unwrap_or_default();
+            self.tls_uploaded
+                .get_or_try_init(|| async { self.nginx().upload_tls(stem, chain, key).await })
+                .await?;
+        }
         let install = Install {
             config: text,
             drain: self.config.switch.drain,
             record,
             lock,
+            tls_keep: stem.as_deref(),
         };
         self.nginx().install(install).await
     }
@@ -316,9 +339,11 @@ pub fn old_nginx(container: &str, (a, b, c): (u32, u32, u32)) -> String {
     )
 }
 
-/// The (host, port) pairs of `lb.url` and `lb.preview_url`: where bgd's probes go.
-fn listeners(config: &Config) -> Vec<(String, u16)> {
-    [&config.lb.url, &config.lb.preview_url]
+/// Where bgd's probes go, as the ssh proxy allows it: the (host, port) of `lb.url` and
+/// `lb.preview_url`, each with the host dialled for it, and `lb.url`'s TLS name standing
+/// for its host.
+fn listeners(config: &Config) -> Vec<(String, u16, String)> {
+    let mut allowed: Vec<(String, u16, String)> = [&config.lb.url, &config.lb.preview_url]
         .into_iter()
         .filter_map(|u| {
             let url = reqwest::Url::parse(u).ok()?;
@@ -328,9 +353,33 @@ fn listeners(config: &Config) -> Vec<(String, u16)> {
                 .trim_start_matches('[')
                 .trim_end_matches(']');
             let host = host.to_string();
-            Some((host, url.port_or_known_default()?))
+            Some((host.clone(), url.port_or_known_default()?, host))
         })
-        .collect()
+        .collect();
+    if let (Some(name), Some((host, port, _))) = (tls_name(config), allowed.first().cloned()) {
+        allowed.push((name, port, host));
+    }
+    allowed
+}
+
+/// The name bgd's probes of an HTTPS `lb.url` verify nginx's certificate for (and send as
+/// the TLS server name): the first of `lb.hosts` (a wildcard's as `bgd-probe.<domain>`),
+/// else the certificate's first DNS name. None: `lb.url`'s own host.
+pub fn tls_name(config: &Config) -> Option<String> {
+    let tls = config.lb.tls.as_ref()?;
+    if !config.lb.url.starts_with("https://") {
+        return None;
+    }
+    if let Some(first) = config.lb.hosts.first() {
+        return Some(match first.strip_prefix("*.") {
+            Some(domain) => format!("bgd-probe.{domain}"),
+            None => first.clone(),
+        });
+    }
+    match &tls.source {
+        TlsSource::Local { info, .. } => info.probe_name(),
+        TlsSource::Container { .. } => None,
+    }
 }
 
 /// With `lb.hosts`: the Host header bgd's probes send to each listener (the first host, a

@@ -30,6 +30,7 @@ mod rollback;
 pub mod routing;
 mod run;
 mod switch;
+pub mod tls;
 
 pub use host::Host;
 pub use observe::{observe, Observed};
@@ -178,6 +179,44 @@ pub async fn reroute(host: &Host<'_>) -> Result<Rerouted> {
             generation: run.state.generation,
             replicas,
             was,
+        })
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// `bgd tls reload`: what it applied.
+#[derive(Debug, Clone)]
+pub struct TlsReloaded {
+    pub generation: u64,
+    /// The certificate nginx serves now (what it says), and the one it served before
+    pub now: Option<crate::tls::CertInfo>,
+    pub before: Vec<crate::tls::CertInfo>,
+}
+
+/// `bgd tls reload`: the routing as it is, with the certificate bgd.yaml names now, in one
+/// validated lossless reload confirmed through `lb.url` (an expired certificate, or a key
+/// that does not match, is refused before anything changes).
+pub async fn tls_reload(host: &Host<'_>) -> Result<TlsReloaded> {
+    let mut run = Run::new(host, Command::TlsReload);
+    let result = async {
+        if host.config.lb.tls.is_none() {
+            return Err(crate::error::config(
+                "bgd.yaml has no lb.tls: there is no certificate to reload",
+            ));
+        }
+        run.execute(&[Step::prepare(host.config)]).await?;
+        let before = tls::served(host, run.obs.active_config.as_deref())
+            .await
+            .into_iter()
+            .map(|(_, info)| info)
+            .collect();
+        run.execute(&[Step::tls_reload(host.config)]).await?;
+        Ok(TlsReloaded {
+            generation: run.state.generation,
+            now: tls::configured(host).await?,
+            before,
         })
     }
     .await;

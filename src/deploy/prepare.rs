@@ -193,7 +193,7 @@ async fn disable_clashing_default_server(run: &Run<'_>, name: &str) -> Result<()
         .first()
         .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
         .unwrap_or_default();
-    if !listens_on(&text, &[config.lb.listen, config.lb.preview_listen]) {
+    if !listens_on(&text, &bgd_ports(config)) {
         return Ok(());
     }
     let note = format!(
@@ -233,7 +233,7 @@ fn refuse_clashing_servers(run: &Run<'_>, name: &str, dump: &str) -> Result<()> 
     if !named {
         hosts.extend(url_hosts);
     }
-    let files = clashing_files(dump, &[lb.listen, lb.preview_listen], &hosts, !named);
+    let files = clashing_files(dump, &bgd_ports(host.config), &hosts, !named);
     let Some(first) = files.first() else {
         return Ok(());
     };
@@ -253,11 +253,14 @@ fn refuse_clashing_apps(run: &Run<'_>, name: &str, dump: &str) -> Result<()> {
     let config = run.host.config;
     let lb = &config.lb;
     let preview: Vec<String> = lb.preview_host.iter().cloned().collect();
-    let clashes = crate::nginx::servers::app_clashes(
-        dump,
-        &config.app,
-        &[(lb.listen, &lb.hosts), (lb.preview_listen, &preview)],
-    );
+    let mut wanted = vec![
+        (lb.listen, lb.hosts.as_slice(), false),
+        (lb.preview_listen, preview.as_slice(), false),
+    ];
+    if let Some(t) = &lb.tls {
+        wanted.push((t.listen, lb.hosts.as_slice(), true));
+    }
+    let clashes = crate::nginx::servers::app_clashes(dump, &config.app, &wanted);
     if clashes.is_empty() {
         return Ok(());
     }
@@ -270,6 +273,14 @@ fn refuse_clashing_apps(run: &Run<'_>, name: &str, dump: &str) -> Result<()> {
         config.app,
         said.join("; ")
     )))
+}
+
+/// The ports bgd's servers listen on: live, preview, and HTTPS with `lb.tls`.
+fn bgd_ports(config: &crate::config::Config) -> Vec<u16> {
+    let lb = &config.lb;
+    let mut ports = vec![lb.listen, lb.preview_listen];
+    ports.extend(lb.tls.as_ref().map(|t| t.listen));
+    ports
 }
 
 /// The host part of `http://host:port/...`.
@@ -360,7 +371,12 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
             if !own {
                 refuse_clashing_servers(run, &lb.name, &dump)?;
             }
-            refuse_clashing_apps(run, &lb.name, &dump)
+            refuse_clashing_apps(run, &lb.name, &dump)?;
+            super::tls::check(host).await
+        }
+        Command::TlsReload => {
+            host.running_lb(lb.as_ref(), "reload the certificate of")?;
+            super::tls::check(host).await
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),
@@ -378,5 +394,6 @@ fn command_line(command: &Command) -> String {
         Command::Rollback => "bgd rollback".into(),
         Command::Reroute => "bgd reroute".into(),
         Command::Discard => "bgd discard".into(),
+        Command::TlsReload => "bgd tls reload".into(),
     }
 }

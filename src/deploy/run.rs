@@ -33,6 +33,8 @@ pub enum Command {
     Reroute,
     /// `bgd discard`: the waiting candidate goes, the release it set aside is parked again
     Discard,
+    /// `bgd tls reload`: the same routing, with the certificate bgd.yaml names now
+    TlsReload,
 }
 
 /// What a finished deploy, switch or rollback reports.
@@ -145,6 +147,7 @@ impl<'a> Run<'a> {
             Command::Rollback => "rollback",
             Command::Reroute => "reroute",
             Command::Discard => "discard",
+            Command::TlsReload => "tls reload",
         };
         let mut entry = HistoryEntry::starting(name);
         if let Command::Deploy(r) = &command {
@@ -308,7 +311,7 @@ impl<'a> Run<'a> {
             }
             Command::Deploy(_) | Command::Switch => switch::back_after_failed_verify(self, e).await,
             // nothing follows the reroute's install: its failures come before `switched`
-            Command::Reroute | Command::Discard => e,
+            Command::Reroute | Command::Discard | Command::TlsReload => e,
         }
     }
 

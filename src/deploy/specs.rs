@@ -169,6 +169,18 @@ pub fn render_input(
         upstream_keepalive_timeout: config.lb.upstream_keepalive_timeout,
         hosts: config.lb.hosts.clone(),
         preview_host: config.lb.preview_host.clone(),
+        tls: config.lb.tls.as_ref().map(|t| {
+            let (certificate, key) = t.files_in_nginx(&config.app);
+            crate::nginx::render::TlsRender {
+                listen: t.listen,
+                certificate,
+                key,
+                redirect_http: t.redirect_http,
+                port_suffix: t.public_port.map(|p| format!(":{p}")).unwrap_or_default(),
+                hsts: t.hsts,
+                http2: t.http2,
+            }
+        }),
     }
 }
 

@@ -28,6 +28,16 @@ pub struct StatusReport {
     /// What makes live traffic unsafe or unknown: each says what to run (status exits 7)
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    /// With `lb.tls`: the certificates nginx serves for this app, and the one bgd.yaml names
+    pub tls: Option<TlsView>,
+}
+
+/// `lb.tls` as status shows it.
+pub struct TlsView {
+    /// (path in the nginx container, what it says)
+    pub served: Vec<(String, crate::tls::CertInfo)>,
+    /// The one bgd.yaml names (None: it could not be read, a warning says why)
+    pub configured: Option<crate::tls::CertInfo>,
 }
 
 /// One release as status shows it.
@@ -88,6 +98,10 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
         None => None,
     };
     let mut warnings = warnings(host, &obs);
+    let tls = match &host.config.lb.tls {
+        Some(_) if lb_running => Some(tls_view(host, &obs, &mut warnings).await),
+        _ => None,
+    };
     let mut problems = problems(&obs, routes_to.as_deref());
     if problems.is_empty() && lb_running {
         let found = routing(host, &obs).await?;
@@ -101,8 +115,45 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
         generation: served_generation.or(file_generation),
         problems,
         warnings,
+        tls,
         observed: obs,
     })
+}
+
+/// The certificates nginx serves and the one bgd.yaml names, with what needs doing about
+/// them (near expiry, expired, not served yet).
+async fn tls_view(host: &Host<'_>, obs: &Observed, warnings: &mut Vec<String>) -> TlsView {
+    let now = crate::tls::now();
+    let served = super::tls::served(host, obs.active_config.as_deref()).await;
+    let configured = match super::tls::configured(host).await {
+        Ok(c) => c,
+        Err(e) => {
+            warnings.push(format!("{e:#}"));
+            None
+        }
+    };
+    if let Some(c) = &configured {
+        warnings.extend(super::tls::warnings(host, c, now));
+        let serving = served.iter().any(|(_, s)| s.fingerprint == c.fingerprint);
+        if !serving && obs.state.live.is_some() {
+            warnings.push(format!(
+                "nginx does not serve the certificate bgd.yaml names yet ({}): `bgd tls reload` applies it (or the next deploy)",
+                c.summary(now)
+            ));
+        }
+    }
+    for (path, s) in &served {
+        let named = configured
+            .as_ref()
+            .is_some_and(|c| c.fingerprint == s.fingerprint);
+        if !named && s.expired(now) {
+            warnings.push(format!(
+                "nginx serves an EXPIRED certificate ({path}: {})",
+                s.summary(now)
+            ));
+        }
+    }
+    TlsView { served, configured }
 }
 
 /// What nginx serves through `lb.url`: its color and generation.

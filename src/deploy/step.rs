@@ -139,6 +139,16 @@ impl Step {
         )
     }
 
+    pub fn tls_reload(config: &Config) -> Step {
+        Step::new(
+            StepKind::Reroute,
+            format!(
+                "serve the certificate bgd.yaml names, the routing unchanged: one validated reload, confirmed through {}",
+                config.lb.url
+            ),
+        )
+    }
+
     pub fn prepare(config: &Config) -> Step {
         let text = format!("take the deploy lock of {} and read the host", config.app);
         Step::new(StepKind::Prepare, text)

@@ -5,7 +5,7 @@
 
 use super::gates::{misrouted, smoke_probes};
 use super::plan::{after_failed_verify, AfterFailedVerify};
-use super::run::Run;
+use super::run::{Command, Run};
 use super::specs::render_input;
 use crate::config::ParkMode;
 use crate::error::{self, Failure};
@@ -131,10 +131,19 @@ async fn switch_live(
 pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
     let (Some(live), Some(pool)) = (run.state.live.clone(), run.live_pool.clone()) else {
-        return Err(error::refused(format!(
-            "nothing is live for {}: there is no routing to repair (deploy a release)",
-            config.app
-        )));
+        return Err(error::refused(
+            if matches!(run.command, Command::TlsReload) {
+                format!(
+                "nothing is live for {}: there is no live server to reload the certificate of (the next deploy serves it)",
+                config.app
+            )
+            } else {
+                format!(
+                    "nothing is live for {}: there is no routing to repair (deploy a release)",
+                    config.app
+                )
+            },
+        ));
     };
     let replicas = run.obs.containers_of(&live);
     if pool.servers.is_empty() {
@@ -166,18 +175,37 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
         preview,
     };
     run.state.generation += 1;
-    run.journal.entry.message = format!(
-        "live traffic on {}'s {} running replica(s) where they are now",
-        live.color,
-        pool.servers.len()
-    );
+    let tls_reload = matches!(run.command, Command::TlsReload);
+    run.journal.entry.message = if tls_reload {
+        let (cert, _) = config
+            .lb
+            .tls
+            .as_ref()
+            .map(|t| t.files_in_nginx(&config.app))
+            .unwrap_or_default();
+        format!(
+            "the certificate reloaded ({cert}); live traffic on {} as before",
+            live.color
+        )
+    } else {
+        format!(
+            "live traffic on {}'s {} running replica(s) where they are now",
+            live.color,
+            pool.servers.len()
+        )
+    };
+    let what = if tls_reload {
+        "the certificate reload"
+    } else {
+        "the reroute"
+    };
     let text = render(run, &to)?;
     let entry = run.journal.entry_now();
     let record = record_of(&run.state, &entry)?;
     let installed = host
         .install_routing(
             &text,
-            "the reroute",
+            what,
             Some(record),
             &run.lock,
             &format!(
@@ -188,7 +216,7 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
         .await?;
     run.journal.recorded = Some(entry.outcome.clone());
     if !installed.recorded {
-        return Err(unrecorded(run, "the reroute"));
+        return Err(unrecorded(run, what));
     }
     host.confirm_live(Some(live.color), run.state.generation)
         .await
@@ -198,6 +226,12 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
                 config.lb.url
             ))
         })?;
+    if tls_reload {
+        return Ok(format!(
+            "nginx serves the certificate bgd.yaml names; live traffic on {} as before (generation {})",
+            live.color, run.state.generation
+        ));
+    }
     let targets: Vec<&str> = pool.servers.iter().map(|s| s.name.as_str()).collect();
     Ok(format!(
         "live traffic on {} ({}) where it is now: {} (generation {})",

@@ -65,6 +65,19 @@ impl Docker {
     /// Writes files into a container (created or running) through the archive API.
     /// `files` are (path relative to `dir`, contents); missing parent directories are created.
     pub async fn upload(&self, container: &str, dir: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        let with_modes: Vec<(&str, &[u8], u32)> =
+            files.iter().map(|(p, d)| (*p, *d, 0o644)).collect();
+        self.upload_modes(container, dir, &with_modes).await
+    }
+
+    /// `upload` with each file's mode (0o600 for a private key: owned by root, read by
+    /// nginx's master).
+    pub async fn upload_modes(
+        &self,
+        container: &str,
+        dir: &str,
+        files: &[(&str, &[u8], u32)],
+    ) -> Result<()> {
         let tar = archive(files).map_err(|e| anyhow::anyhow!("build archive: {e}"))?;
         self.call(
             || format!("write files into container {container}:{dir}"),
@@ -112,11 +125,11 @@ impl Docker {
 }
 
 /// A tar archive of `files`, with their parent directories.
-fn archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+fn archive(files: &[(&str, &[u8], u32)]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut dirs_done = std::collections::BTreeSet::new();
     let now = now_secs();
-    for (path, data) in files {
+    for (path, data, mode) in files {
         let mut parents: Vec<&std::path::Path> = std::path::Path::new(path)
             .ancestors()
             .skip(1)
@@ -134,7 +147,7 @@ fn archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
             }
         }
         let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
+        header.set_mode(*mode);
         header.set_size(data.len() as u64);
         header.set_mtime(now);
         builder.append_data(&mut header, path, *data)?;
@@ -185,13 +198,30 @@ mod tests {
 
     #[test]
     fn archives_round_trip_with_parents() {
-        let tar = archive(&[("bgd/web/state.json", b"{}"), ("bgd/web/a", b"x")]).unwrap();
+        let tar = archive(&[
+            ("bgd/web/state.json", b"{}", 0o644),
+            ("bgd/web/tls/k.key", b"x", 0o600),
+        ])
+        .unwrap();
         let files = unpack(&tar).unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["bgd/", "bgd/web/", "bgd/web/state.json", "bgd/web/a"]
+            [
+                "bgd/",
+                "bgd/web/",
+                "bgd/web/state.json",
+                "bgd/web/tls/",
+                "bgd/web/tls/k.key"
+            ]
         );
         assert_eq!(files[2].1, b"{}");
+        let mut a = tar::Archive::new(tar.as_slice());
+        let modes: Vec<u32> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().mode().unwrap())
+            .collect();
+        assert_eq!(modes, [0o755, 0o755, 0o644, 0o755, 0o600]);
     }
 }

@@ -184,8 +184,8 @@ impl Docker {
 
     /// With an ssh:// daemon: the URL (a secret: it holds the proxy's password) of the local
     /// SOCKS5 proxy whose connections ssh carries to the Docker host, for the `allowed`
-    /// (host, port) pairs only (started on first use); otherwise None.
-    pub fn ssh_proxy(&self, allowed: &[(String, u16)]) -> Result<Option<String>> {
+    /// (host, port, host dialled) triples only (started on first use); otherwise None.
+    pub fn ssh_proxy(&self, allowed: &[(String, u16, String)]) -> Result<Option<String>> {
         match &self.tunnel {
             None => Ok(None),
             Some(t) => t.socks(allowed).map(Some).map_err(|e| {

@@ -292,8 +292,10 @@ impl Tunnel {
     /// through this tunnel's ssh connection: bgd's HTTP probes reach nginx's listeners as the
     /// Docker host sees them (its loopback included), with their own Host and TLS names.
     /// Only bgd can use it (a random password, in the returned `socks5h://` URL) and only
-    /// for `allowed` (host, port) pairs. Started once, on first use; the URL is a secret.
-    pub fn socks(&self, allowed: &[(String, u16)]) -> std::io::Result<String> {
+    /// for `allowed` (host, port, the host dialled for it) triples: a TLS name stands for
+    /// the address its listener is reached at. Started once, on first use; the URL is a
+    /// secret.
+    pub fn socks(&self, allowed: &[(String, u16, String)]) -> std::io::Result<String> {
         let mut socks = self
             .socks
             .lock()
@@ -312,7 +314,7 @@ impl Tunnel {
             password: password.clone(),
             allowed: allowed
                 .iter()
-                .map(|(h, p)| (h.to_ascii_lowercase(), *p))
+                .map(|(h, p, d)| (h.to_ascii_lowercase(), *p, d.clone()))
                 .collect(),
         });
         let sessions = Arc::new(Semaphore::new(PROBE_SESSIONS));
@@ -449,8 +451,8 @@ fn random_token() -> std::io::Result<String> {
 /// Who may use the SOCKS proxy, and for what.
 struct SocksRules {
     password: String,
-    /// (host in lower case, port)
-    allowed: Vec<(String, u16)>,
+    /// (host asked for, in lower case; port; host dialled)
+    allowed: Vec<(String, u16, String)>,
 }
 
 /// Whether two byte strings are equal, in time that does not depend on where they differ.
@@ -642,11 +644,19 @@ async fn socks_handshake(
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
-        && rules.allowed.iter().any(|(h, p)| *h == host && *p == port);
-    if !host_ok {
+        && rules
+            .allowed
+            .iter()
+            .any(|(h, p, _)| *h == host && *p == port);
+    let dial = rules
+        .allowed
+        .iter()
+        .find(|(h, p, _)| *h == host && *p == port)
+        .map(|(_, _, d)| d.clone());
+    let Some(host) = dial.filter(|_| host_ok) else {
         s.write_all(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
         return Err(bad("a host or port bgd does not forward"));
-    }
+    };
     // answered before ssh connects: a failure shows as the connection closing
     s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     Ok((host, port, s))
@@ -777,7 +787,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let rules = SocksRules {
             password: "s3cret-token".into(),
-            allowed: vec![("127.0.0.1".into(), 8000), ("web.internal".into(), 80)],
+            allowed: vec![
+                ("127.0.0.1".into(), 8000, "127.0.0.1".into()),
+                ("web.internal".into(), 80, "web.internal".into()),
+                ("shop.example.com".into(), 8443, "127.0.0.1".into()),
+            ],
         };
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
@@ -817,6 +831,17 @@ mod tests {
             socks_with(hello("s3cret-token", &name, 80)).await.0,
             Ok(("web.internal".to_string(), 80))
         );
+        // a TLS name stands for its listener's address
+        let mut tls = vec![3, 16];
+        tls.extend(b"shop.example.com");
+        assert_eq!(
+            socks_with(hello("s3cret-token", &tls, 8443)).await.0,
+            Ok(("127.0.0.1".to_string(), 8443))
+        );
+        assert!(socks_with(hello("s3cret-token", &tls, 8000))
+            .await
+            .0
+            .is_err());
         // a wrong password, another port, another host, no password at all
         let (wrong, answer) = socks_with(hello("s3cret-tokeN", &ip, 8000)).await;
         assert!(wrong.is_err());

@@ -109,6 +109,9 @@ pub struct Install<'a> {
     /// What to record once the config serves, in the same exec
     pub record: Option<RecordWrite>,
     pub lock: &'a LockUse,
+    /// The uploaded `lb.tls` files the config names (their stem); once it serves, other
+    /// files in the app's `tls/` go. None: none are kept.
+    pub tls_keep: Option<&'a str>,
 }
 
 impl NginxError {
@@ -269,6 +272,43 @@ impl<'a> Nginx<'a> {
             .await?)
     }
 
+    /// Uploads an `lb.tls` certificate chain and key into bgd's directory for this app, as
+    /// `tls/STEM.crt` and `tls/STEM.key` (mode 0600, root's). Names that change with the
+    /// content: the config nginx serves keeps the files it names until a reload moves on.
+    pub async fn upload_tls(
+        &self,
+        stem: &str,
+        chain: &str,
+        key: &crate::config::Secret,
+    ) -> Result<(), NginxError> {
+        let (crt, k) = (
+            format!("bgd/{}/tls/{stem}.crt", self.app),
+            format!("bgd/{}/tls/{stem}.key", self.app),
+        );
+        Ok(self
+            .docker
+            .upload_modes(
+                &self.container,
+                NGINX_DIR,
+                &[
+                    (crt.as_str(), chain.as_bytes(), 0o644),
+                    (k.as_str(), key.expose().as_bytes(), 0o600),
+                ],
+            )
+            .await?)
+    }
+
+    /// Reads one file of the nginx container (a certificate named by `lb.tls.certificate_path`);
+    /// None when it is not there.
+    pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, NginxError> {
+        Ok(self
+            .docker
+            .download(&self.container, path)
+            .await?
+            .and_then(|files| files.into_iter().find(|(n, _)| !n.ends_with('/')))
+            .map(|(_, data)| data))
+    }
+
     /// Takes the deploy lock as `holder`; `Locked(other)` when another run holds it.
     pub async fn lock(&self, holder: &Holder) -> Result<(), NginxError> {
         let json = serde_json::to_string(holder).map_err(anyhow::Error::from)?;
@@ -359,6 +399,7 @@ impl<'a> Nginx<'a> {
             ("--history-keep", &keep),
         ];
         push_record(&mut args, what.record.as_ref());
+        args.push(("--tls-keep", what.tls_keep.unwrap_or("-")));
         let once = lock_args(what.lock)?;
         args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
         let limit = guard_wait + HANDOVER_LIMIT * 2 + what.drain + Duration::from_secs(10);

@@ -19,6 +19,8 @@ pub struct Features {
     /// `server NAME resolve` in an upstream (>= 1.27.3): nginx follows a container that
     /// restarts with another address
     pub resolve: bool,
+    /// `http2 on;` (>= 1.25.1); older versions say `http2` on the `listen`
+    pub http2_directive: bool,
 }
 
 impl Features {
@@ -26,12 +28,14 @@ impl Features {
     pub const ALL: Features = Features {
         keepalive_min_timeout: true,
         resolve: true,
+        http2_directive: true,
     };
 
     pub fn of(version: (u32, u32, u32)) -> Features {
         Features {
             keepalive_min_timeout: version >= (1, 27, 4),
             resolve: version >= (1, 27, 3),
+            http2_directive: version >= (1, 25, 1),
         }
     }
 }
@@ -57,6 +61,23 @@ pub struct RenderInput {
     pub hosts: Vec<String>,
     /// The preview server's name, with `hosts`
     pub preview_host: Option<String>,
+    /// HTTPS on the live server
+    pub tls: Option<TlsRender>,
+}
+
+/// The live server's HTTPS, as the template sees it (`tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsRender {
+    pub listen: u16,
+    /// Paths in the nginx container
+    pub certificate: String,
+    pub key: String,
+    pub redirect_http: bool,
+    /// `:8443` when HTTPS is published on a port other than 443, for the redirect
+    pub port_suffix: String,
+    pub hsts: bool,
+    /// HTTP/2 beside HTTP/1.1
+    pub http2: bool,
 }
 
 #[derive(Serialize)]
@@ -106,6 +127,8 @@ struct Context<'a> {
     upstream_keepalive_timeout: String,
     hosts: &'a [String],
     preview_host: Option<&'a str>,
+    tls: Option<&'a TlsRender>,
+    http2_directive: bool,
 }
 
 fn pool_context(pool: &Pool, resolve: bool) -> PoolContext<'_> {
@@ -208,6 +231,8 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         upstream_keepalive_timeout: nginx_duration(input.upstream_keepalive_timeout),
         hosts: &input.hosts,
         preview_host: input.preview_host.as_deref(),
+        tls: input.tls.as_ref(),
+        http2_directive: input.features.http2_directive,
     };
     let context = tera::Context::from_serialize(&ctx)?;
     let mut tera = tera::Tera::default();
@@ -308,6 +333,7 @@ mod tests {
             upstream_keepalive_timeout: std::time::Duration::from_secs(1),
             hosts: Vec::new(),
             preview_host: None,
+            tls: None,
         }
     }
 
@@ -370,6 +396,46 @@ mod tests {
         snapshot("nginx-hosts.conf", &text);
     }
 
+    /// Snapshot with HTTPS beside plain HTTP, which redirects; HSTS over HTTPS only.
+    #[test]
+    fn snapshot_tls() {
+        let mut i = input();
+        i.hosts = vec!["shop.example.com".into()];
+        i.preview_host = Some("preview.shop.example.com".into());
+        i.tls = Some(TlsRender {
+            listen: 443,
+            certificate: "/etc/nginx/bgd/web-app/tls/0123456789abcdef.crt".into(),
+            key: "/etc/nginx/bgd/web-app/tls/0123456789abcdef.key".into(),
+            redirect_http: true,
+            port_suffix: ":8443".into(),
+            hsts: true,
+            http2: true,
+        });
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        snapshot("nginx-tls.conf", &text);
+        // an nginx before 1.25.1 says http2 on the listen
+        i.features = Features::of((1, 24, 0));
+        let old = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(old.contains("listen 443 ssl http2;"), "{old}");
+        assert!(!old.contains("http2 on;"), "{old}");
+        // without the options: no redirect, no HSTS, the default server of both ports
+        i.hosts.clear();
+        i.preview_host = None;
+        if let Some(t) = i.tls.as_mut() {
+            t.redirect_http = false;
+            t.hsts = false;
+        }
+        let plain = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(
+            plain.contains("listen 443 ssl default_server http2;"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("return 308") && !plain.contains("Strict-Transport"),
+            "{plain}"
+        );
+    }
+
     #[test]
     fn header_round_trip() {
         let text = render(BUILTIN_TEMPLATE, &input()).unwrap();
@@ -406,6 +472,7 @@ mod tests {
         let f = Features::of((1, 27, 3));
         assert!(f.resolve && !f.keepalive_min_timeout);
         let f = Features::of((1, 22, 1));
-        assert!(!f.resolve && !f.keepalive_min_timeout);
+        assert!(!f.resolve && !f.keepalive_min_timeout && !f.http2_directive);
+        assert!(Features::of((1, 25, 1)).http2_directive);
     }
 }

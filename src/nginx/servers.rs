@@ -10,6 +10,8 @@ pub struct ServerBlock {
     pub listens: Vec<(u16, bool)>,
     /// its `server_name`s
     pub names: Vec<String>,
+    /// the ports it listens on with `ssl`
+    pub ssl: Vec<u16>,
 }
 
 impl ServerBlock {
@@ -47,6 +49,7 @@ pub fn server_blocks(text: &str) -> Vec<ServerBlock> {
                     open.push(ServerBlock {
                         listens: Vec::new(),
                         names: Vec::new(),
+                        ssl: Vec::new(),
                     });
                 }
                 stack.push(name);
@@ -82,10 +85,15 @@ fn read_statement(statement: &str, block: &mut ServerBlock) {
     match words.next() {
         Some("listen") => {
             let Some(addr) = words.next() else { return };
-            let default = words.any(|w| w == "default_server" || w == "default");
-            block
-                .listens
-                .push((listen_port(addr).unwrap_or(0), default));
+            let params: Vec<&str> = words.collect();
+            let default = params
+                .iter()
+                .any(|w| *w == "default_server" || *w == "default");
+            let port = listen_port(addr).unwrap_or(0);
+            block.listens.push((port, default));
+            if params.contains(&"ssl") && !block.ssl.contains(&port) {
+                block.ssl.push(port);
+            }
         }
         Some("server_name") => block
             .names
@@ -152,9 +160,14 @@ pub fn clashing_files(dump: &str, ports: &[u16], hosts: &[&str], by_default: boo
 /// Other bgd apps sharing this nginx (files under `/etc/nginx/bgd/<app>/` of an `nginx -T`
 /// dump) whose servers would take requests meant for `app`'s: on `port`, the default server
 /// when `app` has no names there (`names` empty; two default servers are an nginx error), or
-/// one answering one of `names` (nginx would let the first one win and warn). Each: (the
-/// other app, what clashes).
-pub fn app_clashes(dump: &str, app: &str, wanted: &[(u16, &[String])]) -> Vec<(String, String)> {
+/// one answering one of `names` (nginx would let the first one win and warn), or one that
+/// listens there with TLS when `app` does not, or the other way round (nginx makes a port
+/// TLS for every server on it when one says `ssl`). Each: (the other app, what clashes).
+pub fn app_clashes(
+    dump: &str,
+    app: &str,
+    wanted: &[(u16, &[String], bool)],
+) -> Vec<(String, String)> {
     const FILE: &str = "# configuration file ";
     let mut found: Vec<(String, String)> = Vec::new();
     for section in dump.split(FILE).skip(1) {
@@ -168,12 +181,19 @@ pub fn app_clashes(dump: &str, app: &str, wanted: &[(u16, &[String])]) -> Vec<(S
             continue;
         };
         for block in server_blocks(text) {
-            for (port, names) in wanted {
+            for (port, names, ssl) in wanted {
                 let on = block.on(&[*port]);
                 if on.is_empty() {
                     continue;
                 }
-                let clash = if names.is_empty() {
+                let theirs = block.ssl.contains(port);
+                let clash = if theirs != *ssl {
+                    Some(if theirs {
+                        format!("it serves port {port} with TLS, where this app serves plain HTTP")
+                    } else {
+                        format!("it serves port {port} in plain HTTP, where this app serves TLS")
+                    })
+                } else if names.is_empty() {
                     on.iter()
                         .any(|(_, default)| *default)
                         .then(|| format!("it is the default server of port {port}"))
@@ -213,7 +233,7 @@ mod tests {
         let other = vec!["other.example.com".to_string()];
         // web (this app) without names: blog is the default server already
         assert_eq!(
-            app_clashes(dump, "web", &[(80, &none)]),
+            app_clashes(dump, "web", &[(80, &none, false)]),
             [(
                 "blog".to_string(),
                 "it is the default server of port 80".to_string()
@@ -221,16 +241,28 @@ mod tests {
         );
         // a name another app answers
         assert_eq!(
-            app_clashes(dump, "web", &[(80, &shop)]),
+            app_clashes(dump, "web", &[(80, &shop, false)]),
             [(
                 "shop".to_string(),
                 "it answers shop.example.com on port 80".to_string()
             )]
         );
         // names of its own live beside both
-        assert!(app_clashes(dump, "web", &[(80, &other), (8081, &other)]).is_empty());
+        assert!(app_clashes(dump, "web", &[(80, &other, false), (8081, &other, false)]).is_empty());
         // its own files never clash with it
-        assert!(app_clashes(dump, "shop", &[(80, &shop)]).is_empty());
+        assert!(app_clashes(dump, "shop", &[(80, &shop, false)]).is_empty());
+        // TLS on a port another app serves in plain HTTP, and the other way round
+        assert_eq!(
+            app_clashes(dump, "web", &[(8081, &other, true)]),
+            [(
+                "shop".to_string(),
+                "it serves port 8081 in plain HTTP, where this app serves TLS".to_string()
+            )]
+        );
+        let tls = "# configuration file /etc/nginx/bgd/shop/active.conf:\n\
+                   server { listen 80; listen 443 ssl; server_name shop.example.com; }\n";
+        assert!(app_clashes(tls, "web", &[(443, &other, true)]).is_empty());
+        assert_eq!(app_clashes(tls, "web", &[(443, &other, false)]).len(), 1);
     }
 
     #[test]
@@ -241,6 +273,7 @@ mod tests {
             [ServerBlock {
                 listens: vec![(80, false), (80, false)],
                 names: vec!["localhost".into()],
+                ssl: vec![],
             }]
         );
         assert!(listens_on(stock, &[80, 8081]));

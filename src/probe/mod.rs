@@ -166,9 +166,22 @@ fn snippet(body: &str) -> String {
     format!(" (body: {cut:?}{more})")
 }
 
+/// How probes of an HTTPS listener are sent and verified.
+#[derive(Clone, Default)]
+pub struct TlsProbe {
+    /// PEM roots verified against instead of the system's (`lb.tls.ca`)
+    pub ca: Option<String>,
+    /// (base URL, name): a request under the base goes to `https://name:port/...` (the name
+    /// is the TLS server name and what the certificate is verified for), connected to the
+    /// base's own address
+    pub names: Vec<(String, String)>,
+}
+
 #[derive(Clone)]
 pub struct Prober {
     client: reqwest::Client,
+    /// (base URL, TLS name), from `TlsProbe`
+    tls_names: Vec<(String, String)>,
     /// (base URL, Host): a request under that URL carries that Host header, whatever the
     /// request says (nginx's servers answer by name when `lb.hosts` is set)
     hosts: Vec<(String, String)>,
@@ -192,6 +205,7 @@ impl Prober {
         socks: Option<&str>,
         hosts: Vec<(String, String)>,
         app: Option<String>,
+        tls: TlsProbe,
     ) -> anyhow::Result<Prober> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
@@ -201,8 +215,33 @@ impl Prober {
         if let Some(url) = socks {
             builder = builder.proxy(reqwest::Proxy::all(url)?);
         }
+        if let Some(pem) = &tls.ca {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        // directly, a TLS name is connected to its base's address; through the ssh proxy,
+        // the proxy knows the name stands for that address
+        if socks.is_none() {
+            for (base, name) in &tls.names {
+                let url = reqwest::Url::parse(base)?;
+                let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                    continue;
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let addrs: Vec<std::net::SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                        .map(Iterator::collect)
+                        .unwrap_or_default();
+                if !addrs.is_empty() {
+                    builder = builder.resolve_to_addrs(name, &addrs);
+                }
+            }
+        }
         Ok(Prober {
             client: builder.build()?,
+            tls_names: tls.names,
             hosts,
             app,
         })
@@ -237,8 +276,12 @@ impl Prober {
         let (url, timeout) = (req.url.as_str(), req.timeout);
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad method {}", req.method))?;
-        let mut builder = self.client.request(method, url).timeout(timeout);
         let named = self.hosts.iter().find(|(base, _)| under(url, base));
+        let sent = match self.tls_names.iter().find(|(base, _)| under(url, base)) {
+            Some((_, name)) => with_host(url, name),
+            None => url.to_string(),
+        };
+        let mut builder = self.client.request(method, &sent).timeout(timeout);
         for (k, v) in &req.headers {
             // with names, the name picks the app's server: bgd's wins
             if named.is_some() && k.eq_ignore_ascii_case("host") {
@@ -292,6 +335,17 @@ impl Prober {
     }
 }
 
+/// `url` with its host replaced by `name` (the port kept).
+fn with_host(url: &str, name: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return url.to_string();
+    };
+    match u.set_host(Some(name)) {
+        Ok(()) => u.to_string(),
+        Err(_) => url.to_string(),
+    }
+}
+
 fn headers_get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -302,6 +356,8 @@ fn headers_get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
     if e.is_timeout() {
         format!("{url}: no answer within {:.1}s", timeout.as_secs_f64())
+    } else if let Some(why) = tls_failure(e) {
+        format!("{url}: TLS failed: {why} (is nginx's certificate valid for the name bgd checks, and issued by the system's roots or lb.tls.ca?)")
     } else if e.is_connect() {
         format!("{url}: cannot connect (is the listener published and reachable from here?)")
     } else {
@@ -313,6 +369,21 @@ fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
         }
         msg
     }
+}
+
+/// What a TLS failure said (a certificate that does not verify, a failed handshake), when
+/// that is why the request failed.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
+            return Some(text);
+        }
+        source = s.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -354,7 +425,7 @@ mod tests {
             }
             sent
         });
-        let prober = Prober::new(None, Vec::new(), None).unwrap();
+        let prober = Prober::new(None, Vec::new(), None, TlsProbe::default()).unwrap();
         let url = format!("http://127.0.0.1:{port}/");
         let verdict = prober
             .probe(&Request::get(url, Duration::from_secs(60)))
