@@ -35,8 +35,13 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
     );
     render::render(template, &input)
         .map_err(|e| error::config(format!("cannot render {which}: {e:#}")))?;
-    out.print(&format!(
-        "{}: ok (app {}, {} replica(s), live listener {} -> {}, preview {} -> {})",
+    let https = config
+        .lb
+        .tls
+        .as_ref()
+        .map_or(String::new(), |t| format!(", HTTPS {}", t.listen));
+    let mut text = format!(
+        "{}: ok (app {}, {} replica(s), live listener {}{https} -> {}, preview {} -> {})",
         config.file.display(),
         config.app,
         config.replicas,
@@ -44,7 +49,24 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
         config.lb.url,
         config.lb.preview_listen,
         config.lb.preview_url
-    ));
+    );
+    if let Some(crate::config::TlsSource::Local { info, .. }) =
+        config.lb.tls.as_ref().map(|t| &t.source)
+    {
+        let now = crate::tls::now();
+        text.push_str(&format!("\ncertificate: {}", info.summary(now)));
+        if info.expired(now) {
+            out.warn(
+                "the certificate has expired: a deploy or `bgd tls reload` refuses it; renew it",
+            );
+        } else if info.days_left(now) < crate::tls::WARN_DAYS {
+            out.warn(&format!(
+                "the certificate expires in {} days: renew it",
+                info.days_left(now)
+            ));
+        }
+    }
+    out.print(&text);
     let mut f = Map::new();
     f.insert("app".into(), json!(config.app));
     f.insert("file".into(), json!(config.file.display().to_string()));

@@ -466,6 +466,86 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_read_checked_and_derives_an_https_url() {
+        let dir = std::env::temp_dir().join(format!("bgd-tls-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["shop.example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("shop.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("shop.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.join("other.key"),
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        let file = dir.join("bgd.yaml");
+        let base = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['80:80', '127.0.0.1:8081:8081', '8443:443']\n  hosts: [shop.example.com]\n";
+        let with = |tls: &str| parse(&file, &format!("{base}  tls: {tls}\n"));
+        let c = with("{certificate: shop.pem, key: shop.key, redirect_http: true}").unwrap();
+        assert_eq!(c.lb.url, "https://127.0.0.1:8443");
+        let t = c.lb.tls.as_ref().unwrap();
+        assert_eq!(
+            (t.listen, t.public_port, t.http2, t.hsts),
+            (443, Some(8443), true, false)
+        );
+        let (crt, k) = t.files_in_nginx("web");
+        assert!(
+            crt.starts_with("/etc/nginx/bgd/web/tls/") && crt.ends_with(".crt"),
+            "{crt}"
+        );
+        assert_eq!(crt.trim_end_matches(".crt"), k.trim_end_matches(".key"));
+        // the key never shows in Debug
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+        assert_eq!(c.for_tcp_daemon("h").0.lb.url, "https://h:8443");
+        let inside = with("{certificate_path: /etc/ssl/a.pem, key_path: /etc/ssl/a.key}").unwrap();
+        assert_eq!(
+            inside.lb.tls.unwrap().files_in_nginx("web").0,
+            "/etc/ssl/a.pem"
+        );
+        for (bad, says) in [
+            ("{certificate: shop.pem, key: other.key}", "does not belong"),
+            ("{certificate: shop.pem}", "not a mix"),
+            (
+                "{certificate: shop.pem, key: shop.key, key_path: /a}",
+                "not a mix",
+            ),
+            ("{}", "name the certificate"),
+            ("{certificate: missing.pem, key: shop.key}", "cannot read"),
+            (
+                "{certificate_path: 'a.pem', key_path: /a.key}",
+                "absolute path",
+            ),
+            (
+                "{certificate_path: '/a b.pem', key_path: /a.key}",
+                "absolute path",
+            ),
+            (
+                "{certificate: shop.pem, key: shop.key, listen: 80}",
+                "clashes",
+            ),
+            (
+                "{certificate: shop.pem, key: shop.key, ca: shop.key}",
+                "lb.tls.ca",
+            ),
+        ] {
+            let e = format!("{:#}", with(bad).unwrap_err());
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("PRIVATE KEY"), "{e}");
+        }
+        // plain HTTP answers with a redirect: bgd's probes cannot use it
+        let e = parse(
+            &file,
+            &format!("{base}  url: http://127.0.0.1:80\n  tls: {{certificate: shop.pem, key: shop.key, redirect_http: true}}\n"),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("https://"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_tcp_daemon_names_its_host_in_the_urls_derived_from_publish() {
         let text = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['0.0.0.0:8000:80', '8001:8081']\n";
         let c = parse(Path::new("bgd.yaml"), text).unwrap();
