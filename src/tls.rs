@@ -139,13 +139,28 @@ pub fn check_pair(chain_pem: &str, key_pem: &str) -> Result<CertInfo, String> {
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
         "the key is of a kind bgd cannot read (RSA, ECDSA P-256/P-384 or Ed25519)".to_string()
     })?;
-    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    let rest: Vec<CertificateDer<'static>> = chain[1..].to_vec();
+    let certified = rustls::sign::CertifiedKey::new(chain, signing.clone());
     match certified.keys_match() {
         Ok(()) => Ok(leaf),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(format!(
-            "the key does not belong to the certificate ({}): give the key the certificate was issued for",
-            leaf.subject
-        )),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            // the key of a later certificate: the chain is in the wrong order
+            let later = rest.into_iter().find(|c| {
+                rustls::sign::CertifiedKey::new(vec![c.clone()], signing.clone())
+                    .keys_match()
+                    .is_ok()
+            });
+            Err(match later.as_ref().map(info) {
+                Some(Ok(l)) => format!(
+                    "the key belongs to {}, not to the first certificate of the file ({}): put the server's own certificate first, then its chain",
+                    l.subject, leaf.subject
+                ),
+                _ => format!(
+                    "the key does not belong to the certificate ({}): give the key the certificate was issued for",
+                    leaf.subject
+                ),
+            })
+        }
         // a key whose public half bgd cannot derive: nginx -t still checks the pair
         Err(_) => Ok(leaf),
     }
@@ -224,6 +239,10 @@ mod tests {
         assert!(check_pair("garbage", &other).is_err());
         // the key given as the certificate
         assert!(check_pair(&other, &other).is_err());
+        // the chain in the wrong order: named as such
+        let (leaf, leaf_key) = cert(&["b.example.com"], 30);
+        let e = check_pair(&format!("{c}{leaf}"), &leaf_key).unwrap_err();
+        assert!(e.contains("put the server's own certificate first"), "{e}");
     }
 
     #[test]

@@ -146,7 +146,31 @@ result!(Status {
     nginx: NginxStatus,
     problems: Vec<String>,
     warnings: Vec<String>,
+    tls: Option<TlsStatus>,
 });
+
+/// `status`'s `tls` (null here: the app has no lb.tls; tests/tls.rs reads it with one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TlsStatus {
+    listen: Option<u16>,
+    served: Option<Certificate>,
+    configured: Option<Certificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Certificate {
+    subject: String,
+    issuer: String,
+    names: Vec<String>,
+    not_after: String,
+    days_left: i64,
+    expired: bool,
+    sha256: String,
+}
 result!(History {
     app: String,
     entries: Vec<Entry>,

@@ -168,7 +168,7 @@ impl CurlLoad {
 fn served_sha(t: &TestApp) -> String {
     let st = t.bgd(&["--json", "status"]);
     assert_eq!(st.code, 0, "{st:?}");
-    st.result()["tls"]["served"][0]["sha256"]
+    st.result()["tls"]["served"]["sha256"]
         .as_str()
         .unwrap_or("none")
         .to_string()
@@ -273,7 +273,7 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
     // status: subject and expiry
     let st = t.bgd(&["--json", "status"]);
     assert_eq!(st.code, 0, "{st:?}");
-    let served = &st.result()["tls"]["served"][0];
+    let served = &st.result()["tls"]["served"];
     assert_eq!(served["subject"], "CN=shop.test", "{served}");
     assert!(
         (59..=60).contains(&served["days_left"].as_i64().unwrap()),
@@ -353,6 +353,15 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
         "{v:?}"
     );
     assert!(!v.stderr.contains("PRIVATE KEY"), "{v:?}");
+    // a certificate file holding the key too: refused (it would be uploaded readable by all)
+    std::fs::write(
+        t.dir.join("certs/shop.pem"),
+        format!("{}{}", renewed.0, renewed.1),
+    )
+    .unwrap();
+    let v = t.bgd(&["validate"]);
+    assert_eq!(v.code, 2, "{v:?}");
+    assert!(v.stderr.contains("holds a private key"), "{v:?}");
     write_pair(&t.dir, "shop", &renewed);
 
     // bgd's probes verify: without lb.tls.ca the test CA is not trusted, and status says so
@@ -367,24 +376,43 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
         "{st:?}"
     );
 
-    // files already in the container: certificate_path and key_path
+    // files already in the container, as certbot lays them out (live/ links to archive/)
     t.write(&tls_config(&t, port, "shop.test"));
-    let inside = leaf(&ca, &["shop.test"], 90);
-    write_pair(&t.dir, "inside", &inside);
-    docker(&["exec", &t.lb(), "mkdir", "-p", "/etc/nginx/certs"]);
-    for ext in ["pem", "key"] {
-        let from = t.dir.join(format!("certs/inside.{ext}"));
+    let put = |name: &str, pair: &(String, String)| {
+        write_pair(&t.dir, name, pair);
         docker(&[
-            "cp",
-            from.to_str().unwrap(),
-            &format!("{}:/etc/nginx/certs/inside.{ext}", t.lb()),
+            "exec",
+            &t.lb(),
+            "mkdir",
+            "-p",
+            "/etc/nginx/certs/archive",
+            "/etc/nginx/certs/live",
         ]);
-    }
+        for ext in ["pem", "key"] {
+            let from = t.dir.join(format!("certs/{name}.{ext}"));
+            docker(&[
+                "cp",
+                from.to_str().unwrap(),
+                &format!("{}:/etc/nginx/certs/archive/{name}.{ext}", t.lb()),
+            ]);
+            docker(&[
+                "exec",
+                &t.lb(),
+                "busybox",
+                "ln",
+                "-sfn",
+                &format!("../archive/{name}.{ext}"),
+                &format!("/etc/nginx/certs/live/shop.{ext}"),
+            ]);
+        }
+    };
+    let inside = leaf(&ca, &["shop.test"], 90);
+    put("inside1", &inside);
     t.write(&tls_config(&t, port, "shop.test").set(
         "lb.tls",
         json!({
-            "certificate_path": "/etc/nginx/certs/inside.pem",
-            "key_path": "/etc/nginx/certs/inside.key",
+            "certificate_path": "/etc/nginx/certs/live/shop.pem",
+            "key_path": "/etc/nginx/certs/live/shop.key",
             "ca": "certs/ca.pem",
             "http2": false,
         }),
@@ -392,6 +420,23 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
     let reload = t.bgd(&["tls", "reload"]);
     assert_eq!(reload.code, 0, "{reload:?}");
     assert_eq!(served_sha(&t), sha256_of_pem(&inside.0));
+    // renewed in place: status sees nginx still presenting the old one, until `tls reload`
+    let inside2 = leaf(&ca, &["shop.test"], 80);
+    put("inside2", &inside2);
+    let st = t.bgd(&["status"]);
+    assert!(
+        st.stdout
+            .contains("does not serve the certificate bgd.yaml names yet"),
+        "{st:?}"
+    );
+    let reload = t.bgd(&["--json", "tls", "reload"]);
+    assert_eq!(reload.code, 0, "{reload:?}");
+    assert_eq!(reload.result()["changed"], true, "{reload:?}");
+    assert_eq!(
+        reload.result()["before"]["sha256"].as_str(),
+        Some(sha256_of_pem(&inside.0).as_str())
+    );
+    assert_eq!(served_sha(&t), sha256_of_pem(&inside2.0));
     // http2: false: HTTP/1.1 alone
     assert_eq!(curl(&t.dir, "shop.test", port, &[], 1), ["200 1.1 v1"]);
     // bgd's uploaded files went with the switch to the container's own
@@ -411,12 +456,16 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
         "lb.tls",
         json!({
             "certificate_path": "/etc/nginx/certs/missing.pem",
-            "key_path": "/etc/nginx/certs/inside.key",
+            "key_path": "/etc/nginx/certs/live/shop.key",
         }),
     ));
     let r = t.bgd(&["tls", "reload"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("is not in the nginx container"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("is not a file bgd can read in the nginx container"),
+        "{r:?}"
+    );
 }
 
 /// Two apps behind one nginx on one HTTPS port, each with its own certificate (chosen by

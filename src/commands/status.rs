@@ -84,11 +84,7 @@ fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, V
         r.tls.as_ref().map_or(Value::Null, |t| {
             json!({
                 "listen": config.lb.tls.as_ref().map(|t| t.listen),
-                "served": t.served.iter().map(|(path, c)| {
-                    let mut v = super::tls::cert_json(Some(c), now);
-                    v["path"] = json!(path);
-                    v
-                }).collect::<Vec<_>>(),
+                "served": super::tls::cert_json(t.served.as_ref(), now),
                 "configured": super::tls::cert_json(t.configured.as_ref(), now),
             })
         }),
@@ -147,18 +143,11 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
     if let Some(t) = &r.tls {
         let now = crate::tls::now();
         let port = config.lb.tls.as_ref().map_or(0, |t| t.listen);
-        if t.served.is_empty() {
-            s.push_str(&format!(
-                "  tls       port {port}: no certificate served yet
-"
-            ));
-        }
-        for (_, c) in &t.served {
-            s.push_str(&format!(
-                "  tls       port {port}: {}
-",
-                c.summary(now)
-            ));
+        match &t.served {
+            Some(c) => s.push_str(&format!("  tls       port {port}: {}\n", c.summary(now))),
+            None => s.push_str(&format!(
+                "  tls       port {port}: no certificate seen (lb.url not reached over HTTPS)\n"
+            )),
         }
     }
     if !others.is_empty() {

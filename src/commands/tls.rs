@@ -25,13 +25,13 @@ pub async fn reload(
         ),
         None => format!("nginx reloaded (generation {})", r.generation),
     };
-    let same = r
-        .now
-        .as_ref()
-        .is_some_and(|c| r.before.iter().any(|b| b.fingerprint == c.fingerprint));
+    let same = match (&r.now, &r.before) {
+        (Some(n), Some(b)) => n.fingerprint == b.fingerprint,
+        _ => false,
+    };
     if same {
         text.push_str("\nit served that certificate already");
-    } else if let Some(b) = r.before.first() {
+    } else if let Some(b) = &r.before {
         text.push_str(&format!("\nit was: {}", b.summary(now)));
     }
     out.print(&text);
@@ -39,7 +39,7 @@ pub async fn reload(
     f.insert("app".into(), json!(config.app));
     f.insert("generation".into(), json!(r.generation));
     f.insert("certificate".into(), cert_json(r.now.as_ref(), now));
-    f.insert("before".into(), cert_json(r.before.first(), now));
+    f.insert("before".into(), cert_json(r.before.as_ref(), now));
     f.insert("changed".into(), json!(!same));
     out.result(true, 0, f);
     Ok(())

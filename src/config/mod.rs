@@ -535,6 +535,12 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
             assert!(!e.contains("PRIVATE KEY"), "{e}");
         }
+        let behind = with("{certificate: shop.pem, key: shop.key, redirect_port: 443}").unwrap();
+        assert_eq!(behind.lb.tls.unwrap().public_port, None);
+        // files in the container and no name to verify them for
+        let nameless = "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: ['80:80', '127.0.0.1:8081:8081', '8443:443']\n  tls: {certificate_path: /a.pem, key_path: /a.key}\n";
+        let e = parse(&file, nameless).unwrap_err();
+        assert!(format!("{e:#}").contains("set lb.hosts"), "{e:#}");
         // plain HTTP answers with a redirect: bgd's probes cannot use it
         let e = parse(
             &file,

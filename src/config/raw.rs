@@ -136,6 +136,7 @@ pub struct RawTls {
     pub hsts: Option<bool>,
     pub http2: Option<bool>,
     pub ca: Option<String>,
+    pub redirect_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,9 @@ pub(super) fn tls(
     preview_listen: u16,
     publish: &[Publish],
 ) -> Checked<Tls> {
+    if raw.redirect_port == Some(0) {
+        return Err(issue("lb.tls.redirect_port", "must be between 1 and 65535"));
+    }
     let source = match (
         raw.certificate,
         raw.key,
@@ -24,6 +27,16 @@ pub(super) fn tls(
         (Some(cert), Some(key), None, None) => {
             let (certificate, chain) = read_relative(dir, "lb.tls.certificate", &cert)?;
             let (key_file, key) = read_relative(dir, "lb.tls.key", &key)?;
+            // uploaded readable by all: it must hold no key
+            if chain.contains("PRIVATE KEY-----") {
+                return Err(issue(
+                    "lb.tls.certificate",
+                    format!(
+                        "{} holds a private key: give the certificate chain alone (the key goes in lb.tls.key, uploaded with mode 0600)",
+                        certificate.display()
+                    ),
+                ));
+            }
             let info = crate::tls::check_pair(&chain, &key).map_err(|e| {
                 issue(
                     "lb.tls",
@@ -92,10 +105,14 @@ pub(super) fn tls(
             Ok((path, pem))
         })
         .transpose()?;
-    let public_port = publish
-        .iter()
-        .find(|p| p.container_port == tls_listen)
-        .and_then(|p| p.host_port)
+    let public_port = raw
+        .redirect_port
+        .or_else(|| {
+            publish
+                .iter()
+                .find(|p| p.container_port == tls_listen)
+                .and_then(|p| p.host_port)
+        })
         .or(Some(tls_listen))
         .filter(|p| *p != 443);
     Ok(Tls {

@@ -323,7 +323,9 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
                 issue("lb", format!("set lb.url (where bgd reaches the live HTTPS listener), or publish port {} (lb.tls.listen) in lb.publish", t.listen))
             })?,
     };
-    if tls.as_ref().is_some_and(|t| t.redirect_http) && url.starts_with("http://") {
+    if tls.as_ref().is_some_and(|t| t.redirect_http)
+        && url.to_ascii_lowercase().starts_with("http://")
+    {
         return Err(issue(
             "lb.url",
             "is plain HTTP, which lb.tls.redirect_http answers with a redirect: give the HTTPS listener's URL (https://...)",
@@ -380,6 +382,25 @@ fn lb(l: RawLb, app: &str, dir: &Path) -> Checked<Lb> {
             (None, Some(first)) => Some(format!("preview.{}", first.trim_start_matches("*."))),
             (None, None) => None,
         };
+    // bgd's HTTPS probes verify the certificate for a name: with the files in the container
+    // (read only at deploy time), the name must come from lb.hosts or lb.url
+    let url_host_is_ip = reqwest::Url::parse(&url).ok().is_some_and(|u| {
+        u.host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .is_none_or(|h| h.parse::<std::net::IpAddr>().is_ok())
+    });
+    if let Some(Tls {
+        source: TlsSource::Container { .. },
+        ..
+    }) = &tls
+    {
+        if hosts.is_empty() && url_host_is_ip && url.to_ascii_lowercase().starts_with("https://") {
+            return Err(issue(
+                "lb.tls",
+                "with certificate_path and no lb.hosts, bgd cannot tell which name its HTTPS probes should verify the certificate for: set lb.hosts (or an lb.url naming the host)",
+            ));
+        }
+    }
     Ok(Lb {
         container: lb_container,
         hosts,

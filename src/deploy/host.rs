@@ -180,9 +180,9 @@ impl<'a> Host<'a> {
         self.out
             .detail(&format!("nginx config for {what}:\n{text}"));
         let tls = self.config.lb.tls.as_ref();
-        let stem = tls.and_then(|t| t.upload_stem());
         if let Some(TlsSource::Local { chain, key, .. }) = tls.map(|t| &t.source) {
-            let stem = stem.as_deref().unwrap_or_default();
+            let stem = tls.and_then(|t| t.upload_stem()).unwrap_or_default();
+            let stem = stem.as_str();
             self.tls_uploaded
                 .get_or_try_init(|| async { self.nginx().upload_tls(stem, chain, key).await })
                 .await?;
@@ -192,7 +192,6 @@ impl<'a> Host<'a> {
             drain: self.config.switch.drain,
             record,
             lock,
-            tls_keep: stem.as_deref(),
         };
         self.nginx().install(install).await
     }
@@ -356,7 +355,12 @@ fn listeners(config: &Config) -> Vec<(String, u16, String)> {
             Some((host.clone(), url.port_or_known_default()?, host))
         })
         .collect();
-    if let (Some(name), Some((host, port, _))) = (tls_name(config), allowed.first().cloned()) {
+    let url = reqwest::Url::parse(&config.lb.url).ok();
+    let url_host = url.as_ref().and_then(|u| {
+        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+        Some((host.to_string(), u.port_or_known_default()?))
+    });
+    if let (Some(name), Some((host, port))) = (tls_name(config), url_host) {
         allowed.push((name, port, host));
     }
     allowed
@@ -367,19 +371,19 @@ fn listeners(config: &Config) -> Vec<(String, u16, String)> {
 /// else the certificate's first DNS name. None: `lb.url`'s own host.
 pub fn tls_name(config: &Config) -> Option<String> {
     let tls = config.lb.tls.as_ref()?;
-    if !config.lb.url.starts_with("https://") {
+    if !config.lb.url.to_ascii_lowercase().starts_with("https://") {
         return None;
     }
-    if let Some(first) = config.lb.hosts.first() {
-        return Some(match first.strip_prefix("*.") {
+    let name = match (config.lb.hosts.first(), &tls.source) {
+        (Some(first), _) => match first.strip_prefix("*.") {
             Some(domain) => format!("bgd-probe.{domain}"),
             None => first.clone(),
-        });
-    }
-    match &tls.source {
-        TlsSource::Local { info, .. } => info.probe_name(),
-        TlsSource::Container { .. } => None,
-    }
+        },
+        (None, TlsSource::Local { info, .. }) => info.probe_name()?,
+        (None, TlsSource::Container { .. }) => return None,
+    };
+    // an address is dialled as it is: never put one in place of lb.url's
+    name.parse::<std::net::IpAddr>().is_err().then_some(name)
 }
 
 /// With `lb.hosts`: the Host header bgd's probes send to each listener (the first host, a

@@ -190,9 +190,10 @@ pub async fn reroute(host: &Host<'_>) -> Result<Rerouted> {
 #[derive(Debug, Clone)]
 pub struct TlsReloaded {
     pub generation: u64,
-    /// The certificate nginx serves now (what it says), and the one it served before
+    /// The certificate nginx presents now, and the one it presented before (None: the probe
+    /// of `lb.url` saw none)
     pub now: Option<crate::tls::CertInfo>,
-    pub before: Vec<crate::tls::CertInfo>,
+    pub before: Option<crate::tls::CertInfo>,
 }
 
 /// `bgd tls reload`: the routing as it is, with the certificate bgd.yaml names now, in one
@@ -207,15 +208,11 @@ pub async fn tls_reload(host: &Host<'_>) -> Result<TlsReloaded> {
             ));
         }
         run.execute(&[Step::prepare(host.config)]).await?;
-        let before = tls::served(host, run.obs.active_config.as_deref())
-            .await
-            .into_iter()
-            .map(|(_, info)| info)
-            .collect();
+        let before = tls::served(host).await;
         run.execute(&[Step::tls_reload(host.config)]).await?;
         Ok(TlsReloaded {
             generation: run.state.generation,
-            now: tls::configured(host).await?,
+            now: tls::served(host).await,
             before,
         })
     }

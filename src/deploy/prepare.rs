@@ -362,20 +362,13 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
                 // bgd's own container: its image's stock server is bgd's to disable
                 disable_clashing_default_server(run, &lb.name).await?;
             }
-            // nginx's whole configuration, read once for both checks
-            let dump = host
-                .nginx()
-                .dump_config()
-                .await
-                .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
-            if !own {
-                refuse_clashing_servers(run, &lb.name, &dump)?;
-            }
-            refuse_clashing_apps(run, &lb.name, &dump)?;
+            refuse_clashes(run, &lb, own).await?;
             super::tls::check(host).await
         }
         Command::TlsReload => {
-            host.running_lb(lb.as_ref(), "reload the certificate of")?;
+            // turning lb.tls on changes which ports bgd serves: the same checks as a deploy
+            let lb = host.running_lb(lb.as_ref(), "reload the certificate of")?;
+            refuse_clashes(run, &lb, lb.label(LABEL_ROLE) == Some("lb")).await?;
             super::tls::check(host).await
         }
         Command::Switch => host.running_lb(lb.as_ref(), "switch to").map(drop),
@@ -383,6 +376,22 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
         Command::Reroute => host.running_lb(lb.as_ref(), "reroute").map(drop),
         Command::Discard => host.running_lb(lb.as_ref(), "discard").map(drop),
     }
+}
+
+/// Servers of the user's (in a container bgd did not create) or of other apps that would
+/// answer requests meant for this app: exit 2, nothing changed. nginx's whole
+/// configuration is read once for both checks.
+async fn refuse_clashes(run: &Run<'_>, lb: &crate::docker::ContainerInfo, own: bool) -> Result<()> {
+    let host = run.host;
+    let dump = host
+        .nginx()
+        .dump_config()
+        .await
+        .map_err(|e| host.nginx_failure(e, "reading nginx's configuration"))?;
+    if !own {
+        refuse_clashing_servers(run, &lb.name, &dump)?;
+    }
+    refuse_clashing_apps(run, &lb.name, &dump)
 }
 
 /// How the lock names the command that holds it.

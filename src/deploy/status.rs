@@ -34,8 +34,8 @@ pub struct StatusReport {
 
 /// `lb.tls` as status shows it.
 pub struct TlsView {
-    /// (path in the nginx container, what it says)
-    pub served: Vec<(String, crate::tls::CertInfo)>,
+    /// The certificate nginx presented to a probe of `lb.url` (None: not reached)
+    pub served: Option<crate::tls::CertInfo>,
     /// The one bgd.yaml names (None: it could not be read, a warning says why)
     pub configured: Option<crate::tls::CertInfo>,
 }
@@ -72,10 +72,10 @@ impl ColorView {
 pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
     let obs = observe(host).await?;
     let lb_running = obs.lb.as_ref().is_some_and(ContainerInfo::running);
-    let (routes_to, served_generation) = if lb_running {
+    let (routes_to, served_generation, presented) = if lb_running {
         served(host).await
     } else {
-        (None, None)
+        (None, None, None)
     };
     let file_generation = obs
         .active_config
@@ -99,7 +99,7 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
     };
     let mut warnings = warnings(host, &obs);
     let tls = match &host.config.lb.tls {
-        Some(_) if lb_running => Some(tls_view(host, &obs, &mut warnings).await),
+        Some(_) if lb_running => Some(tls_view(host, &obs, presented, &mut warnings).await),
         _ => None,
     };
     let mut problems = problems(&obs, routes_to.as_deref());
@@ -122,10 +122,14 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
 
 /// The certificates nginx serves and the one bgd.yaml names, with what needs doing about
 /// them (near expiry, expired, not served yet).
-async fn tls_view(host: &Host<'_>, obs: &Observed, warnings: &mut Vec<String>) -> TlsView {
+async fn tls_view(
+    host: &Host<'_>,
+    obs: &Observed,
+    served: Option<crate::tls::CertInfo>,
+    warnings: &mut Vec<String>,
+) -> TlsView {
     let now = crate::tls::now();
-    let served = super::tls::served(host, obs.active_config.as_deref()).await;
-    let configured = match super::tls::configured(host).await {
+    let configured = match super::tls::configured(host, false).await {
         Ok(c) => c,
         Err(e) => {
             warnings.push(format!("{e:#}"));
@@ -134,21 +138,23 @@ async fn tls_view(host: &Host<'_>, obs: &Observed, warnings: &mut Vec<String>) -
     };
     if let Some(c) = &configured {
         warnings.extend(super::tls::warnings(host, c, now));
-        let serving = served.iter().any(|(_, s)| s.fingerprint == c.fingerprint);
-        if !serving && obs.state.live.is_some() {
+        let serving = served
+            .as_ref()
+            .is_some_and(|s| s.fingerprint == c.fingerprint);
+        if !serving && served.is_some() && obs.state.live.is_some() {
             warnings.push(format!(
                 "nginx does not serve the certificate bgd.yaml names yet ({}): `bgd tls reload` applies it (or the next deploy)",
                 c.summary(now)
             ));
         }
     }
-    for (path, s) in &served {
+    if let Some(s) = served.as_ref().filter(|s| s.expired(now)) {
         let named = configured
             .as_ref()
             .is_some_and(|c| c.fingerprint == s.fingerprint);
-        if !named && s.expired(now) {
+        if !named {
             warnings.push(format!(
-                "nginx serves an EXPIRED certificate ({path}: {})",
+                "nginx serves an EXPIRED certificate ({})",
                 s.summary(now)
             ));
         }
@@ -156,17 +162,22 @@ async fn tls_view(host: &Host<'_>, obs: &Observed, warnings: &mut Vec<String>) -
     TlsView { served, configured }
 }
 
-/// What nginx serves through `lb.url`: its color and generation.
-async fn served(host: &Host<'_>) -> (Option<String>, Option<u64>) {
+/// What nginx serves through `lb.url`: its color and generation, and over HTTPS the
+/// certificate it presented.
+async fn served(host: &Host<'_>) -> (Option<String>, Option<u64>, Option<crate::tls::CertInfo>) {
     let config = host.config;
     let url = format!("{}{}", config.lb.url, config.readiness.path);
     let verdict = host.prober.probe(&Request::get(url, PROBE_TIMEOUT)).await;
     match verdict.answer {
-        Ok(a) => (a.color().map(String::from), a.generation()),
+        Ok(a) => (
+            a.color().map(String::from),
+            a.generation(),
+            super::tls::of_der(a.peer_certificate.as_deref()),
+        ),
         Err(e) => {
             host.out
                 .warn(&format!("cannot reach the live listener: {e}"));
-            (None, None)
+            (None, None, None)
         }
     }
 }

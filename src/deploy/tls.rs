@@ -9,70 +9,83 @@ use crate::tls::{self, CertInfo};
 use anyhow::Result;
 
 /// What the certificate the config names says; None without `lb.tls`. A pair that cannot be
-/// read or does not belong together is a config error.
-pub async fn configured(host: &Host<'_>) -> Result<Option<CertInfo>> {
+/// read or does not belong together is a config error. With `certificate_path`, the files
+/// are read in the nginx container: the key too when `with_key` (to check the pair before
+/// they are installed; `status` reads the certificate alone).
+pub async fn configured(host: &Host<'_>, with_key: bool) -> Result<Option<CertInfo>> {
     let Some(t) = &host.config.lb.tls else {
         return Ok(None);
     };
-    match &t.source {
-        TlsSource::Local { info, .. } => Ok(Some(info.clone())),
+    let (certificate_path, key_path) = match &t.source {
+        TlsSource::Local { info, .. } => return Ok(Some(info.clone())),
         TlsSource::Container {
             certificate_path,
             key_path,
-        } => {
-            let nginx = host.nginx();
-            let read = |path: &str| {
-                let nginx = &nginx;
-                let path = path.to_string();
-                async move {
-                    let data = nginx
-                        .read_file(&path)
-                        .await
-                        .map_err(|e| host.nginx_failure(e, "reading the certificate"))?;
-                    let data = data.ok_or_else(|| {
-                        error::config(format!(
-                            "{path} (lb.tls) is not in the nginx container {}: put it there (a volume, or docker cp), or give bgd the files (lb.tls.certificate, lb.tls.key). Nothing was changed",
-                            host.config.lb.container
-                        ))
-                    })?;
-                    Ok::<_, anyhow::Error>(String::from_utf8_lossy(&data).into_owned())
-                }
-            };
-            let (chain, key) = tokio::try_join!(read(certificate_path), read(key_path))?;
-            tls::check_pair(&chain, &key)
-                .map(Some)
-                .map_err(|e| {
-                    error::config(format!(
-                        "lb.tls: {certificate_path} and {key_path} in the nginx container: {e}. Nothing was changed"
-                    ))
-                })
-        }
+        } => (certificate_path, key_path),
+    };
+    let chain = read_in_nginx(host, certificate_path, "certificate").await?;
+    if !with_key {
+        return tls::read_chain(&chain)
+            .and_then(|c| tls::info(&c[0]))
+            .map(Some)
+            .map_err(|e| {
+                error::config(format!(
+                    "lb.tls: {certificate_path} in the nginx container: {e}"
+                ))
+            });
     }
+    let key = read_in_nginx(host, key_path, "key").await?;
+    tls::check_pair(&chain, &key).map(Some).map_err(|e| {
+        error::config(format!(
+            "lb.tls: {certificate_path} and {key_path} in the nginx container: {e}. Nothing was changed"
+        ))
+    })
 }
 
-/// The certificates nginx serves now for this app (those its active config names), by path.
-pub async fn served(host: &Host<'_>, active: Option<&str>) -> Vec<(String, CertInfo)> {
-    let mut found = Vec::new();
-    for path in active.map(ssl_certificates).unwrap_or_default() {
-        let Ok(Some(data)) = host.nginx().read_file(&path).await else {
-            continue;
-        };
-        let pem = String::from_utf8_lossy(&data);
-        if let Some(info) = tls::read_chain(&pem)
-            .ok()
-            .and_then(|chain| tls::info(&chain[0]).ok())
-        {
-            found.push((path, info));
-        }
-    }
-    found
+/// A file named by `lb.tls` in the nginx container (a symlink followed).
+async fn read_in_nginx(host: &Host<'_>, path: &str, what: &str) -> Result<String> {
+    let data = host
+        .nginx()
+        .read_file(path)
+        .await
+        .map_err(|e| host.nginx_failure(e, &format!("reading the {what} {path}")))?
+        .ok_or_else(|| {
+            error::config(format!(
+                "{path} (lb.tls, the {what}) is not a file bgd can read in the nginx container {}: put it there (a volume, or docker cp), or give bgd the files (lb.tls.certificate, lb.tls.key). Nothing was changed",
+                host.config.lb.container
+            ))
+        })?;
+    Ok(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// The certificate nginx presents for this app now: the one a probe of `lb.url` was shown
+/// (None over plain HTTP, or when the probe failed).
+pub async fn served(host: &Host<'_>) -> Option<CertInfo> {
+    let url = format!("{}{}", host.config.lb.url, host.config.readiness.path);
+    let verdict = host
+        .prober
+        .probe(&crate::probe::Request::get(
+            url,
+            std::time::Duration::from_secs(2),
+        ))
+        .await;
+    verdict
+        .answer
+        .ok()
+        .and_then(|a| of_der(a.peer_certificate.as_deref()))
+}
+
+/// What a certificate presented in a handshake (DER) says.
+pub fn of_der(der: Option<&[u8]>) -> Option<CertInfo> {
+    let der = rustls::pki_types::CertificateDer::from(der?.to_vec());
+    tls::info(&der).ok()
 }
 
 /// Before a deploy or `bgd tls reload` changes anything: an expired certificate (or a pair
 /// in the container that does not belong together) is a config error; one that expires
 /// within 14 days, or does not cover one of `lb.hosts`, is a warning.
 pub async fn check(host: &Host<'_>) -> Result<()> {
-    let Some(info) = configured(host).await? else {
+    let Some(info) = configured(host, true).await? else {
         return Ok(());
     };
     let now = tls::now();
@@ -106,12 +119,20 @@ pub fn warnings(host: &Host<'_>, info: &CertInfo, now: i64) -> Vec<String> {
             info.expires()
         ));
     }
-    let uncovered: Vec<&str> = host
+    // each name (a wildcard by the name bgd's probes use for it)
+    let names: Vec<String> = host
         .config
         .lb
         .hosts
         .iter()
-        .filter(|h| !h.starts_with("*.") && !info.covers(h))
+        .map(|h| match h.strip_prefix("*.") {
+            Some(domain) => format!("bgd-probe.{domain}"),
+            None => h.clone(),
+        })
+        .collect();
+    let uncovered: Vec<&str> = names
+        .iter()
+        .filter(|h| !info.covers(h))
         .map(String::as_str)
         .collect();
     if !uncovered.is_empty() {
@@ -123,34 +144,4 @@ pub fn warnings(host: &Host<'_>, info: &CertInfo, now: i64) -> Vec<String> {
         ));
     }
     warnings
-}
-
-/// The `ssl_certificate` paths of a config (not the keys).
-pub fn ssl_certificates(config: &str) -> Vec<String> {
-    let mut paths: Vec<String> = Vec::new();
-    for line in config.lines() {
-        let code = line.split('#').next().unwrap_or("").trim();
-        let mut words = code.split_whitespace();
-        if words.next() == Some("ssl_certificate") {
-            if let Some(p) = words.next() {
-                let p = p.trim_end_matches(';').trim_matches('"').to_string();
-                if !p.is_empty() && !paths.contains(&p) {
-                    paths.push(p);
-                }
-            }
-        }
-    }
-    paths
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_certificates_a_config_names() {
-        let conf = "server {\n    ssl_certificate /etc/nginx/bgd/web/tls/ab.crt;\n    ssl_certificate_key /etc/nginx/bgd/web/tls/ab.key;\n    # ssl_certificate /old.crt;\n    ssl_certificate \"/other.crt\";\n}\n";
-        assert_eq!(
-            super::ssl_certificates(conf),
-            ["/etc/nginx/bgd/web/tls/ab.crt", "/other.crt"]
-        );
-    }
 }

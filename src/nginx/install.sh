@@ -23,9 +23,6 @@
 #                        that is not whole or is of a newer schema (nothing changes) [none]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
-#   --tls-keep STEM      once the config serves, remove the files of ROOT/NAME/tls/ other
-#                        than STEM.crt and STEM.key (old uploaded certificates); `-`: all
-#                        of them                                                  [none]
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
@@ -62,7 +59,7 @@ finish() {
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
-record_schema="" tls_keep=""
+record_schema=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -80,7 +77,6 @@ while [ $# -gt 0 ]; do
     --record-schema) record_schema=$2 ;;
     --lock-token) lock_token=$2 ;;
     --lock-once) lock_once=$2 ;;
-    --tls-keep) tls_keep=$2 ;;
     *) echo "unknown option $1"; finish bad-input ;;
   esac
   shift 2
@@ -89,7 +85,6 @@ for n in "$handover_ms" "$drain_ms" "$guard_ms" "$history_keep" ${record_schema:
   # digits only, no leading zero: $((...)) would read 010 as octal
   case $n in '' | *[!0-9]* | 0?*) echo "not a number of milliseconds: $n"; finish bad-input ;; esac
 done
-case $tls_keep in *[!0-9a-f-]*) echo "not a certificate stem: $tls_keep"; finish bad-input ;; esac
 if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ]; then
   echo "--app, --conf-dir and --root are required"
   finish bad-input
@@ -379,10 +374,15 @@ if ! record; then
   recorded=0
   echo "cannot write the record in $dir"
 fi
-# Certificates the new config does not name are no longer read by anyone: remove them.
-if [ -n "$tls_keep" ] && [ -d "$dir/tls" ]; then
+# Uploaded certificates (ROOT/NAME/tls/) the replaced config named and the new one does not
+# are read by no one now: remove them. Files neither names stay (another run's upload for
+# its coming install).
+if [ -f "$dir/prev.conf" ] && [ -d "$dir/tls" ] && [ ! -L "$dir/tls" ]; then
   for f in "$dir"/tls/*; do
-    case ${f##*/} in "$tls_keep.crt" | "$tls_keep.key") ;; *) [ -f "$f" ] && rm -f "$f" ;; esac
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    if grep -qF "/tls/${f##*/}" "$dir/prev.conf" && ! grep -qF "/tls/${f##*/}" "$active"; then
+      rm -f "$f"
+    fi
   done
 fi
 # Old workers keep accepting for ~100 ms after the new ones start; until they stop, a request

@@ -109,9 +109,6 @@ pub struct Install<'a> {
     /// What to record once the config serves, in the same exec
     pub record: Option<RecordWrite>,
     pub lock: &'a LockUse,
-    /// The uploaded `lb.tls` files the config names (their stem); once it serves, other
-    /// files in the app's `tls/` go. None: none are kept.
-    pub tls_keep: Option<&'a str>,
 }
 
 impl NginxError {
@@ -298,15 +295,25 @@ impl<'a> Nginx<'a> {
             .await?)
     }
 
-    /// Reads one file of the nginx container (a certificate named by `lb.tls.certificate_path`);
-    /// None when it is not there.
+    /// Reads one file of the nginx container as nginx would (a symlink, e.g. certbot's
+    /// `live/` files, is followed), for `lb.tls.certificate_path`/`key_path`: its contents
+    /// come back on the exec's output, never in an argument. None when it cannot be read.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, NginxError> {
-        Ok(self
+        let out = self
             .docker
-            .download(&self.container, path)
-            .await?
-            .and_then(|files| files.into_iter().find(|(n, _)| !n.ends_with('/')))
-            .map(|(_, data)| data))
+            .exec(
+                &self.container,
+                &[
+                    "sh",
+                    "-c",
+                    "[ -f \"$1\" ] && exec cat -- \"$1\"",
+                    "bgd-read",
+                    path,
+                ],
+                Duration::from_secs(10),
+            )
+            .await?;
+        Ok((out.exit_code == 0).then(|| out.stdout.into_bytes()))
     }
 
     /// Takes the deploy lock as `holder`; `Locked(other)` when another run holds it.
@@ -399,7 +406,6 @@ impl<'a> Nginx<'a> {
             ("--history-keep", &keep),
         ];
         push_record(&mut args, what.record.as_ref());
-        args.push(("--tls-keep", what.tls_keep.unwrap_or("-")));
         let once = lock_args(what.lock)?;
         args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
         let limit = guard_wait + HANDOVER_LIMIT * 2 + what.drain + Duration::from_secs(10);

@@ -62,6 +62,8 @@ pub struct Answer {
     pub headers: Vec<(String, String)>,
     /// at most `MAX_BODY` bytes (64 KiB), lossily decoded
     pub body: String,
+    /// Over HTTPS: the certificate the server presented (DER)
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 impl Answer {
@@ -209,6 +211,7 @@ impl Prober {
     ) -> anyhow::Result<Prober> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
+            .tls_info(true)
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(0)
             .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
@@ -230,13 +233,15 @@ impl Prober {
                     continue;
                 };
                 let host = host.trim_start_matches('[').trim_end_matches(']');
+                // the name must reach this address, never what DNS says of it
                 let addrs: Vec<std::net::SocketAddr> =
                     std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
                         .map(Iterator::collect)
-                        .unwrap_or_default();
-                if !addrs.is_empty() {
-                    builder = builder.resolve_to_addrs(name, &addrs);
+                        .map_err(|e| anyhow::anyhow!("cannot resolve {host} (of {base}): {e}"))?;
+                if addrs.is_empty() {
+                    anyhow::bail!("{host} (of {base}) has no address");
                 }
+                builder = builder.resolve_to_addrs(name, &addrs);
             }
         }
         Ok(Prober {
@@ -277,10 +282,21 @@ impl Prober {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad method {}", req.method))?;
         let named = self.hosts.iter().find(|(base, _)| under(url, base));
-        let sent = match self.tls_names.iter().find(|(base, _)| under(url, base)) {
-            Some((_, name)) => with_host(url, name),
+        let tls_name = self
+            .tls_names
+            .iter()
+            .find(|(base, _)| under(url, base))
+            .map(|(_, name)| name.as_str());
+        let sent = match tls_name {
+            Some(name) => with_host(url, name),
             None => url.to_string(),
         };
+        // messages name the address probed and, over HTTPS, the name verified
+        let shown = match tls_name {
+            Some(name) => format!("{url} (verified as {name})"),
+            None => url.to_string(),
+        };
+        let url = shown.as_str();
         let mut builder = self.client.request(method, &sent).timeout(timeout);
         for (k, v) in &req.headers {
             // with names, the name picks the app's server: bgd's wins
@@ -300,6 +316,11 @@ impl Prober {
             .await
             .map_err(|e| describe(&e, url, timeout))?;
         let status = resp.status().as_u16();
+        let peer_certificate = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+            .map(<[u8]>::to_vec);
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
@@ -331,6 +352,7 @@ impl Prober {
             status,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            peer_certificate,
         })
     }
 }
@@ -448,6 +470,7 @@ mod tests {
                     .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
                     .collect(),
                 body: body.into(),
+                peer_certificate: None,
             }),
             elapsed: Duration::from_millis(3),
         }
