@@ -59,6 +59,10 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// The rollback drill: roll back to the parked release and forward again, each flip
+    /// timed against drill.rto and watched for failed requests; exit 0 only when both were
+    /// lossless and within it
+    Drill,
     /// Live and idle colors, images, containers, and what nginx routes to
     Status,
     /// Rebuild bgd's record from what nginx routes and the containers' labels; change no routing
@@ -136,6 +140,7 @@ impl Command {
             Command::Switch => "switch",
             Command::Rollback { .. } => "rollback",
             Command::Status => "status",
+            Command::Drill => "drill",
             Command::Repair => "repair",
             Command::Reroute => "reroute",
             Command::Prune { .. } => "prune",

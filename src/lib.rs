@@ -53,6 +53,7 @@ pub fn run(cli: cli::Cli) -> i32 {
             | cli::Command::Reroute
             | cli::Command::Discard
             | cli::Command::Tls { .. }
+            | cli::Command::Drill
             | cli::Command::Prune { .. }
     );
     match runtime.block_on(run_until_signalled(&cli, &out, mutating)) {

@@ -103,6 +103,9 @@ pub struct HistoryEntry {
     /// The run that wrote it (a switch and its switch back are one run, one entry)
     #[serde(default)]
     pub run: String,
+    /// What the live listener saw during the switch (deploys, switches, rollbacks)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_window: Option<crate::probe::window::WindowReport>,
 }
 
 impl HistoryEntry {
@@ -122,6 +125,7 @@ impl HistoryEntry {
             duration_ms: 0,
             message: String::new(),
             run: new_run_id(),
+            switch_window: None,
         }
     }
 }
@@ -319,6 +323,7 @@ mod tests {
             duration_ms: 5,
             message: String::new(),
             run: new_run_id(),
+            switch_window: None,
         };
         let line = serde_json::to_string(&e).unwrap();
         let text = format!("{line}\n{{\"torn\n{line}\n");

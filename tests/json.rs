@@ -118,9 +118,22 @@ result!(Switched {
     parked: Option<Release>,
     generation: u64,
     switch_ms: u64,
+    switch_window: SwitchWindow,
     // only with `prune: auto` (tests/prune.rs)
     pruned: Option<Vec<String>>,
 });
+
+/// What the live listener saw during a switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SwitchWindow {
+    checks: u64,
+    failed: u64,
+    longest_gap_ms: u64,
+    span_ms: u64,
+    first_failure: Option<String>,
+}
 result!(CandidateLeft {
     candidate: Release,
     live: Option<Release>,
@@ -336,6 +349,7 @@ struct Entry {
     duration_ms: u64,
     message: String,
     run: String,
+    switch_window: Option<SwitchWindow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,6 +463,10 @@ fn every_command_speaks_the_documented_json() {
     assert_eq!(sw.live.image, "bgd-demo:v2");
     let (_, rb): (_, Switched) = strict(&json(&["rollback"]), "rollback");
     assert_eq!(rb.live.image, "bgd-demo:v1");
+    // each switch was watched from outside: checks made, none failed
+    for w in [&d.switch_window, &sw.switch_window, &rb.switch_window] {
+        assert!(w.checks > 0 && w.failed == 0, "{w:?}");
+    }
     // a candidate sets the parked release aside; discard gives it back
     let (_, c): (_, CandidateLeft) =
         strict(&json(&["deploy", "--no-switch", "bgd-demo:v3"]), "deploy");

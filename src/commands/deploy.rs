@@ -109,5 +109,6 @@ pub fn report_fields(r: &SwitchReport) -> Map<String, Value> {
     f.insert("parked".into(), release_json(r.parked.as_ref()));
     f.insert("generation".into(), json!(r.generation));
     f.insert("switch_ms".into(), json!(r.switch_took.as_millis() as u64));
+    f.insert("switch_window".into(), json!(r.window));
     f
 }

@@ -4,6 +4,7 @@
 mod completions;
 mod deploy;
 mod discard;
+mod drill;
 mod history;
 mod init;
 mod lock;
@@ -73,6 +74,7 @@ async fn with_docker(
             rollback::run(config, docker, *verify, lock_wait(cli)?, out).await
         }
         Command::Status => status::run(config, docker, out).await,
+        Command::Drill => drill::run(config, docker, lock_wait(cli)?, out).await,
         Command::Repair => repair::run(config, docker, lock_wait(cli)?, out).await,
         Command::Reroute => reroute::run(config, docker, lock_wait(cli)?, out).await,
         Command::Discard => discard::run(config, docker, lock_wait(cli)?, out).await,

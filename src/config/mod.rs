@@ -41,6 +41,13 @@ pub struct Config {
     /// Release images `prune` keeps (the newest releases')
     pub retain: u32,
     pub prune: PruneMode,
+    pub drill: Drill,
+}
+
+/// `bgd drill`: the recovery-time objective each flip is held to.
+#[derive(Debug, Clone)]
+pub struct Drill {
+    pub rto: Duration,
 }
 
 /// How a deploy gets its image onto the Docker host.

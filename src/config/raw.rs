@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub pull: RawPull,
     pub retain: Option<u32>,
     pub prune: Option<PruneMode>,
+    #[serde(default)]
+    pub drill: RawDrill,
 }
 
 /// When release images are pruned.
@@ -122,6 +124,12 @@ pub struct RawLb {
     pub hosts: Option<Vec<String>>,
     pub preview_host: Option<String>,
     pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrill {
+    pub rto: Option<DurationStr>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -72,6 +72,9 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         },
         retain,
         prune: raw.prune.unwrap_or(PruneMode::Manual),
+        drill: Drill {
+            rto: positive("drill.rto", raw.drill.rto, Duration::from_secs(60))?,
+        },
         app,
         replicas,
         network,

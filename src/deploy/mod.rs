@@ -20,6 +20,7 @@ pub mod status;
 pub mod step;
 
 mod candidate;
+pub mod drill;
 mod gates;
 mod host;
 pub mod lock;

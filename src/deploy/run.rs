@@ -45,6 +45,8 @@ pub struct SwitchReport {
     pub generation: u64,
     /// From the start of the install exec to the drained handover
     pub switch_took: Duration,
+    /// What the live listener saw during the switch
+    pub window: Option<crate::probe::window::WindowReport>,
 }
 
 /// What `deploy` ended with.
@@ -69,6 +71,9 @@ pub struct Journal {
     /// Something happened worth recording (the run got past `prepare`, or switched)
     pub active: bool,
     pub recorded: Option<String>,
+    /// The entry changed after a routing exec recorded it (the switch window's report):
+    /// `finish` writes it again
+    pub amended: bool,
 }
 
 impl Journal {
@@ -163,6 +168,7 @@ impl<'a> Run<'a> {
                 started: Instant::now(),
                 active: false,
                 recorded: None,
+                amended: false,
             },
             undo: Undo::default(),
             lock: LockUse::None,
@@ -320,7 +326,9 @@ impl<'a> Run<'a> {
     pub async fn finish<T>(&mut self, result: &Result<T>) {
         let refused = result.as_ref().err().is_some_and(error::is_refused);
         let entry = self.journal.ended(result, self.host.out);
-        if self.journal.active && !refused && self.journal.recorded.as_ref() != Some(&entry.outcome)
+        if self.journal.active
+            && !refused
+            && (self.journal.recorded.as_ref() != Some(&entry.outcome) || self.journal.amended)
         {
             // unsafe: bgd does not know what nginx routes, so the state it holds may be wrong;
             // the state a routing exec recorded stays, and the history says what happened
@@ -364,7 +372,10 @@ impl<'a> Run<'a> {
                 .map_err(|e| self.host.nginx_failure(e, "recording the outcome"))
         };
         match written.await {
-            Ok(()) => self.journal.recorded = Some(entry.outcome),
+            Ok(()) => {
+                self.journal.recorded = Some(entry.outcome);
+                self.journal.amended = false;
+            }
             Err(e) => self.host.out.warn(&format!(
                 "could not record the outcome on the Docker host: {e:#}; `bgd status` shows what is live"
             )),
@@ -378,6 +389,7 @@ impl<'a> Run<'a> {
             parked: self.old_live.clone(),
             generation: self.state.generation,
             switch_took: self.switched.as_ref().map_or(Duration::ZERO, |s| s.took),
+            window: self.journal.entry.switch_window.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{self, Failure};
 use crate::model::{Pool, Role};
 use crate::nginx::{Installed, LockUse, RecordWrite};
 use crate::output::fmt_duration;
+use crate::probe::window::{Window, WindowReport};
 use crate::probe::Expect;
 use crate::state::{self, AppState, HistoryEntry, Idle};
 use anyhow::Result;
@@ -41,16 +42,51 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         preview: Some((pool, idle_role)),
     };
     let entry = run.journal.entry_now();
-    let installed = switch_live(run, to, back, "the switch", entry).await?;
+    let (installed, window) = switch_live(run, to, back, "the switch", entry).await?;
     run.switched = Some(installed);
     // a fast rollback took the lock for the switch's exec alone
     if let LockUse::Once(_) = run.lock {
         run.lock = LockUse::None;
     }
+    // the window is known once the drain ended, after the exec recorded the entry
+    run.journal.entry.switch_window = Some(window.clone());
+    run.journal.amended = true;
+    if !window.lossless() {
+        return Err(error::rejected(format!(
+            "live traffic saw failures during the switch: {} (the first: {})",
+            window.summary(),
+            window.first_failure.as_deref().unwrap_or("?")
+        )));
+    }
     Ok(format!(
-        "live traffic on {target} (generation {})",
-        run.state.generation
+        "live traffic on {target} (generation {}); switch window: {}",
+        run.state.generation,
+        window.summary()
     ))
+}
+
+/// Installs a routing change while the live listener is watched from just before the
+/// reload until the old workers have drained.
+async fn install_watched(
+    run: &Run<'_>,
+    text: &str,
+    what: &str,
+    record: RecordWrite,
+    live_after: &str,
+) -> (Result<Installed>, WindowReport) {
+    let (host, config) = (run.host, run.host.config);
+    let url = format!("{}{}", config.lb.url, config.readiness.path);
+    let nothing_live = run.state.live.is_none();
+    let window = Window::watch(
+        &host.prober,
+        url,
+        config.readiness.expect_status,
+        nothing_live,
+    );
+    let installed = host
+        .install_routing(text, what, Some(record), &run.lock, live_after)
+        .await;
+    (installed, window.end().await)
 }
 
 /// Installs `to` (generation + 1) and records, in the same exec, the state after it and
@@ -64,7 +100,7 @@ async fn switch_live(
     back: Routing,
     what: &str,
     entry: HistoryEntry,
-) -> Result<Installed> {
+) -> Result<(Installed, WindowReport)> {
     let host = run.host;
     let before = run.state.clone();
     run.state.generation += 1;
@@ -73,16 +109,15 @@ async fn switch_live(
     let record = record_of(&after, &entry)?;
     let live_color = to.live.as_ref().map(|p| p.color);
     let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
-    let installed = host
-        .install_routing(&text, what, Some(record), &run.lock, &live_after)
-        .await?;
+    let (installed, window) = install_watched(run, &text, what, record, &live_after).await;
+    let installed = installed?;
     run.journal.recorded = Some(entry.outcome.clone());
     let Err(unconfirmed) = host.confirm_live(live_color, run.state.generation).await else {
         run.state = after;
         if !installed.recorded {
             return Err(unrecorded(run, what));
         }
-        return Ok(installed);
+        return Ok((installed, window));
     };
     // put the routing back, and the record with it
     run.state.generation += 1;
@@ -392,21 +427,25 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
         "switch-back",
         &format!("switch live traffic back to {old_color}"),
     );
-    if let Err(e) = switch_live(run, to, back, "switching back", entry).await {
-        host.out.failed(
-            "switch-back",
-            &host.out.redact(&format!("{e:#}")),
-            t.elapsed(),
-        );
-        return error::unsafe_state(format!(
-            "switching back failed: {e:#}\nRun `bgd status`, then `bgd rollback`"
-        ));
-    }
+    let window = match switch_live(run, to, back, "switching back", entry).await {
+        Ok((_, window)) => window,
+        Err(e) => {
+            host.out.failed(
+                "switch-back",
+                &host.out.redact(&format!("{e:#}")),
+                t.elapsed(),
+            );
+            return error::unsafe_state(format!(
+                "switching back failed: {e:#}\nRun `bgd status`, then `bgd rollback`"
+            ));
+        }
+    };
     host.out.done(
         "switch-back",
         &format!(
-            "live traffic back on {old_color} (generation {})",
-            run.state.generation
+            "live traffic back on {old_color} (generation {}); switch window: {}",
+            run.state.generation,
+            window.summary()
         ),
         t.elapsed(),
     );

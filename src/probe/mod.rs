@@ -7,6 +7,8 @@
 //! Every probe uses a fresh connection: a pooled one could reach an old nginx worker and see
 //! the old routing.
 
+pub mod window;
+
 use crate::config::SmokeProbe;
 use crate::model::{Color, Server};
 use std::collections::BTreeMap;
@@ -182,6 +184,9 @@ pub struct TlsProbe {
 #[derive(Clone)]
 pub struct Prober {
     client: reqwest::Client,
+    /// A client that keeps one connection per host open between requests (the switch
+    /// window's keep-alive checks); every other probe uses a fresh connection
+    kept_alive: reqwest::Client,
     /// (base URL, TLS name), from `TlsProbe`
     tls_names: Vec<(String, String)>,
     /// (base URL, Host): a request under that URL carries that Host header, whatever the
@@ -209,43 +214,50 @@ impl Prober {
         app: Option<String>,
         tls: TlsProbe,
     ) -> anyhow::Result<Prober> {
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .tls_info(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
-        if let Some(url) = socks {
-            builder = builder.proxy(reqwest::Proxy::all(url)?);
-        }
-        if let Some(pem) = &tls.ca {
-            builder = builder.tls_built_in_root_certs(false);
-            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
-                builder = builder.add_root_certificate(cert);
+        let build = |kept_alive: bool| -> anyhow::Result<reqwest::Client> {
+            let mut builder = reqwest::Client::builder()
+                .no_proxy()
+                .tls_info(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(usize::from(kept_alive))
+                .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
+            if let Some(url) = socks {
+                builder = builder.proxy(reqwest::Proxy::all(url)?);
             }
-        }
-        // directly, a TLS name is connected to its base's address; through the ssh proxy,
-        // the proxy knows the name stands for that address
-        if socks.is_none() {
-            for (base, name) in &tls.names {
-                let url = reqwest::Url::parse(base)?;
-                let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-                    continue;
-                };
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                // the name must reach this address, never what DNS says of it
-                let addrs: Vec<std::net::SocketAddr> =
-                    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-                        .map(Iterator::collect)
-                        .map_err(|e| anyhow::anyhow!("cannot resolve {host} (of {base}): {e}"))?;
-                if addrs.is_empty() {
-                    anyhow::bail!("{host} (of {base}) has no address");
+            if let Some(pem) = &tls.ca {
+                builder = builder.tls_built_in_root_certs(false);
+                for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+                    builder = builder.add_root_certificate(cert);
                 }
-                builder = builder.resolve_to_addrs(name, &addrs);
             }
-        }
+            // directly, a TLS name is connected to its base's address; through the ssh proxy,
+            // the proxy knows the name stands for that address
+            if socks.is_none() {
+                for (base, name) in &tls.names {
+                    let url = reqwest::Url::parse(base)?;
+                    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+                    else {
+                        continue;
+                    };
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    // the name must reach this address, never what DNS says of it
+                    let addrs: Vec<std::net::SocketAddr> =
+                        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                            .map(Iterator::collect)
+                            .map_err(|e| {
+                                anyhow::anyhow!("cannot resolve {host} (of {base}): {e}")
+                            })?;
+                    if addrs.is_empty() {
+                        anyhow::bail!("{host} (of {base}) has no address");
+                    }
+                    builder = builder.resolve_to_addrs(name, &addrs);
+                }
+            }
+            Ok(builder.build()?)
+        };
         Ok(Prober {
-            client: builder.build()?,
+            client: build(false)?,
+            kept_alive: build(true)?,
             tls_names: tls.names,
             hosts,
             app,
@@ -255,7 +267,17 @@ impl Prober {
     /// Sends one probe. Never fails: a transport failure is a verdict too.
     pub async fn probe(&self, req: &Request<'_>) -> Verdict {
         let started = Instant::now();
-        let answer = self.send(req).await;
+        let answer = self.send(&self.client, req).await;
+        Verdict {
+            answer,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// `probe` on a connection kept open from one such probe to the next.
+    pub async fn probe_kept_alive(&self, req: &Request<'_>) -> Verdict {
+        let started = Instant::now();
+        let answer = self.send(&self.kept_alive, req).await;
         Verdict {
             answer,
             elapsed: started.elapsed(),
@@ -277,7 +299,7 @@ impl Prober {
         self.probe(&req).await
     }
 
-    async fn send(&self, req: &Request<'_>) -> Result<Answer, String> {
+    async fn send(&self, client: &reqwest::Client, req: &Request<'_>) -> Result<Answer, String> {
         let (url, timeout) = (req.url.as_str(), req.timeout);
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad method {}", req.method))?;
@@ -297,7 +319,7 @@ impl Prober {
             None => url.to_string(),
         };
         let url = shown.as_str();
-        let mut builder = self.client.request(method, &sent).timeout(timeout);
+        let mut builder = client.request(method, &sent).timeout(timeout);
         for (k, v) in &req.headers {
             // with names, the name picks the app's server: bgd's wins
             if named.is_some() && k.eq_ignore_ascii_case("host") {

@@ -1,0 +1,139 @@
+//! `bgd drill`: the rollback drill. Traffic goes back to the parked release and forward
+//! again, each flip a full rollback (readiness pass, validated reload watched from the
+//! outside, confirmation through `lb.url`), each timed against `drill.rto`. It passes only
+//! when both flips were lossless and within the RTO; the history records it as a drill,
+//! beside the two rollbacks it made.
+
+use super::host::Host;
+use super::rollback::rollback;
+use super::run::SwitchReport;
+use crate::error::{self, Failure};
+use crate::lock::Holder;
+use crate::nginx::{LockUse, RecordWrite};
+use crate::output::fmt_duration;
+use crate::state::HistoryEntry;
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// One flip of a drill.
+#[derive(Debug, Clone)]
+pub struct Flip {
+    pub report: SwitchReport,
+    /// From the command's start to the new color confirmed live
+    pub took: Duration,
+}
+
+/// What a drill did.
+#[derive(Debug, Clone)]
+pub struct Drilled {
+    pub back: Flip,
+    pub forward: Flip,
+    pub rto: Duration,
+    /// What kept it from passing (empty: it passed)
+    pub failures: Vec<String>,
+}
+
+pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
+    let rto = host.config.drill.rto;
+    let started = Instant::now();
+    let back = flip(host, "back").await?;
+    let forward = flip(host, "forward").await.map_err(|e| {
+        e.context(format!(
+            "the drill rolled back to {} ({}) but could not roll forward again: the release before the drill is parked; `bgd rollback` returns to it",
+            back.report.live.color, back.report.live.image
+        ))
+    })?;
+    let mut failures = Vec::new();
+    for (name, f) in [("back", &back), ("forward", &forward)] {
+        if f.took > rto {
+            failures.push(format!(
+                "rolling {name} took {}, over drill.rto ({})",
+                fmt_duration(f.took),
+                fmt_duration(rto)
+            ));
+        }
+        if let Some(w) = f.report.window.as_ref().filter(|w| !w.lossless()) {
+            failures.push(format!("rolling {name} was not lossless: {}", w.summary()));
+        }
+    }
+    let drilled = Drilled {
+        back,
+        forward,
+        rto,
+        failures,
+    };
+    record(host, &drilled, started.elapsed()).await;
+    if drilled.failures.is_empty() {
+        return Ok(drilled);
+    }
+    Err(Failure::RolledBack(format!(
+        "the rollback drill failed: {}. Traffic is back on {} ({}), as before the drill",
+        drilled.failures.join("; "),
+        drilled.forward.report.live.color,
+        drilled.forward.report.live.image
+    ))
+    .into())
+}
+
+/// One rollback, timed. Nothing parked is exit 2, said as the drill's.
+async fn flip(host: &Host<'_>, name: &str) -> Result<Flip> {
+    let t = Instant::now();
+    host.out.info(&format!("drill: rolling {name}"));
+    let report = rollback(host, false).await.map_err(|e| {
+        if error::is_refused(&e) {
+            error::refused(format!(
+                "nothing to drill: {e:#}. A drill needs a parked release (deploy twice first)"
+            ))
+        } else {
+            e.context(format!("the drill's rollback {name} failed"))
+        }
+    })?;
+    Ok(Flip {
+        took: t.elapsed(),
+        report,
+    })
+}
+
+/// The drill's own history line, beside its two rollbacks'. A record that cannot be written
+/// is a warning: the drill happened either way.
+async fn record(host: &Host<'_>, d: &Drilled, took: Duration) {
+    let passed = d.failures.is_empty();
+    let entry = HistoryEntry {
+        image: Some(d.forward.report.live.image.clone()),
+        release: Some(d.forward.report.live.release.clone()),
+        from: Some(d.back.report.live.color),
+        to: Some(d.forward.report.live.color),
+        outcome: if passed { "ok" } else { "failed" }.into(),
+        exit_code: if passed { 0 } else { 4 },
+        duration_ms: took.as_millis() as u64,
+        message: format!(
+            "back to {} in {}, forward in {} (drill.rto {}){}",
+            d.back.report.live.image,
+            fmt_duration(d.back.took),
+            fmt_duration(d.forward.took),
+            fmt_duration(d.rto),
+            if passed {
+                String::new()
+            } else {
+                format!(": {}", d.failures.join("; "))
+            }
+        ),
+        ..HistoryEntry::starting("drill")
+    };
+    let written = async {
+        let write = RecordWrite {
+            state: None,
+            replace_untrusted: false,
+            history: serde_json::to_string(&entry)?,
+            run: entry.run.clone(),
+        };
+        host.nginx()
+            .record(&write, &LockUse::Once(Holder::me("bgd drill")))
+            .await
+            .map_err(|e| host.nginx_failure(e, "recording the drill"))
+    };
+    if let Err(e) = written.await {
+        host.out
+            .warn(&format!("could not record the drill in the history: {e:#}"));
+    }
+}

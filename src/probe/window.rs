@@ -1,0 +1,207 @@
+//! The switch window watched from the outside: from just before a switch's reload until
+//! nginx's old workers have drained, bgd probes the live listener continuously, as users
+//! would reach it: one loop on a fresh connection per check, one on a kept-alive connection.
+//! Every answer must be the expected status from this app's server (any color: the switch
+//! moves it); anything else, a reset or a timeout included, is a failed check. The report is
+//! the checks, the failures and the longest time without a good answer.
+
+use super::{Prober, Request};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Pause between two checks of one loop: with two loops, at most a few hundred checks a
+/// second, whatever the switch's length.
+const PAUSE: Duration = Duration::from_millis(5);
+/// Most checks one window makes (a drain bound of minutes stays bounded too).
+const MAX_CHECKS: u64 = 20_000;
+/// One check's limit.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a window saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowReport {
+    pub checks: u64,
+    pub failed: u64,
+    /// The longest time without a good answer, in ms (from the window's start, between good
+    /// answers, and up to its end)
+    pub longest_gap_ms: u64,
+    /// How long the window lasted, in ms
+    pub span_ms: u64,
+    /// What the first failed check saw
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<String>,
+}
+
+impl WindowReport {
+    /// "812 checks, 0 failed, longest gap 14 ms"
+    pub fn summary(&self) -> String {
+        format!(
+            "{} checks, {} failed, longest gap {} ms",
+            self.checks, self.failed, self.longest_gap_ms
+        )
+    }
+
+    pub fn lossless(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+struct Tally {
+    started: Instant,
+    last_good: Instant,
+    report: WindowReport,
+}
+
+/// A window being watched; `end` stops it and says what it saw.
+pub struct Window {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Window {
+    /// Starts watching `url` (the live listener's readiness path), each answer to be
+    /// `status`. With `nothing_live_before` (a first deploy), nginx's own "no live release"
+    /// answer (`X-Bgd-Color: none`) is what the config before the switch says, not a failure.
+    pub fn watch(prober: &Prober, url: String, status: u16, nothing_live_before: bool) -> Window {
+        let now = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally {
+            started: now,
+            last_good: now,
+            report: WindowReport::default(),
+        }));
+        let loops = [false, true]
+            .into_iter()
+            .map(|keep_alive| {
+                let (prober, url) = (prober.clone(), url.clone());
+                let (stop, tally) = (stop.clone(), tally.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let req = Request::get(url.clone(), CHECK_TIMEOUT);
+                        let verdict = if keep_alive {
+                            prober.probe_kept_alive(&req).await
+                        } else {
+                            prober.probe(&req).await
+                        };
+                        let failure = match &verdict.answer {
+                            Ok(a) if a.status == status => None,
+                            Ok(a) if nothing_live_before && a.color() == Some("none") => None,
+                            Ok(a) => {
+                                Some(format!("{url}: status {} (expected {status})", a.status))
+                            }
+                            Err(e) => Some(e.clone()),
+                        };
+                        let full = {
+                            let Ok(mut t) = tally.lock() else { return };
+                            let now = Instant::now();
+                            t.report.checks += 1;
+                            match failure {
+                                None => {
+                                    let gap = now.duration_since(t.last_good).as_millis() as u64;
+                                    t.report.longest_gap_ms = t.report.longest_gap_ms.max(gap);
+                                    t.last_good = now;
+                                }
+                                Some(why) => {
+                                    t.report.failed += 1;
+                                    t.report.first_failure.get_or_insert(why);
+                                }
+                            }
+                            t.report.checks >= MAX_CHECKS
+                        };
+                        if full {
+                            return;
+                        }
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                })
+            })
+            .collect();
+        Window { stop, tally, loops }
+    }
+
+    /// Stops watching (the checks in flight finish) and reports.
+    pub async fn end(self) -> WindowReport {
+        self.stop.store(true, Ordering::Relaxed);
+        for l in self.loops {
+            let _ = l.await;
+        }
+        let Ok(t) = self.tally.lock() else {
+            return WindowReport::default();
+        };
+        let now = Instant::now();
+        let mut report = t.report.clone();
+        let tail = now.duration_since(t.last_good).as_millis() as u64;
+        report.longest_gap_ms = report.longest_gap_ms.max(tail);
+        report.span_ms = now.duration_since(t.started).as_millis() as u64;
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reads_as_one_line() {
+        let r = WindowReport {
+            checks: 812,
+            failed: 0,
+            longest_gap_ms: 14,
+            span_ms: 1200,
+            first_failure: None,
+        };
+        assert_eq!(r.summary(), "812 checks, 0 failed, longest gap 14 ms");
+        assert!(r.lossless());
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["longest_gap_ms"], 14);
+        assert!(json.get("first_failure").is_none());
+    }
+
+    /// Against a listener that answers 200 and then refuses: the failures are counted and
+    /// the gap runs to the end.
+    #[tokio::test]
+    async fn failures_and_gaps_are_counted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let started = Instant::now();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                if started.elapsed() > Duration::from_millis(150) {
+                    return; // the listener goes: refused from now on
+                }
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if started.elapsed() > Duration::from_millis(150) {
+                            return; // kept-alive connections die with it
+                        }
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let prober = Prober::new(None, Vec::new(), None, Default::default()).unwrap();
+        let w = Window::watch(&prober, format!("http://{addr}/health"), 200, false);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = w.end().await;
+        serve.abort();
+        assert!(r.checks > 10, "{r:?}");
+        assert!(r.failed > 0, "{r:?}");
+        assert!(r.first_failure.is_some(), "{r:?}");
+        assert!(r.longest_gap_ms >= 200, "{r:?}");
+        assert!(r.span_ms >= 400, "{r:?}");
+    }
+}
