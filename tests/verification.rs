@@ -128,3 +128,58 @@ fn the_rollback_drill_flips_back_and_forth_losslessly_within_the_rto() {
     let entries = history(&t);
     assert_eq!(entries.last().unwrap()["outcome"], "failed");
 }
+
+/// The session continuity gate: log in on the live color, then use that session on the
+/// candidate. With sessions in each container's memory it fails (users would be logged out
+/// at the switch); with a store both colors share (files on a volume) it passes.
+#[test]
+fn a_session_made_on_the_live_color_must_be_valid_on_the_candidate() {
+    let smoke = serde_json::json!([
+        {"name": "login-on-live", "target": "live", "method": "POST", "path": "/login",
+         "capture": {"sid": "cookie:sid", "token": "json:/token"}},
+        {"name": "session-on-candidate", "path": "/me", "headers": {"Cookie": "sid=${sid}"}},
+        {"name": "token-on-candidate", "path": "/me", "headers": {"X-Token": "${token}"}},
+    ]);
+    // sessions in each container's memory (one replica a color, so that only the colors
+    // differ: with more, nginx spreads the requests and even one color loses them)
+    let t = TestApp::new("ses");
+    t.write(&t.config().set("replicas", 1).set("smoke", smoke.clone()));
+    // nothing live yet: the live probe, and those needing its values, are skipped, said so
+    let first = t.bgd(&["deploy", "bgd-demo:v1"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stderr.contains("skipped, as nothing is live yet"),
+        "{first:?}"
+    );
+    let r = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "a session made on the live color (by probe \"login-on-live\") is not valid on the candidate"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(t.live_version(), "v1");
+
+    // sessions in a store both colors share (files on a volume): the gate passes
+    let u = TestApp::new("ssh");
+    let volume = format!("{}-sessions", u.app);
+    u.write(
+        &u.config()
+            .set("smoke", smoke)
+            .set("container.env.DEMO_SESSION_DIR", "/sessions")
+            .set(
+                "container.volumes",
+                serde_json::json!([format!("{volume}:/sessions")]),
+            ),
+    );
+    assert_eq!(u.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let d = u.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(d.stderr.contains("3 smoke probe(s) passed"), "{d:?}");
+    assert_eq!(u.live_version(), "v2");
+    drop(u);
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", "-f", &volume])
+        .output();
+}

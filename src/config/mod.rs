@@ -93,6 +93,18 @@ pub struct SmokeProbe {
     pub headers: BTreeMap<String, String>,
     pub body: String,
     pub expect: Expect,
+    /// Which color the deploy's smoke gate sends it to
+    pub target: ProbeTarget,
+    /// Values taken from its answer for later probes' `${NAME}`
+    pub capture: Vec<(String, crate::probe::session::Capture)>,
+}
+
+/// Where the smoke gate sends a probe: the candidate (on the preview listener), or the live
+/// release (through `lb.url`; a session made there is then tried on the candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeTarget {
+    Candidate,
+    Live,
 }
 
 #[derive(Debug, Clone)]

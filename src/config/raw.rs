@@ -83,6 +83,9 @@ pub struct RawSmoke {
     pub body: Option<String>,
     #[serde(default)]
     pub expect: RawExpect,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -239,13 +239,56 @@ fn smoke(raw: Vec<RawSmoke>) -> Checked<Vec<SmokeProbe>> {
             body_contains: s.expect.body_contains,
             headers: check_headers(&key("expect.headers"), &s.expect.headers)?,
         };
+        let target = match s.target.as_deref() {
+            None | Some("candidate") => ProbeTarget::Candidate,
+            Some("live") => ProbeTarget::Live,
+            Some(other) => {
+                return Err(issue(
+                    key("target"),
+                    format!("{other:?}: use candidate (the default) or live"),
+                ))
+            }
+        };
+        let body = s.body.unwrap_or_default();
+        // every ${NAME} must be captured by an earlier probe
+        let texts = std::iter::once(s.path.as_str())
+            .chain(headers.values().map(String::as_str))
+            .chain(std::iter::once(body.as_str()));
+        for name in texts.flat_map(crate::probe::session::references) {
+            let known = smoke
+                .iter()
+                .any(|p: &SmokeProbe| p.capture.iter().any(|(n, _)| *n == name));
+            if !known {
+                return Err(issue(
+                    key("path"),
+                    format!("${{{name}}} is not captured by an earlier probe (capture: {{{name}: \"cookie:...\"}})"),
+                ));
+            }
+        }
+        let mut capture = Vec::new();
+        for (name, spec) in s.capture {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(issue(
+                    key("capture"),
+                    format!("{name:?} must be letters, digits and '_'"),
+                ));
+            }
+            let how = crate::probe::session::Capture::parse(&spec)
+                .map_err(|e| issue(format!("smoke[{i}].capture.{name}"), e))?;
+            capture.push((name, how));
+        }
         smoke.push(SmokeProbe {
             name: s.name,
             method,
             path: s.path,
             headers,
-            body: s.body.unwrap_or_default(),
+            body,
             expect,
+            target,
+            capture,
         });
     }
     Ok(smoke)

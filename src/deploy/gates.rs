@@ -285,7 +285,12 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
             .map(drop)
             .map_err(|why| error::rejected(format!("{}: {why}", config.readiness.path)))
     } else {
-        smoke_probes(run, &config.lb.url, live, "live").await
+        let through = Listener {
+            base: &config.lb.url,
+            color: live,
+            name: "live",
+        };
+        smoke_probes(run, through, Some(through)).await.map(drop)
     };
     checked.map_err(|e| {
         if error::is_interrupted(&e) {
@@ -300,41 +305,139 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
     Ok(format!("{live} (live) still works after the migration"))
 }
 
-/// `smoke`: every smoke probe through the preview listener, answered by the target's color.
+/// `smoke`: every smoke probe, answered by the candidate's color through the preview
+/// listener (or, `target: live`, by the live color through `lb.url`), in order, with the
+/// values earlier probes captured.
 pub async fn smoke(run: &mut Run<'_>) -> Result<String> {
+    let config = run.host.config;
     let target = run.target()?.color;
-    let preview = run.host.config.lb.preview_url.clone();
-    smoke_probes(run, &preview, target, "preview").await?;
-    Ok(format!(
+    let candidate = Listener {
+        base: &config.lb.preview_url,
+        color: target,
+        name: "preview",
+    };
+    let live = run.live_pool.as_ref().map(|p| Listener {
+        base: &config.lb.url,
+        color: p.color,
+        name: "live",
+    });
+    let skipped = smoke_probes(run, candidate, live).await?;
+    let mut text = format!(
         "{} smoke probe(s) passed on {target}",
-        run.host.config.smoke.len()
-    ))
+        config.smoke.len() - skipped.len()
+    );
+    if !skipped.is_empty() {
+        text.push_str(&format!(
+            "; skipped, as nothing is live yet (target: live, or a value such a probe captures): {}",
+            skipped.join(", ")
+        ));
+    }
+    Ok(text)
 }
 
-/// Runs every smoke probe against `base`, expecting nginx to route to `color`.
-pub async fn smoke_probes(run: &Run<'_>, base: &str, color: Color, listener: &str) -> Result<()> {
+/// Where a smoke probe goes: a listener's URL, the color that must answer, and how messages
+/// name it.
+#[derive(Clone, Copy)]
+pub struct Listener<'a> {
+    pub base: &'a str,
+    pub color: Color,
+    pub name: &'a str,
+}
+
+/// Runs every smoke probe in order: `target: candidate` ones against `candidate`,
+/// `target: live` ones against `live` (skipped, and named in the result, when it is None).
+/// Values a probe captures fill later probes' `${NAME}`; they are secrets from then on.
+pub async fn smoke_probes(
+    run: &Run<'_>,
+    candidate: Listener<'_>,
+    live: Option<Listener<'_>>,
+) -> Result<Vec<String>> {
+    use crate::config::ProbeTarget;
+    use crate::probe::session::substitute;
     let host = run.host;
+    let mut values: std::collections::BTreeMap<String, String> = Default::default();
+    // which probe captured each value, and whether through the live color
+    let mut from: std::collections::BTreeMap<String, (String, bool)> = Default::default();
+    let mut skipped = Vec::new();
     for probe in &host.config.smoke {
         crate::interrupt::check("during the smoke probes")?;
-        let verdict = host
-            .prober
-            .probe(&Request::smoke(base, probe, SMOKE_TIMEOUT))
-            .await;
+        let used: Vec<String> = [probe.path.as_str(), probe.body.as_str()]
+            .into_iter()
+            .chain(probe.headers.values().map(String::as_str))
+            .flat_map(crate::probe::session::references)
+            .collect();
+        // a live probe with nothing live, or one needing a value such a probe would have taken
+        let needs_skipped = used.iter().any(|n| !values.contains_key(n));
+        let to = match (probe.target, live) {
+            (ProbeTarget::Live, None) => None,
+            (ProbeTarget::Live, Some(l)) => Some(l),
+            (ProbeTarget::Candidate, _) => Some(candidate),
+        };
+        let Some(to) = to.filter(|_| !needs_skipped) else {
+            skipped.push(probe.name.clone());
+            continue;
+        };
+        let path = substitute(&probe.path, &values);
+        let body = substitute(&probe.body, &values);
+        let headers: Vec<(String, String)> = probe
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), substitute(v, &values)))
+            .collect();
+        let request = Request {
+            method: &probe.method,
+            url: format!("{}{path}", to.base),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            body: &body,
+            timeout: SMOKE_TIMEOUT,
+        };
+        let verdict = host.prober.probe(&request).await;
         let expect = Expect {
             status: &probe.expect.status,
-            color: Some(color),
+            color: Some(to.color),
             body_contains: probe.expect.body_contains.as_deref(),
             headers: Some(&probe.expect.headers),
             ..Default::default()
         };
-        verdict.check(&expect).map_err(|why| {
-            error::rejected(format!(
-                "smoke probe {:?} ({} {} through the {listener} listener): {why}",
-                probe.name, probe.method, probe.path
-            ))
+        let answer = verdict.check(&expect).map_err(|why| {
+            let mut msg = format!(
+                "smoke probe {:?} ({} {} through the {} listener): {why}",
+                probe.name, probe.method, probe.path, to.name
+            );
+            // a value from the live color, refused by the other one: sessions are per container
+            let from_live: Vec<&str> = used
+                .iter()
+                .filter_map(|n| from.get(n))
+                .filter(|(_, live)| *live)
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if !from_live.is_empty() && to.color != live.map_or(to.color, |l| l.color) {
+                msg.push_str(&format!(
+                    "\na session made on the live color (by probe {:?}) is not valid on the candidate: users would be logged out at the switch. Keep session state outside the containers (a shared store: database, Redis, signed cookies)",
+                    from_live[0]
+                ));
+            }
+            error::rejected(msg)
         })?;
+        for (name, how) in &probe.capture {
+            let value = how.extract(answer).ok_or_else(|| {
+                error::rejected(format!(
+                    "smoke probe {:?} ({} {} through the {} listener): its answer has no {} to capture as {name}",
+                    probe.name, probe.method, probe.path, to.name, how.describe()
+                ))
+            })?;
+            host.out.add_secrets(vec![value.clone()]);
+            values.insert(name.clone(), value);
+            from.insert(
+                name.clone(),
+                (probe.name.clone(), probe.target == ProbeTarget::Live),
+            );
+        }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// `drift`: just before the release takes traffic, its containers are the ones the gates

@@ -3,7 +3,7 @@
 //! verification through the live listener; switching back when verification fails; parking
 //! the old color.
 
-use super::gates::{misrouted, smoke_probes};
+use super::gates::{misrouted, smoke_probes, Listener};
 use super::plan::{after_failed_verify, AfterFailedVerify};
 use super::run::{Command, Run};
 use super::specs::render_input;
@@ -347,7 +347,12 @@ pub async fn verify(run: &mut Run<'_>) -> Result<String> {
     let t = Instant::now();
     let mut rounds = 0;
     loop {
-        smoke_probes(run, &config.lb.url, pool.color, "live").await?;
+        let live = Listener {
+            base: &config.lb.url,
+            color: pool.color,
+            name: "live",
+        };
+        smoke_probes(run, live, Some(live)).await?;
         for server in &pool.servers {
             let verdict = host
                 .prober

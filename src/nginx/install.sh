@@ -379,7 +379,7 @@ fi
 # its coming install).
 if [ -f "$dir/prev.conf" ] && [ -d "$dir/tls" ] && [ ! -L "$dir/tls" ]; then
   for f in "$dir"/tls/*; do
-    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
     if grep -qF "/tls/${f##*/}" "$dir/prev.conf" && ! grep -qF "/tls/${f##*/}" "$active"; then
       rm -f "$f"
     fi

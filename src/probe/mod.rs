@@ -7,9 +7,9 @@
 //! Every probe uses a fresh connection: a pooled one could reach an old nginx worker and see
 //! the old routing.
 
+pub mod session;
 pub mod window;
 
-use crate::config::SmokeProbe;
 use crate::model::{Color, Server};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -40,20 +40,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// A smoke probe sent to `base` (a listener's URL).
-    pub fn smoke(base: &str, probe: &'a SmokeProbe, timeout: Duration) -> Request<'a> {
-        Request {
-            method: &probe.method,
-            url: format!("{base}{}", probe.path),
-            headers: probe
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-            body: &probe.body,
-            timeout,
-        }
-    }
 }
 
 /// What an answer said, as nginx and the app sent it.

@@ -12,6 +12,9 @@
 //!   POST /echo        answers with the number of bytes received
 //!   GET  /drop        closes the connection without answering (what a crashing worker does:
 //!                     nginx sees an upstream error)
+//!   POST /login       starts a session: `Set-Cookie: sid=<id>` and `{"token":"<id>"}`
+//!   GET  /me          200 when the request's `sid` cookie (or `X-Token` header) names a
+//!                     session this app knows, 401 otherwise
 //!
 //! Switches (environment):
 //!   PORT                      port to listen on (default 8080)
@@ -24,6 +27,10 @@
 //!   DEMO_IDLE_TIMEOUT_MS=N    close idle keep-alive connections after N ms (default 75000)
 //!   DEMO_ECHO_VAR=A,B         print A=<its value> and B=... at start (tests that secrets in
 //!                             logs are redacted by bgd)
+//!
+//! Sessions live in this process's memory (lost at a switch: another container does not know
+//! them), or with `DEMO_SESSION_DIR=/dir` in files there (a volume both colors mount: a
+//! stand-in for a shared session store).
 //!
 //! A stand-in for a shared database schema: `DEMO_SCHEMA_FILE` (e.g. /data/schema on a volume
 //! both colors mount) holds a schema number. Each version works with schemas up to
@@ -44,6 +51,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+/// Sessions kept in memory (without DEMO_SESSION_DIR)
+static SESSIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 extern "C" fn on_sigterm(_: i32) {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
@@ -195,6 +204,8 @@ struct Request {
     target: String,
     close: bool,
     body_len: usize,
+    /// the session id from the `sid` cookie or the `X-Token` header
+    session: Option<String>,
 }
 
 /// Reads one request head and body. `Ok(None)` means the peer closed, the idle timeout ran
@@ -229,6 +240,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, s: &Settings) -> io::Result<O
     let http10 = parts.next().is_some_and(|v| v == "HTTP/1.0");
     let mut close = http10;
     let mut body_len = 0usize;
+    let mut session = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 {
@@ -244,6 +256,14 @@ fn read_request(reader: &mut BufReader<TcpStream>, s: &Settings) -> io::Result<O
                 body_len = v.parse().unwrap_or(0);
             } else if k == "connection" {
                 close = v.eq_ignore_ascii_case("close");
+            } else if k == "cookie" {
+                session = v
+                    .split(';')
+                    .find_map(|c| c.trim().strip_prefix("sid="))
+                    .map(str::to_string)
+                    .or(session);
+            } else if k == "x-token" {
+                session = Some(v.to_string());
             }
         }
     }
@@ -254,6 +274,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, s: &Settings) -> io::Result<O
         target,
         close,
         body_len,
+        session,
     }))
 }
 
@@ -271,10 +292,33 @@ fn serve(stream: TcpStream, s: &Settings, in_flight: &AtomicUsize) -> io::Result
             return Ok(());
         }
         in_flight.fetch_add(1, Ordering::SeqCst);
-        let (status, body) = respond(&req, s);
+        let (status, body, extra) = match (req.method.as_str(), req.target.as_str()) {
+            ("POST", "/login") => {
+                let sid = new_session();
+                (
+                    "200 OK",
+                    format!("{{\"token\":\"{sid}\"}}\n"),
+                    format!("Set-Cookie: sid={sid}; Path=/; HttpOnly\r\n"),
+                )
+            }
+            ("GET" | "HEAD", "/me") => {
+                match req.session.as_deref().filter(|sid| known_session(sid)) {
+                    Some(_) => ("200 OK", "logged in\n".to_string(), String::new()),
+                    None => (
+                        "401 Unauthorized",
+                        "no such session\n".to_string(),
+                        String::new(),
+                    ),
+                }
+            }
+            _ => {
+                let (status, body) = respond(&req, s);
+                (status, body, String::new())
+            }
+        };
         let close = req.close || SHUTTING_DOWN.load(Ordering::SeqCst);
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-App-Version: {}\r\nX-App-Host: {}\r\nConnection: {}\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-App-Version: {}\r\nX-App-Host: {}\r\n{extra}Connection: {}\r\n\r\n",
             body.len(),
             s.version,
             s.host,
@@ -291,6 +335,42 @@ fn serve(stream: TcpStream, s: &Settings, in_flight: &AtomicUsize) -> io::Result
         }
     }
     Ok(())
+}
+
+/// A new session: in DEMO_SESSION_DIR when set (shared), else in this process's memory.
+fn new_session() -> String {
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let t = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
+        bytes.copy_from_slice(&t.to_le_bytes());
+    }
+    let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    match std::env::var("DEMO_SESSION_DIR") {
+        Ok(dir) => {
+            let _ = std::fs::write(format!("{dir}/{sid}"), b"");
+        }
+        Err(_) => {
+            if let Ok(mut all) = SESSIONS.lock() {
+                all.push(sid.clone());
+            }
+        }
+    }
+    sid
+}
+
+fn known_session(sid: &str) -> bool {
+    if !sid.chars().all(|c| c.is_ascii_hexdigit()) || sid.is_empty() {
+        return false;
+    }
+    match std::env::var("DEMO_SESSION_DIR") {
+        Ok(dir) => std::path::Path::new(&format!("{dir}/{sid}")).exists(),
+        Err(_) => SESSIONS
+            .lock()
+            .is_ok_and(|all| all.iter().any(|s| s == sid)),
+    }
 }
 
 /// `/stream`: a long body sent slowly, then the connection closes. Stops when the client
