@@ -350,6 +350,7 @@ struct Entry {
     message: String,
     run: String,
     switch_window: Option<SwitchWindow>,
+    rehearsal: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

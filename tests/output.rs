@@ -24,6 +24,11 @@ fn normalise(t: &TestApp, text: &str) -> String {
         (r"\((\d+ms|\d+\.\d+s)\)$", "(T)"),
         (r"\(\d+ ms\)$", "(T)"),
         (r"\(\d+ rounds\)", "(N rounds)"),
+        // what the switch window saw (its failures stay visible)
+        (
+            r"switch window: \d+ checks, 0 failed, longest gap \d+ ms",
+            "switch window: N checks, 0 failed, longest gap N ms",
+        ),
         // who ran it
         (r"by [^ ]+@[^ ]+( \([^)]*\))?  ", "by WHO  "),
         (r"nginx \d+\.\d+\.\d+", "nginx X.Y.Z"),

@@ -123,6 +123,23 @@ pub struct Hooks {
 pub struct Migrate {
     pub command: Vec<String>,
     pub timeout: Duration,
+    /// Run the migration and both versions on a scratch copy first
+    pub rehearse: Option<Rehearse>,
+}
+
+/// `hooks.migrate.rehearse`: where the scratch copy of the data comes from.
+#[derive(Debug, Clone)]
+pub struct Rehearse {
+    /// Named volumes (of `container.volumes`) copied to scratch volumes
+    pub volumes: Vec<String>,
+    /// Creates the scratch copy of an external database (one-off container of the live image)
+    pub prepare: Option<Vec<String>>,
+    /// Drops it, always, at the end
+    pub cleanup: Option<Vec<String>>,
+    /// Over the app's env in every rehearsal container (points both versions at the copy)
+    pub env: BTreeMap<String, String>,
+    /// Longest a copy, `prepare` or `cleanup` may take
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

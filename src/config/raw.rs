@@ -108,6 +108,7 @@ pub struct RawHooks {
 pub struct RawMigrate {
     pub command: Vec<String>,
     pub timeout: Option<DurationStr>,
+    pub rehearse: Option<RawRehearse>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +128,18 @@ pub struct RawLb {
     pub hosts: Option<Vec<String>>,
     pub preview_host: Option<String>,
     pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRehearse {
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    pub prepare: Option<Vec<String>>,
+    pub cleanup: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Scalar>,
+    pub timeout: Option<DurationStr>,
 }
 
 #[derive(Debug, Default, Deserialize)]

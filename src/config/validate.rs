@@ -51,13 +51,14 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         ));
     }
     let s = raw.switch;
+    let app_volumes = raw.container.volumes.clone();
     Ok(Config {
         file: PathBuf::new(),
         container: container(raw.container, dir)?,
         readiness: readiness(raw.readiness)?,
         smoke: smoke(raw.smoke)?,
         hooks: Hooks {
-            migrate: migrate(raw.hooks.migrate)?,
+            migrate: migrate(raw.hooks.migrate, &app_volumes)?,
         },
         lb: lb(raw.lb, &app, dir)?,
         switch: Switch {
@@ -294,7 +295,7 @@ fn smoke(raw: Vec<RawSmoke>) -> Checked<Vec<SmokeProbe>> {
     Ok(smoke)
 }
 
-fn migrate(raw: Option<RawMigrate>) -> Checked<Option<Migrate>> {
+fn migrate(raw: Option<RawMigrate>, volumes: &[String]) -> Checked<Option<Migrate>> {
     Ok(match raw {
         None => None,
         Some(m) => {
@@ -307,8 +308,62 @@ fn migrate(raw: Option<RawMigrate>) -> Checked<Option<Migrate>> {
             Some(Migrate {
                 command: m.command,
                 timeout: positive("hooks.migrate.timeout", m.timeout, Duration::from_secs(300))?,
+                rehearse: m.rehearse.map(|r| rehearse(r, volumes)).transpose()?,
             })
         }
+    })
+}
+
+fn rehearse(r: RawRehearse, volumes: &[String]) -> Checked<Rehearse> {
+    const KEY: &str = "hooks.migrate.rehearse";
+    // the named volumes the app mounts (not host paths)
+    let named: Vec<&str> = volumes
+        .iter()
+        .filter_map(|v| v.split(':').next())
+        .filter(|s| !s.starts_with('/') && !s.starts_with('.') && !s.starts_with('~'))
+        .collect();
+    for (i, v) in r.volumes.iter().enumerate() {
+        if !named.contains(&v.as_str()) {
+            return Err(issue(
+                format!("{KEY}.volumes[{i}]"),
+                format!("{v:?} is not a named volume of container.volumes ({}): only the app's own named volumes can be copied", named.join(", ")),
+            ));
+        }
+    }
+    if r.volumes.is_empty() && r.prepare.is_none() {
+        return Err(issue(
+            KEY,
+            "say where the scratch copy comes from: volumes (named volumes copied) and/or prepare (a command that creates a scratch database, with env pointing at it)",
+        ));
+    }
+    for (k, cmd) in [("prepare", &r.prepare), ("cleanup", &r.cleanup)] {
+        if cmd.as_ref().is_some_and(Vec::is_empty) {
+            return Err(issue(
+                format!("{KEY}.{k}"),
+                "must be a non-empty list of arguments",
+            ));
+        }
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in r.env {
+        if !valid_env_name(&k) || v.0.contains('\0') {
+            return Err(issue(
+                format!("{KEY}.env.{k}"),
+                format!("{k:?} is not a valid variable"),
+            ));
+        }
+        env.insert(k, v.0);
+    }
+    Ok(Rehearse {
+        volumes: r.volumes,
+        prepare: r.prepare,
+        cleanup: r.cleanup,
+        env,
+        timeout: positive(
+            &format!("{KEY}.timeout"),
+            r.timeout,
+            Duration::from_secs(300),
+        )?,
     })
 }
 

@@ -287,8 +287,9 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
     } else {
         let through = Listener {
             base: &config.lb.url,
-            color: live,
+            color: Some(live),
             name: "live",
+            route: None,
         };
         smoke_probes(run, through, Some(through)).await.map(drop)
     };
@@ -313,13 +314,15 @@ pub async fn smoke(run: &mut Run<'_>) -> Result<String> {
     let target = run.target()?.color;
     let candidate = Listener {
         base: &config.lb.preview_url,
-        color: target,
+        color: Some(target),
         name: "preview",
+        route: None,
     };
     let live = run.live_pool.as_ref().map(|p| Listener {
         base: &config.lb.url,
-        color: p.color,
+        color: Some(p.color),
         name: "live",
+        route: None,
     });
     let skipped = smoke_probes(run, candidate, live).await?;
     let mut text = format!(
@@ -340,8 +343,11 @@ pub async fn smoke(run: &mut Run<'_>) -> Result<String> {
 #[derive(Clone, Copy)]
 pub struct Listener<'a> {
     pub base: &'a str,
-    pub color: Color,
+    /// The color nginx must say answered (None: a rehearsal container, of no color)
+    pub color: Option<Color>,
     pub name: &'a str,
+    /// A per-replica route of the preview listener (`X-Bgd-Probe-Replica`)
+    pub route: Option<&'a str>,
 }
 
 /// Runs every smoke probe in order: `target: candidate` ones against `candidate`,
@@ -384,7 +390,7 @@ pub async fn smoke_probes(
             .iter()
             .map(|(k, v)| (k.clone(), substitute(v, &values)))
             .collect();
-        let request = Request {
+        let mut request = Request {
             method: &probe.method,
             url: format!("{}{path}", to.base),
             headers: headers
@@ -394,10 +400,15 @@ pub async fn smoke_probes(
             body: &body,
             timeout: SMOKE_TIMEOUT,
         };
+        if let Some(route) = to.route {
+            request
+                .headers
+                .push((crate::probe::PROBE_REPLICA_HEADER, route));
+        }
         let verdict = host.prober.probe(&request).await;
         let expect = Expect {
             status: &probe.expect.status,
-            color: Some(to.color),
+            color: to.color,
             body_contains: probe.expect.body_contains.as_deref(),
             headers: Some(&probe.expect.headers),
             ..Default::default()

@@ -26,6 +26,7 @@ mod host;
 pub mod lock;
 mod prepare;
 pub mod prune;
+mod rehearse;
 mod repair;
 mod rollback;
 pub mod routing;

@@ -153,6 +153,7 @@ pub fn deploy_steps(
     steps.push(Step::start(config, candidate));
     steps.push(Step::preview(config, target, "the candidate"));
     steps.push(Step::readiness(config, target, config.readiness.successes));
+    steps.extend(Step::rehearse(config, candidate, live));
     steps.extend(Step::migrate(config, candidate));
     // the old version against the migrated schema, when one serves
     let live_serves = live_pool.as_ref().is_some_and(|p| !p.servers.is_empty());

@@ -13,7 +13,7 @@ use super::observe::Observed;
 use super::plan::DeployRequest;
 use super::specs::Freeing;
 use super::step::{Step, StepKind};
-use super::{candidate, gates, lock, prepare, switch};
+use super::{candidate, gates, lock, prepare, rehearse, switch};
 use crate::error::{self, Failure};
 use crate::lock::Holder;
 use crate::model::{Pool, Release};
@@ -260,6 +260,7 @@ impl<'a> Run<'a> {
             StepKind::StartParked => candidate::start_parked(self).await,
             StepKind::Preview => candidate::preview(self).await,
             StepKind::Readiness { passes } => gates::readiness(self, passes).await,
+            StepKind::Rehearse => rehearse::rehearse(self).await,
             StepKind::Migrate => gates::migrate(self).await,
             StepKind::Compatibility => gates::compatibility(self).await,
             StepKind::Smoke => gates::smoke(self).await,

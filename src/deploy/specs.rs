@@ -35,6 +35,7 @@ pub fn replica_specs(config: &Config, release: &Release) -> Vec<ContainerSpec> {
                 image: release.image.clone(),
                 env: config.container_env(),
                 cmd: config.container.command.clone(),
+                entrypoint: None,
                 labels,
                 network: config.network.clone(),
                 aliases: vec![replica_alias(&config.app, &release.release, n)],
@@ -169,6 +170,7 @@ pub fn render_input(
         upstream_keepalive_timeout: config.lb.upstream_keepalive_timeout,
         hosts: config.lb.hosts.clone(),
         preview_host: config.lb.preview_host.clone(),
+        rehearsal_routes: rehearsal_routes(config),
         tls: config.lb.tls.as_ref().map(|t| {
             let (certificate, key) = t.files_in_nginx(&config.app);
             crate::nginx::render::TlsRender {
@@ -182,6 +184,37 @@ pub fn render_input(
             }
         }),
     }
+}
+
+/// The rehearsal's containers, by name: one of the live image and one of the new, on the
+/// migrated copy (`hooks.migrate.rehearse`).
+pub const REHEARSAL_KEYS: [&str; 2] = ["rehearsal-live", "rehearsal-new"];
+
+pub fn rehearsal_name(config: &Config, key: &str) -> String {
+    format!("{}-{key}", config.app)
+}
+
+/// The preview listener's routes to the rehearsal's containers (resolved at each request:
+/// present in every config when the migration is rehearsed, answering 502 between
+/// rehearsals).
+fn rehearsal_routes(config: &Config) -> Vec<(String, String)> {
+    let rehearsed = config
+        .hooks
+        .migrate
+        .as_ref()
+        .is_some_and(|m| m.rehearse.is_some());
+    if !rehearsed {
+        return Vec::new();
+    }
+    REHEARSAL_KEYS
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                format!("{}:{}", rehearsal_name(config, k), config.container.port),
+            )
+        })
+        .collect()
 }
 
 /// How a deploy frees the idle color (`target`) for the candidate. The parked release there

@@ -32,6 +32,8 @@ pub enum StepKind {
     Preview,
     /// every replica passes readiness, one by one, this many times in a row
     Readiness { passes: u32 },
+    /// the migration and both versions on a scratch copy of the data
+    Rehearse,
     /// the migration hook
     Migrate,
     /// the live release still works after the migration
@@ -66,6 +68,7 @@ impl StepKind {
             StepKind::Start | StepKind::StartParked => "start",
             StepKind::Preview => "preview",
             StepKind::Readiness { .. } => "readiness",
+            StepKind::Rehearse => "rehearse",
             StepKind::Migrate => "migrate",
             StepKind::Compatibility => "compatibility",
             StepKind::Smoke => "smoke",
@@ -242,6 +245,44 @@ impl Step {
                 fmt_duration(r.deadline)
             ),
         )
+    }
+
+    /// The rehearsal, with `hooks.migrate.rehearse`: skipped (and said so) on a first deploy.
+    pub fn rehearse(config: &Config, candidate: &Release, live: Option<&Release>) -> Option<Step> {
+        let m = config.hooks.migrate.as_ref()?;
+        let r = m.rehearse.as_ref()?;
+        let Some(live) = live else {
+            return Some(Step::new(
+                StepKind::Rehearse,
+                "skip the migration's rehearsal: nothing is live yet (a first deploy), so no old version must keep working".to_string(),
+            ));
+        };
+        let mut copy = Vec::new();
+        if !r.volumes.is_empty() {
+            copy.push(format!(
+                "copy the volume(s) {} to scratch volumes",
+                r.volumes.join(", ")
+            ));
+        }
+        if let Some(p) = &r.prepare {
+            copy.push(format!(
+                "run {:?} (live image) to make a scratch database",
+                p.join(" ")
+            ));
+        }
+        Some(Step::new(
+            StepKind::Rehearse,
+            format!(
+                "rehearse the migration on a scratch copy before it touches shared data: {}; run the migration ({}) on it, then one replica of the live {} and one of the new {} on the migrated copy, each through readiness and the smoke probes; remove every scratch container and volume{} whatever happens",
+                copy.join(" and "),
+                candidate.image,
+                live.image,
+                candidate.image,
+                r.cleanup
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" and run {:?}", c.join(" ")))
+            ),
+        ))
     }
 
     pub fn migrate(config: &Config, candidate: &Release) -> Option<Step> {

@@ -349,8 +349,9 @@ pub async fn verify(run: &mut Run<'_>) -> Result<String> {
     loop {
         let live = Listener {
             base: &config.lb.url,
-            color: pool.color,
+            color: Some(pool.color),
             name: "live",
+            route: None,
         };
         smoke_probes(run, live, Some(live)).await?;
         for server in &pool.servers {

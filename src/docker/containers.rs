@@ -60,6 +60,19 @@ impl Docker {
             .is_some())
     }
 
+    /// Removes a named volume; a missing one is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.call_opt(
+            || format!("remove volume {name}"),
+            self.api.remove_volume(
+                name,
+                Some(bollard::volume::RemoveVolumeOptions { force: true }),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The containers on a network now, as (name, IPv4 address); empty when it is gone.
     pub async fn network_members(&self, name: &str) -> Result<Vec<(String, String)>> {
         let network = self
@@ -135,6 +148,7 @@ impl Docker {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
             cmd: spec.cmd.clone(),
+            entrypoint: spec.entrypoint.clone(),
             labels: Some(spec.labels.clone()),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             stop_timeout: spec.stop_timeout.map(|d| d.as_secs().max(1) as i64),

@@ -94,6 +94,8 @@ pub struct ContainerSpec {
     pub image: String,
     pub env: Vec<String>,
     pub cmd: Option<Vec<String>>,
+    /// Replaces the image's entrypoint (a one-off helper container); None: the image's
+    pub entrypoint: Option<Vec<String>>,
     pub labels: HashMap<String, String>,
     pub network: String,
     /// Names other containers reach it by on `network` (Docker's DNS), besides its name

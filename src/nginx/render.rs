@@ -63,6 +63,8 @@ pub struct RenderInput {
     pub preview_host: Option<String>,
     /// HTTPS on the live server
     pub tls: Option<TlsRender>,
+    /// With a rehearsed migration: (probe key, `name:port`) of the rehearsal's containers
+    pub rehearsal_routes: Vec<(String, String)>,
 }
 
 /// The live server's HTTPS, as the template sees it (`tls`).
@@ -129,6 +131,13 @@ struct Context<'a> {
     preview_host: Option<&'a str>,
     tls: Option<&'a TlsRender>,
     http2_directive: bool,
+    rehearsal_routes: Vec<RehearsalRoute<'a>>,
+}
+
+#[derive(Serialize)]
+struct RehearsalRoute<'a> {
+    key: &'a str,
+    target: &'a str,
 }
 
 fn pool_context(pool: &Pool, resolve: bool) -> PoolContext<'_> {
@@ -233,6 +242,11 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         preview_host: input.preview_host.as_deref(),
         tls: input.tls.as_ref(),
         http2_directive: input.features.http2_directive,
+        rehearsal_routes: input
+            .rehearsal_routes
+            .iter()
+            .map(|(key, target)| RehearsalRoute { key, target })
+            .collect(),
     };
     let context = tera::Context::from_serialize(&ctx)?;
     let mut tera = tera::Tera::default();
@@ -334,6 +348,7 @@ mod tests {
             hosts: Vec::new(),
             preview_host: None,
             tls: None,
+            rehearsal_routes: Vec::new(),
         }
     }
 

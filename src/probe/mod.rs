@@ -39,7 +39,6 @@ impl<'a> Request<'a> {
             timeout,
         }
     }
-
 }
 
 /// What an answer said, as nginx and the app sent it.

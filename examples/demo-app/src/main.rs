@@ -36,6 +36,9 @@
 //! both colors mount) holds a schema number. Each version works with schemas up to
 //! `DEMO_SCHEMA_MAX` (default: its own number, v1 -> 1); past that, `/` answers 500.
 //!
+//! `demo-app scratch-db create|drop` stands in for making and dropping a scratch database
+//! (see `scratch_db`).
+//!
 //! `demo-app migrate` is a stand-in migration: it prints what it does, writes
 //! `DEMO_MIGRATE_SCHEMA` (if set) into `DEMO_SCHEMA_FILE`, and exits with `DEMO_MIGRATE_EXIT`
 //! (default 0) after `DEMO_MIGRATE_MS` (default 100) ms.
@@ -101,6 +104,9 @@ fn env_ms(name: &str) -> Option<Duration> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("scratch-db") {
+        scratch_db(args.get(2).map(String::as_str));
+    }
     if args.get(1).map(String::as_str) == Some("migrate") {
         migrate();
     }
@@ -169,6 +175,37 @@ fn main() {
         thread::sleep(Duration::from_millis(10));
     }
     eprintln!("demo-app: stopped");
+}
+
+/// `demo-app scratch-db create|drop`: a stand-in for a scratch database, for a rehearsed
+/// migration: `create` copies the schema file `DEMO_SCRATCH_SOURCE` to `DEMO_SCHEMA_FILE`,
+/// `drop` removes `DEMO_SCHEMA_FILE`.
+fn scratch_db(op: Option<&str>) -> ! {
+    let target = std::env::var("DEMO_SCHEMA_FILE").unwrap_or_default();
+    let result = match op {
+        Some("create") => {
+            let source = std::env::var("DEMO_SCRATCH_SOURCE").unwrap_or_default();
+            std::fs::copy(&source, &target)
+                .map(|_| format!("scratch-db: {source} copied to {target}"))
+        }
+        Some("drop") => {
+            std::fs::remove_file(&target).map(|_| format!("scratch-db: {target} dropped"))
+        }
+        _ => {
+            eprintln!("usage: demo-app scratch-db create|drop");
+            std::process::exit(2);
+        }
+    };
+    match result {
+        Ok(said) => {
+            println!("{said}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("scratch-db: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 fn migrate() -> ! {
