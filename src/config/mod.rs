@@ -389,6 +389,18 @@ impl Config {
                 .iter()
                 .flat_map(|m| command_secrets(&m.command)),
         );
+        // the rehearsal's env (a scratch database's URL) and commands
+        for r in self.hooks.migrate.iter().flat_map(|m| m.rehearse.iter()) {
+            for (k, v) in &r.env {
+                if secret_name(k) {
+                    all.push(v.clone());
+                }
+                all.extend(value_secrets(v));
+            }
+            for cmd in r.prepare.iter().chain(r.cleanup.iter()) {
+                all.extend(command_secrets(cmd));
+            }
+        }
         // probe paths (`/health?token=...`) and headers (`Authorization: Bearer ...`)
         all.extend(value_secrets(&self.readiness.path));
         for probe in &self.smoke {
