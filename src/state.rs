@@ -106,6 +106,9 @@ pub struct HistoryEntry {
     /// What the live listener saw during the switch (deploys, switches, rollbacks)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_window: Option<crate::probe::window::WindowReport>,
+    /// What the live listener saw during the switch back after a failed verification
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_back_window: Option<crate::probe::window::WindowReport>,
     /// How the migration's rehearsal went (`passed ...`, `failed: ...`, `skipped: ...`)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<String>,
@@ -129,6 +132,7 @@ impl HistoryEntry {
             message: String::new(),
             run: new_run_id(),
             switch_window: None,
+            switch_back_window: None,
             rehearsal: None,
         }
     }
@@ -328,6 +332,7 @@ mod tests {
             message: String::new(),
             run: new_run_id(),
             switch_window: None,
+            switch_back_window: None,
             rehearsal: None,
         };
         let line = serde_json::to_string(&e).unwrap();

@@ -133,6 +133,7 @@ struct SwitchWindow {
     longest_gap_ms: u64,
     span_ms: u64,
     first_failure: Option<String>,
+    capped: Option<bool>,
 }
 result!(CandidateLeft {
     candidate: Release,
@@ -350,6 +351,7 @@ struct Entry {
     message: String,
     run: String,
     switch_window: Option<SwitchWindow>,
+    switch_back_window: Option<SwitchWindow>,
     rehearsal: Option<String>,
 }
 

@@ -49,9 +49,19 @@ fn line(e: &HistoryEntry) -> String {
         e.who,
         e.duration_ms
     );
-    if e.outcome != "ok" && !e.message.is_empty() {
+    // a drill's times are its message, whatever its outcome
+    if (e.outcome != "ok" || e.command == "drill") && !e.message.is_empty() {
         let first = e.message.lines().next().unwrap_or_default();
         text.push_str(&format!("    {first}\n"));
+    }
+    if let Some(w) = &e.switch_window {
+        text.push_str(&format!("    switch window: {}\n", w.summary()));
+    }
+    if let Some(w) = &e.switch_back_window {
+        text.push_str(&format!("    switch back window: {}\n", w.summary()));
+    }
+    if let Some(r) = &e.rehearsal {
+        text.push_str(&format!("    rehearsal: {r}\n"));
     }
     text
 }

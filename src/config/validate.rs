@@ -336,6 +336,12 @@ fn rehearse(r: RawRehearse, volumes: &[String]) -> Checked<Rehearse> {
             "say where the scratch copy comes from: volumes (named volumes copied) and/or prepare (a command that creates a scratch database, with env pointing at it)",
         ));
     }
+    if r.prepare.is_some() && r.env.is_empty() {
+        return Err(issue(
+            format!("{KEY}.env"),
+            "prepare makes a scratch copy: env must point the rehearsal at it (e.g. DATABASE_URL), or the migration would run on the real database",
+        ));
+    }
     for (k, cmd) in [("prepare", &r.prepare), ("cleanup", &r.cleanup)] {
         if cmd.as_ref().is_some_and(Vec::is_empty) {
             return Err(issue(

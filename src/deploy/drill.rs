@@ -5,7 +5,7 @@
 //! beside the two rollbacks it made.
 
 use super::host::Host;
-use super::rollback::rollback;
+use super::rollback::rollback_judged_by_caller;
 use super::run::SwitchReport;
 use crate::error::{self, Failure};
 use crate::lock::Holder;
@@ -36,14 +36,44 @@ pub struct Drilled {
 pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
     let rto = host.config.drill.rto;
     let started = Instant::now();
-    let back = flip(host, "back").await?;
-    let forward = flip(host, "forward").await.map_err(|e| {
-        e.context(format!(
-            "the drill rolled back to {} ({}) but could not roll forward again: the release before the drill is parked; `bgd rollback` returns to it",
-            back.report.live.color, back.report.live.image
-        ))
-    })?;
+    let back = match flip(host, "back").await {
+        Ok(f) => f,
+        Err(e) if error::is_refused(&e) => return Err(e),
+        Err(e) => {
+            record_failure(
+                host,
+                &format!("rolling back failed: {e:#}"),
+                started.elapsed(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    // the release live before the drill, parked by the flip back: where forward must return
+    let original = back.report.parked.clone();
+    let forward = match flip(host, "forward").await {
+        Ok(f) => f,
+        Err(e) => {
+            let what = format!(
+                "the drill rolled back to {} ({}) but rolling forward failed",
+                back.report.live.color, back.report.live.image
+            );
+            record_failure(host, &what, started.elapsed()).await;
+            return Err(e.context(format!(
+                "{what}: `bgd status` says what is live now; `bgd rollback` returns to the release before the drill if it is parked"
+            )));
+        }
+    };
     let mut failures = Vec::new();
+    if let Some(o) = original
+        .as_ref()
+        .filter(|o| o.release != forward.report.live.release)
+    {
+        failures.push(format!(
+            "rolling forward went to {} ({}), not to {} ({}), the release live before the drill (another deploy in between?)",
+            forward.report.live.release, forward.report.live.image, o.release, o.image
+        ));
+    }
     for (name, f) in [("back", &back), ("forward", &forward)] {
         if f.took > rto {
             failures.push(format!(
@@ -53,7 +83,11 @@ pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
             ));
         }
         if let Some(w) = f.report.window.as_ref().filter(|w| !w.lossless()) {
-            failures.push(format!("rolling {name} was not lossless: {}", w.summary()));
+            failures.push(format!(
+                "rolling {name} was not lossless: {} (the first: {})",
+                w.summary(),
+                w.first_failure.as_deref().unwrap_or("?")
+            ));
         }
     }
     let drilled = Drilled {
@@ -75,11 +109,12 @@ pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
     .into())
 }
 
-/// One rollback, timed. Nothing parked is exit 2, said as the drill's.
+/// One rollback, timed from its start to the other release confirmed live. Nothing parked
+/// is exit 2, said as the drill's.
 async fn flip(host: &Host<'_>, name: &str) -> Result<Flip> {
     let t = Instant::now();
     host.out.info(&format!("drill: rolling {name}"));
-    let report = rollback(host, false).await.map_err(|e| {
+    let report = rollback_judged_by_caller(host).await.map_err(|e| {
         if error::is_refused(&e) {
             error::refused(format!(
                 "nothing to drill: {e:#}. A drill needs a parked release (deploy twice first)"
@@ -89,9 +124,21 @@ async fn flip(host: &Host<'_>, name: &str) -> Result<Flip> {
         }
     })?;
     Ok(Flip {
-        took: t.elapsed(),
+        took: report.confirmed_in.unwrap_or_else(|| t.elapsed()),
         report,
     })
+}
+
+/// A drill that stopped half way: its history line says so.
+async fn record_failure(host: &Host<'_>, what: &str, took: Duration) {
+    let entry = HistoryEntry {
+        outcome: "failed".into(),
+        exit_code: 7,
+        duration_ms: took.as_millis() as u64,
+        message: host.out.redact(what),
+        ..HistoryEntry::starting("drill")
+    };
+    write(host, &entry).await;
 }
 
 /// The drill's own history line, beside its two rollbacks'. A record that cannot be written
@@ -106,7 +153,7 @@ async fn record(host: &Host<'_>, d: &Drilled, took: Duration) {
         outcome: if passed { "ok" } else { "failed" }.into(),
         exit_code: if passed { 0 } else { 4 },
         duration_ms: took.as_millis() as u64,
-        message: format!(
+        message: host.out.redact(&format!(
             "back to {} in {}, forward in {} (drill.rto {}){}",
             d.back.report.live.image,
             fmt_duration(d.back.took),
@@ -117,14 +164,20 @@ async fn record(host: &Host<'_>, d: &Drilled, took: Duration) {
             } else {
                 format!(": {}", d.failures.join("; "))
             }
-        ),
+        )),
         ..HistoryEntry::starting("drill")
     };
+    write(host, &entry).await;
+}
+
+/// Writes a drill's history line (the state untouched), under the deploy lock for that
+/// write alone. A failure is a warning: the drill happened either way.
+async fn write(host: &Host<'_>, entry: &HistoryEntry) {
     let written = async {
         let write = RecordWrite {
             state: None,
             replace_untrusted: false,
-            history: serde_json::to_string(&entry)?,
+            history: serde_json::to_string(entry)?,
             run: entry.run.clone(),
         };
         host.nginx()

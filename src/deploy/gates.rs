@@ -290,6 +290,7 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
             color: Some(live),
             name: "live",
             route: None,
+            answered_by: None,
         };
         smoke_probes(run, through, Some(through)).await.map(drop)
     };
@@ -317,12 +318,14 @@ pub async fn smoke(run: &mut Run<'_>) -> Result<String> {
         color: Some(target),
         name: "preview",
         route: None,
+        answered_by: None,
     };
     let live = run.live_pool.as_ref().map(|p| Listener {
         base: &config.lb.url,
         color: Some(p.color),
         name: "live",
         route: None,
+        answered_by: None,
     });
     let skipped = smoke_probes(run, candidate, live).await?;
     let mut text = format!(
@@ -348,6 +351,8 @@ pub struct Listener<'a> {
     pub name: &'a str,
     /// A per-replica route of the preview listener (`X-Bgd-Probe-Replica`)
     pub route: Option<&'a str>,
+    /// The `X-Bgd-Color` that must answer when `color` is None (a rehearsal container)
+    pub answered_by: Option<&'a str>,
 }
 
 /// Runs every smoke probe in order: `target: candidate` ones against `candidate`,
@@ -413,6 +418,16 @@ pub async fn smoke_probes(
             headers: Some(&probe.expect.headers),
             ..Default::default()
         };
+        // what it captures is a secret before anything about the answer is printed
+        if let Ok(a) = &verdict.answer {
+            let found: Vec<String> = probe
+                .capture
+                .iter()
+                .filter_map(|(_, how)| how.extract(a))
+                .filter(|v| v.len() >= 4)
+                .collect();
+            host.out.add_secrets(found);
+        }
         let answer = verdict.check(&expect).map_err(|why| {
             let mut msg = format!(
                 "smoke probe {:?} ({} {} through the {} listener): {why}",
@@ -433,6 +448,16 @@ pub async fn smoke_probes(
             }
             error::rejected(msg)
         })?;
+        if let Some(want) = to.answered_by.filter(|w| answer.color() != Some(*w)) {
+            return Err(error::rejected(format!(
+                "smoke probe {:?} ({} {} through the {} listener): answered for {:?}, not by {want} (a custom lb.template without the rehearsal routes?)",
+                probe.name,
+                probe.method,
+                probe.path,
+                to.name,
+                answer.color().unwrap_or("none")
+            )));
+        }
         for (name, how) in &probe.capture {
             let value = how.extract(answer).ok_or_else(|| {
                 error::rejected(format!(
@@ -440,7 +465,6 @@ pub async fn smoke_probes(
                     probe.name, probe.method, probe.path, to.name, how.describe()
                 ))
             })?;
-            host.out.add_secrets(vec![value.clone()]);
             values.insert(name.clone(), value);
             from.insert(
                 name.clone(),

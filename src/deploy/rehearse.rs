@@ -49,14 +49,32 @@ impl Scratch {
     }
 
     /// The app's binds with each copied volume replaced by its scratch copy.
+    /// The app's binds with each copied volume replaced by its scratch copy, and every other
+    /// one read-only: nothing in a rehearsal writes shared data.
     fn binds(&self, binds: &[String]) -> Vec<String> {
         binds
             .iter()
             .map(|b| {
-                let (source, rest) = b.split_once(':').unwrap_or((b.as_str(), ""));
+                let parts: Vec<&str> = b.split(':').collect();
+                let (source, target) = (parts[0], parts.get(1).copied().unwrap_or(""));
                 match self.volumes.iter().find(|(v, _)| v == source) {
-                    Some((_, scratch)) => format!("{scratch}:{rest}"),
-                    None => b.clone(),
+                    Some((_, scratch)) => match parts.get(2) {
+                        Some(mode) => format!("{scratch}:{target}:{mode}"),
+                        None => format!("{scratch}:{target}"),
+                    },
+                    None => {
+                        let mode = parts.get(2).map_or(String::new(), |m| {
+                            m.split(',')
+                                .filter(|o| *o != "rw" && *o != "ro")
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        });
+                        if mode.is_empty() {
+                            format!("{source}:{target}:ro")
+                        } else {
+                            format!("{source}:{target}:ro,{mode}")
+                        }
+                    }
                 }
             })
             .collect()
@@ -80,10 +98,10 @@ pub async fn rehearse(run: &mut Run<'_>) -> Result<String> {
     let candidate = run.target()?.clone();
     let scratch = Scratch::of(config, r);
     let started = Instant::now();
-    // leftovers of a run that was killed
-    clean(run, &scratch, None).await;
+    // leftovers of a run that was killed (its scratch database too), quietly
+    clean(run, &scratch, r.cleanup.as_deref(), false).await;
     let outcome = on_copy(run, &scratch, r, &m.command, &live, &candidate).await;
-    clean(run, &scratch, r.cleanup.as_deref()).await;
+    clean(run, &scratch, r.cleanup.as_deref(), true).await;
     let took = fmt_duration(started.elapsed());
     match outcome {
         Ok(copied) => {
@@ -95,7 +113,8 @@ pub async fn rehearse(run: &mut Run<'_>) -> Result<String> {
             Ok(text)
         }
         Err(e) => {
-            run.journal.entry.rehearsal = Some(format!("failed: {}", first_line(&e)));
+            run.journal.entry.rehearsal =
+                Some(run.host.out.redact(&format!("failed: {}", first_line(&e))));
             Err(e)
         }
     }
@@ -125,7 +144,7 @@ async fn on_copy(
     }
     let env = env_with(config, r);
     if let Some(prepare) = &r.prepare {
-        one_off(run, live, prepare, &env, scratch, "prepare", r.timeout)
+        one_off(run, live, prepare, &env, scratch, ("prepare", r.timeout, true))
             .await
             .map_err(|why| {
                 error::rejected(format!(
@@ -141,7 +160,7 @@ async fn on_copy(
         .migrate
         .as_ref()
         .map_or(Duration::from_secs(300), |m| m.timeout);
-    one_off(run, candidate, migration, &env, scratch, "migrate", m)
+    one_off(run, candidate, migration, &env, scratch, ("migrate", m, true))
         .await
         .map_err(|why| {
             error::rejected(format!(
@@ -267,8 +286,7 @@ async fn one_off(
     command: &[String],
     env: &[String],
     scratch: &Scratch,
-    what: &str,
-    limit: Duration,
+    (what, limit, said): (&str, Duration, bool),
 ) -> std::result::Result<(), String> {
     let (host, config) = (run.host, run.host.config);
     let mut spec = migration_spec(config, release, command);
@@ -280,7 +298,9 @@ async fn one_off(
     let code = host
         .docker
         .run_to_completion(&spec, limit, |line| {
-            host.out.info(&format!("rehearsal {what} | {line}"));
+            if said {
+                host.out.info(&format!("rehearsal {what} | {line}"));
+            }
             tail.push(line.to_string());
             if tail.len() > 10 {
                 tail.remove(0);
@@ -330,6 +350,7 @@ async fn try_version(
         color: None,
         name: "preview",
         route: Some(key),
+        answered_by: Some("rehearsal"),
     };
     smoke_probes(run, through, Some(through))
         .await
@@ -356,8 +377,16 @@ async fn ready(run: &Run<'_>, key: &str, name: &str) -> std::result::Result<(), 
         }
         let mut req = Request::get(format!("{}{}", config.lb.preview_url, r.path), r.timeout);
         req.headers.push((PROBE_REPLICA_HEADER, key));
+        crate::interrupt::check("during the migration's rehearsal")
+            .map_err(|e| format!("{e:#}"))?;
         let verdict = host.prober.probe(&req).await;
         match &verdict.answer {
+            Ok(a) if a.color() != Some("rehearsal") => {
+                return Err(format!(
+                    "the preview listener did not route to {name} (answered for {:?}): a custom lb.template needs the built-in's rehearsal_routes",
+                    a.color().unwrap_or("none")
+                ));
+            }
             Ok(a) if a.status == r.expect_status => passes += 1,
             Ok(a) => {
                 passes = 0;
@@ -377,7 +406,7 @@ async fn ready(run: &Run<'_>, key: &str, name: &str) -> std::result::Result<(), 
 
 /// Removes the rehearsal's containers and scratch volumes, and runs `cleanup` (of the live
 /// image, with the rehearsal's env). Failures are warnings: the rehearsal's verdict stands.
-async fn clean(run: &Run<'_>, scratch: &Scratch, cleanup: Option<&[String]>) {
+async fn clean(run: &Run<'_>, scratch: &Scratch, cleanup: Option<&[String]>, said: bool) {
     let (host, config) = (run.host, run.host.config);
     for name in &scratch.containers {
         let _ = host.docker.remove(name).await;
@@ -392,7 +421,8 @@ async fn clean(run: &Run<'_>, scratch: &Scratch, cleanup: Option<&[String]>) {
         run.state.live.as_ref(),
     ) {
         let env = env_with(config, r);
-        if let Err(why) = one_off(run, live, cmd, &env, scratch, "cleanup", r.timeout).await {
+        let cleaned = one_off(run, live, cmd, &env, scratch, ("cleanup", r.timeout, said)).await;
+        if let (Err(why), true) = (cleaned, said) {
             host.out.warn(&format!(
                 "the rehearsal's cleanup {:?} {why}: drop the scratch copy by hand",
                 cmd.join(" ")

@@ -22,9 +22,20 @@ use anyhow::Result;
 use std::time::{Duration, Instant};
 
 pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
+    rollback_with(host, verify, false).await
+}
+
+/// A rollback whose switch window the caller judges (`bgd drill`): a lossy one is reported
+/// in the `SwitchReport`, not failed.
+pub async fn rollback_judged_by_caller(host: &Host<'_>) -> Result<SwitchReport> {
+    rollback_with(host, false, true).await
+}
+
+async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<SwitchReport> {
     let started = Instant::now();
     if let Some(view) = fast_view(host).await? {
         let mut run = Run::new(host, Command::Rollback).started_at(started);
+        run.window_judged_by_caller = drill;
         let steps = view.start(&mut run, verify);
         let result = run.execute(&steps).await;
         // the lock was busy at the switch, or the record could not be trusted (nothing
@@ -40,6 +51,7 @@ pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
         }
     }
     let mut run = Run::new(host, Command::Rollback).started_at(started);
+    run.window_judged_by_caller = drill;
     let result = async {
         run.execute(&[Step::prepare(host.config)]).await?;
         let parked = plan::rollback_target(&run.obs)?;

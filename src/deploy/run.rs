@@ -47,6 +47,8 @@ pub struct SwitchReport {
     pub switch_took: Duration,
     /// What the live listener saw during the switch
     pub window: Option<crate::probe::window::WindowReport>,
+    /// From the command's start to the new color confirmed live through `lb.url`
+    pub confirmed_in: Option<Duration>,
 }
 
 /// What `deploy` ended with.
@@ -141,6 +143,12 @@ pub struct Run<'a> {
     pub pool: Option<Pool>,
     /// Set once the switch happened
     pub switched: Option<Installed>,
+    /// When the switch was confirmed through `lb.url`, from the command's start
+    pub confirmed_in: Option<Duration>,
+    /// A drill judges the switch window itself: a lossy one does not fail the rollback
+    pub window_judged_by_caller: bool,
+    /// What the switch window saw go wrong, judged by `verify` (after `drop-parked`)
+    pub window_failure: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -180,6 +188,9 @@ impl<'a> Run<'a> {
             target: None,
             pool: None,
             switched: None,
+            confirmed_in: None,
+            window_judged_by_caller: false,
+            window_failure: None,
         }
     }
 
@@ -187,6 +198,11 @@ impl<'a> Run<'a> {
     pub fn started_at(mut self, started: Instant) -> Self {
         self.journal.started = started;
         self
+    }
+
+    /// How long since the command started.
+    pub fn elapsed(&self) -> Duration {
+        self.journal.started.elapsed()
     }
 
     /// The release this run makes live, and what the history says about it.
@@ -391,6 +407,7 @@ impl<'a> Run<'a> {
             generation: self.state.generation,
             switch_took: self.switched.as_ref().map_or(Duration::ZERO, |s| s.took),
             window: self.journal.entry.switch_window.clone(),
+            confirmed_in: self.confirmed_in,
         })
     }
 }

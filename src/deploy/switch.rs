@@ -48,15 +48,25 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     if let LockUse::Once(_) = run.lock {
         run.lock = LockUse::None;
     }
+    run.confirmed_in = Some(run.elapsed());
     // the window is known once the drain ended, after the exec recorded the entry
-    run.journal.entry.switch_window = Some(window.clone());
+    let mut recorded = window.clone();
+    recorded.first_failure = recorded.first_failure.map(|f| run.host.out.redact(&f));
+    run.journal.entry.switch_window = Some(recorded);
     run.journal.amended = true;
     if !window.lossless() {
-        return Err(error::rejected(format!(
+        let why = format!(
             "live traffic saw failures during the switch: {} (the first: {})",
             window.summary(),
             window.first_failure.as_deref().unwrap_or("?")
-        )));
+        );
+        match run.command {
+            // a drill judges it; a rollback has nothing after the switch to judge it
+            Command::Rollback if run.window_judged_by_caller => {}
+            Command::Rollback => return Err(error::rejected(why)),
+            // judged first thing in `verify`, once a set-aside release is gone
+            _ => run.window_failure = Some(why),
+        }
     }
     Ok(format!(
         "live traffic on {target} (generation {}); switch window: {}",
@@ -342,6 +352,9 @@ fn state_after(state: &AppState, to: &Routing) -> AppState {
 /// Every answer must come from the new live color. Any failure is the verdict.
 pub async fn verify(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
+    if let Some(why) = run.window_failure.take() {
+        return Err(error::rejected(why));
+    }
     let pool = run.pool()?.clone();
     let (window, r) = (config.switch.verify, &config.readiness);
     let t = Instant::now();
@@ -352,6 +365,7 @@ pub async fn verify(run: &mut Run<'_>) -> Result<String> {
             color: Some(pool.color),
             name: "live",
             route: None,
+            answered_by: None,
         };
         smoke_probes(run, live, Some(live)).await?;
         for server in &pool.servers {
@@ -434,7 +448,13 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
         &format!("switch live traffic back to {old_color}"),
     );
     let window = match switch_live(run, to, back, "switching back", entry).await {
-        Ok((_, window)) => window,
+        Ok((_, window)) => {
+            let mut recorded = window.clone();
+            recorded.first_failure = recorded.first_failure.map(|f| host.out.redact(&f));
+            run.journal.entry.switch_back_window = Some(recorded);
+            run.journal.amended = true;
+            window
+        }
         Err(e) => {
             host.out.failed(
                 "switch-back",

@@ -87,10 +87,28 @@ pub fn references(text: &str) -> Vec<String> {
 /// `text` with each `${NAME}` replaced by its captured value (an unknown name is left as it
 /// is: the config check makes sure every name is captured first).
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_string();
-    for (name, value) in values {
-        out = out.replace(&format!("${{{name}}}"), value);
+    // one pass: a value holding `${...}` is sent as it is, never expanded again
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match values.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
