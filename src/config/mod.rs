@@ -42,6 +42,23 @@ pub struct Config {
     pub retain: u32,
     pub prune: PruneMode,
     pub drill: Drill,
+    pub warmup: Warmup,
+}
+
+/// `warmup`: requests sent to every candidate replica after readiness (caches, JIT, pools).
+#[derive(Debug, Clone, Default)]
+pub struct Warmup {
+    pub requests: Vec<WarmupRequest>,
+    /// A failed warm-up request rejects the candidate (else it is reported)
+    pub must_pass: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarmupRequest {
+    pub method: String,
+    pub path: String,
+    /// Per replica
+    pub count: u32,
 }
 
 /// `bgd drill`: the recovery-time objective each flip is held to.

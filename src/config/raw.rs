@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub prune: Option<PruneMode>,
     #[serde(default)]
     pub drill: RawDrill,
+    #[serde(default)]
+    pub warmup: RawWarmup,
 }
 
 /// When release images are pruned.
@@ -140,6 +142,22 @@ pub struct RawRehearse {
     #[serde(default)]
     pub env: BTreeMap<String, Scalar>,
     pub timeout: Option<DurationStr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmup {
+    #[serde(default)]
+    pub requests: Vec<RawWarmupRequest>,
+    pub must_pass: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmupRequest {
+    pub path: String,
+    pub method: Option<String>,
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

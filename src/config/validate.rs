@@ -76,6 +76,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
         drill: Drill {
             rto: positive("drill.rto", raw.drill.rto, Duration::from_secs(60))?,
         },
+        warmup: warmup(raw.warmup)?,
         app,
         replicas,
         network,
@@ -311,6 +312,38 @@ fn migrate(raw: Option<RawMigrate>, volumes: &[String]) -> Checked<Option<Migrat
                 rehearse: m.rehearse.map(|r| rehearse(r, volumes)).transpose()?,
             })
         }
+    })
+}
+
+fn warmup(raw: RawWarmup) -> Checked<Warmup> {
+    let mut requests = Vec::new();
+    for (i, r) in raw.requests.into_iter().enumerate() {
+        let key = |k: &str| format!("warmup.requests[{i}].{k}");
+        check_path(&key("path"), &r.path)?;
+        let method = r.method.unwrap_or_else(|| "GET".into());
+        if method.is_empty() || method.len() > 16 || !method.chars().all(|c| c.is_ascii_uppercase())
+        {
+            return Err(issue(
+                key("method"),
+                format!("{method:?} is not an HTTP method (GET, POST, ...)"),
+            ));
+        }
+        let count = r.count.unwrap_or(1);
+        if !(1..=10_000).contains(&count) {
+            return Err(issue(
+                key("count"),
+                "must be between 1 and 10000 (per replica)",
+            ));
+        }
+        requests.push(WarmupRequest {
+            method,
+            path: r.path,
+            count,
+        });
+    }
+    Ok(Warmup {
+        requests,
+        must_pass: raw.must_pass.unwrap_or(false),
     })
 }
 

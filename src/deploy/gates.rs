@@ -307,6 +307,77 @@ pub async fn compatibility(run: &mut Run<'_>) -> Result<String> {
     Ok(format!("{live} (live) still works after the migration"))
 }
 
+/// `warmup`: each `warmup.requests` entry `count` times to every candidate replica, through
+/// the preview listener's per-replica routes, a few at a time. Failures (no answer, a 4xx or
+/// 5xx) are reported; with `warmup.must_pass` they reject the candidate.
+pub async fn warmup(run: &mut Run<'_>) -> Result<String> {
+    let (host, config) = (run.host, run.host.config);
+    let pool = run.pool()?.clone();
+    let timeout = config.readiness.timeout.max(Duration::from_secs(5));
+    let mut jobs = Vec::new();
+    for server in &pool.servers {
+        for r in &config.warmup.requests {
+            for _ in 0..r.count {
+                jobs.push((server, r));
+            }
+        }
+    }
+    let total = jobs.len();
+    let mut failed = 0usize;
+    let mut first: Option<String> = None;
+    let mut latencies: Vec<Duration> = Vec::with_capacity(total);
+    for chunk in jobs.chunks(8) {
+        crate::interrupt::check("during the warm-up")?;
+        let sent = chunk.iter().map(|(server, r)| {
+            let key = server.probe_key(pool.color);
+            async move {
+                let req = Request {
+                    method: &r.method,
+                    url: format!("{}{}", config.lb.preview_url, r.path),
+                    headers: vec![(crate::probe::PROBE_REPLICA_HEADER, key.as_str())],
+                    body: "",
+                    timeout,
+                };
+                (server, r, host.prober.probe(&req).await)
+            }
+        });
+        for (server, r, verdict) in futures_util::future::join_all(sent).await {
+            latencies.push(verdict.elapsed);
+            let why = match &verdict.answer {
+                Ok(a) if a.status < 400 => None,
+                Ok(a) => Some(format!("status {}", a.status)),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(why) = why {
+                failed += 1;
+                first.get_or_insert(format!("{} {} on {}: {why}", r.method, r.path, server.name));
+            }
+        }
+    }
+    latencies.sort();
+    let pct = |p: usize| {
+        latencies.get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+    };
+    let ms = |d: Option<&Duration>| d.map_or(0, |d| d.as_millis());
+    let summary = format!(
+        "{total} warm-up request(s) to {} replica(s), {failed} failed (p50 {} ms, p95 {} ms)",
+        pool.servers.len(),
+        ms(pct(50)),
+        ms(pct(95))
+    );
+    match first {
+        Some(f) if config.warmup.must_pass => Err(error::rejected(format!(
+            "the warm-up failed (warmup.must_pass): {summary}; the first: {f}"
+        ))),
+        Some(f) => {
+            host.out
+                .warn(&format!("warm-up: {failed} of {total} request(s) failed (the first: {f}); not gating (warmup.must_pass: false)"));
+            Ok(summary)
+        }
+        None => Ok(summary),
+    }
+}
+
 /// `smoke`: every smoke probe, answered by the candidate's color through the preview
 /// listener (or, `target: live`, by the live color through `lb.url`), in order, with the
 /// values earlier probes captured.

@@ -160,6 +160,7 @@ pub fn deploy_steps(
     if let (Some(_), Some(l), true) = (&config.hooks.migrate, live, live_serves) {
         steps.push(Step::compatibility(config, l.color));
     }
+    steps.extend(Step::warmup(config, target));
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
     let drop_parked = Step::drop_parked(freeing, target);

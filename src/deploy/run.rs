@@ -276,6 +276,7 @@ impl<'a> Run<'a> {
             StepKind::StartParked => candidate::start_parked(self).await,
             StepKind::Preview => candidate::preview(self).await,
             StepKind::Readiness { passes } => gates::readiness(self, passes).await,
+            StepKind::Warmup => gates::warmup(self).await,
             StepKind::Rehearse => rehearse::rehearse(self).await,
             StepKind::Migrate => gates::migrate(self).await,
             StepKind::Compatibility => gates::compatibility(self).await,

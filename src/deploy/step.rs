@@ -32,6 +32,8 @@ pub enum StepKind {
     Preview,
     /// every replica passes readiness, one by one, this many times in a row
     Readiness { passes: u32 },
+    /// requests to every candidate replica, after readiness (caches, JIT, pools)
+    Warmup,
     /// the migration and both versions on a scratch copy of the data
     Rehearse,
     /// the migration hook
@@ -68,6 +70,7 @@ impl StepKind {
             StepKind::Start | StepKind::StartParked => "start",
             StepKind::Preview => "preview",
             StepKind::Readiness { .. } => "readiness",
+            StepKind::Warmup => "warmup",
             StepKind::Rehearse => "rehearse",
             StepKind::Migrate => "migrate",
             StepKind::Compatibility => "compatibility",
@@ -245,6 +248,31 @@ impl Step {
                 fmt_duration(r.deadline)
             ),
         )
+    }
+
+    /// The warm-up, with `warmup.requests`.
+    pub fn warmup(config: &Config, color: Color) -> Option<Step> {
+        let w = &config.warmup;
+        if w.requests.is_empty() {
+            return None;
+        }
+        let each: Vec<String> = w
+            .requests
+            .iter()
+            .map(|r| format!("{} {} x{}", r.method, r.path, r.count))
+            .collect();
+        Some(Step::new(
+            StepKind::Warmup,
+            format!(
+                "warm up every {color} replica through the preview listener: {} each{}",
+                each.join(", "),
+                if w.must_pass {
+                    "; a failed request rejects the candidate"
+                } else {
+                    "; failures are reported, not gating"
+                }
+            ),
+        ))
     }
 
     /// The rehearsal, with `hooks.migrate.rehearse`: skipped (and said so) on a first deploy.
