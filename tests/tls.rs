@@ -165,6 +165,18 @@ impl CurlLoad {
     }
 }
 
+/// Every line of a curl load is a 200 over HTTP/1.1 starting with `ok` (e.g. "200 1.1 v").
+fn all_answered(lines: &[String], ok: &str) {
+    let failed: Vec<&String> = lines.iter().filter(|l| !l.starts_with(ok)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        lines.len(),
+        &failed[..failed.len().min(20)]
+    );
+}
+
 fn served_sha(t: &TestApp) -> String {
     let st = t.bgd(&["--json", "status"]);
     assert_eq!(st.code, 0, "{st:?}");
@@ -256,17 +268,7 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
     let r = t.bgd(&["rollback"]);
     assert_eq!(r.code, 0, "{r:?}");
     let lines = load.finish();
-    let failed: Vec<&String> = lines
-        .iter()
-        .filter(|l| !l.starts_with("200 1.1 v"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        lines.len(),
-        &failed[..failed.len().min(20)]
-    );
+    all_answered(&lines, "200 1.1 v");
     assert!(lines.len() > 100, "only {} requests", lines.len());
     assert!(lines.iter().any(|l| l.ends_with(" v2")), "never saw v2");
 
@@ -306,17 +308,7 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
             || reload.stdout.contains("expires in 10 days"),
         "{reload:?}"
     );
-    let failed: Vec<&String> = lines
-        .iter()
-        .filter(|l| !l.starts_with("200 1.1 v"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        lines.len(),
-        &failed[..failed.len().min(20)]
-    );
+    all_answered(&lines, "200 1.1 v");
     assert_eq!(served_sha(&t), sha256_of_pem(&renewed.0));
     // the old certificate's files are gone from the container
     let files = docker(&[
@@ -502,17 +494,7 @@ fn apps_sharing_an_https_port_each_serve_their_own_certificate() {
     assert_eq!(a.bgd(&["deploy", "bgd-demo:v3"]).code, 0);
     assert_eq!(a.bgd(&["rollback"]).code, 0);
     let lines = load.finish();
-    let failed: Vec<&String> = lines
-        .iter()
-        .filter(|l| !l.starts_with("200 1.1 v2"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        lines.len(),
-        &failed[..failed.len().min(20)]
-    );
+    all_answered(&lines, "200 1.1 v2");
     // a third app serving the HTTPS port in plain HTTP is refused before anything changes
     let c = TestApp::new("tlc");
     c.write(
