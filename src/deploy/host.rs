@@ -53,6 +53,8 @@ impl<'a> Host<'a> {
                 probe_hosts(config),
                 Some(config.app.clone()),
                 TlsProbe {
+                    system_roots: config.lb.url.to_ascii_lowercase().starts_with("https://")
+                        && config.lb.tls.as_ref().is_none_or(|t| t.ca.is_none()),
                     ca: config
                         .lb
                         .tls

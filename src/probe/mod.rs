@@ -160,6 +160,9 @@ fn snippet(body: &str) -> String {
 pub struct TlsProbe {
     /// PEM roots verified against instead of the system's (`lb.tls.ca`)
     pub ca: Option<String>,
+    /// Load the system's roots (an HTTPS `lb.url` without `lb.tls.ca`); reading them costs
+    /// milliseconds every command, so only then
+    pub system_roots: bool,
     /// (base URL, name): a request under the base goes to `https://name:port/...` (the name
     /// is the TLS server name and what the certificate is verified for), connected to the
     /// base's own address
@@ -208,6 +211,9 @@ impl Prober {
                 .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
             if let Some(url) = socks {
                 builder = builder.proxy(reqwest::Proxy::all(url)?);
+            }
+            if !tls.system_roots {
+                builder = builder.tls_built_in_root_certs(false);
             }
             if let Some(pem) = &tls.ca {
                 builder = builder.tls_built_in_root_certs(false);
