@@ -290,6 +290,7 @@ async fn one_off(
 ) -> std::result::Result<(), String> {
     let (host, config) = (run.host, run.host.config);
     let mut spec = migration_spec(config, release, command);
+    spec.image = image_of(run, release);
     spec.name = rehearsal_name(config, "rehearsal-migrate");
     spec.env = env.to_vec();
     spec.binds = scratch.binds(&config.container.volumes);
@@ -329,6 +330,7 @@ async fn try_version(
         .into_iter()
         .next()
         .ok_or("no replica spec")?;
+    spec.image = image_of(run, release);
     spec.name = rehearsal_name(config, key);
     spec.env = env.to_vec();
     spec.binds = scratch.binds(&config.container.volumes);
@@ -356,6 +358,17 @@ async fn try_version(
         .await
         .map(drop)
         .map_err(|e| format!("{e:#}"))
+}
+
+/// The image a release's containers run (by ID: its tag may have moved since it went live),
+/// else its reference (the candidate, just pulled).
+fn image_of(run: &Run<'_>, release: &Release) -> String {
+    run.obs
+        .containers_of(release)
+        .first()
+        .map(|c| c.image_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| release.image.clone())
 }
 
 /// `readiness.successes` passes in a row through the `key` route, within
