@@ -24,4 +24,4 @@ echo "== bgd rollback"; bgd rollback; served
 echo "== bgd history"; bgd history
 echo
 echo "The demo is still running. Look around with: ./target/debug/bgd -f examples/quickstart/bgd.yaml status"
-echo "Remove it with: docker rm -f \$(docker ps -aq --filter label=bgd.app=quickstart) quickstart-lb; docker volume rm quickstart-lb-bgd"
+echo "Remove it with: docker rm -f \$(docker ps -aq --filter label=bgd.app=quickstart) quickstart-lb; docker volume rm quickstart-lb-bgd; docker network rm quickstart-net"

@@ -345,6 +345,13 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
         "{v:?}"
     );
     assert!(!v.stderr.contains("PRIVATE KEY"), "{v:?}");
+    // looking still works (a machine without the right key can see what is live); changing
+    // anything does not
+    let st = t.bgd(&["status"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    assert!(st.stderr.contains("refuses until it is fixed"), "{st:?}");
+    let r = t.bgd(&["rollback"]);
+    assert_eq!(r.code, 2, "{r:?}");
     // a certificate file holding the key too: refused (it would be uploaded readable by all)
     std::fs::write(
         t.dir.join("certs/shop.pem"),

@@ -30,10 +30,14 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
     match &cli.command {
         Command::Init { force } => init::run(*force, out),
         Command::Completions { shell } => completions::run(*shell, out),
-        Command::Validate => validate::run(&load(cli, out)?, out),
+        Command::Validate => validate::run(&usable(load(cli, out)?, true, out)?, out),
         command => {
             // the config first (its errors say nothing of Docker), then the daemon
-            let config = load(cli, out)?;
+            let looks_only = matches!(
+                command,
+                Command::Status | Command::History { .. } | Command::Lock { .. }
+            );
+            let config = usable(load(cli, out)?, !looks_only, out)?;
             let docker = connect(cli, out).await?;
             let config = match docker.tcp_host() {
                 Some(host) => {
@@ -124,6 +128,21 @@ fn lock_wait(cli: &Cli) -> Result<std::time::Duration> {
             config::parse_duration(text).map_err(|e| error::config(format!("--lock-wait: {e}")))
         }
     }
+}
+
+/// `lb.tls`'s files must be usable by a command that installs a config (`strict`); one that
+/// only looks warns and goes on.
+fn usable(config: Config, strict: bool, out: &Output) -> Result<Config> {
+    if let Some(why) = config.lb.tls_problem() {
+        let msg = format!("{}: {why}", config.file.display());
+        if strict {
+            return Err(error::config(format!("{msg}. Nothing was changed")));
+        }
+        out.warn(&format!(
+            "{msg}: a deploy, rollback or any other change refuses until it is fixed"
+        ));
+    }
+    Ok(config)
 }
 
 /// Loads the config and registers its secrets with the output before anything is printed.

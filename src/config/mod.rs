@@ -187,6 +187,14 @@ pub struct Lb {
 }
 
 impl Lb {
+    /// Why `lb.tls`'s files cannot be used, when they cannot.
+    pub fn tls_problem(&self) -> Option<&str> {
+        match self.tls.as_ref().map(|t| &t.source) {
+            Some(TlsSource::Unreadable { why }) => Some(why),
+            _ => None,
+        }
+    }
+
     /// The container port `lb.url` reaches: the HTTPS listener's with `lb.tls`.
     pub fn url_port(&self) -> u16 {
         self.tls.as_ref().map_or(self.listen, |t| t.listen)
@@ -229,6 +237,10 @@ pub enum TlsSource {
         certificate_path: String,
         key_path: String,
     },
+    /// `certificate`/`key` that cannot be read or do not belong together: commands that
+    /// install a config refuse (exit 2); those that only look (`status`, `history`, `lock`)
+    /// warn and go on, so a machine without the key can still see what is live
+    Unreadable { why: String },
 }
 
 impl std::fmt::Debug for TlsSource {
@@ -248,6 +260,7 @@ impl std::fmt::Debug for TlsSource {
                 certificate_path,
                 key_path,
             } => write!(f, "Container({certificate_path}, {key_path})"),
+            TlsSource::Unreadable { why } => write!(f, "Unreadable({why})"),
         }
     }
 }
@@ -269,6 +282,7 @@ impl Tls {
                 certificate_path,
                 key_path,
             } => (certificate_path.clone(), key_path.clone()),
+            TlsSource::Unreadable { .. } => (String::new(), String::new()),
         }
     }
 
@@ -570,15 +584,23 @@ mod tests {
             inside.lb.tls.unwrap().files_in_nginx("web").0,
             "/etc/ssl/a.pem"
         );
+        // files that cannot be used: the config loads (status still works), the problem said
         for (bad, says) in [
             ("{certificate: shop.pem, key: other.key}", "does not belong"),
+            ("{certificate: missing.pem, key: shop.key}", "cannot read"),
+        ] {
+            let c = with(bad).unwrap();
+            let why = c.lb.tls_problem().unwrap_or_default().to_string();
+            assert!(why.contains(says), "{bad}: {why}");
+            assert!(!why.contains("PRIVATE KEY"), "{why}");
+        }
+        for (bad, says) in [
             ("{certificate: shop.pem}", "not a mix"),
             (
                 "{certificate: shop.pem, key: shop.key, key_path: /a}",
                 "not a mix",
             ),
             ("{}", "name the certificate"),
-            ("{certificate: missing.pem, key: shop.key}", "cannot read"),
             (
                 "{certificate_path: 'a.pem', key_path: /a.key}",
                 "absolute path",

@@ -24,33 +24,13 @@ pub(super) fn tls(
         raw.certificate_path,
         raw.key_path,
     ) {
-        (Some(cert), Some(key), None, None) => {
-            let (certificate, chain) = read_relative(dir, "lb.tls.certificate", &cert)?;
-            let (key_file, key) = read_relative(dir, "lb.tls.key", &key)?;
-            // uploaded readable by all: it must hold no key
-            if chain.contains("PRIVATE KEY-----") {
-                return Err(issue(
-                    "lb.tls.certificate",
-                    format!(
-                        "{} holds a private key: give the certificate chain alone (the key goes in lb.tls.key, uploaded with mode 0600)",
-                        certificate.display()
-                    ),
-                ));
-            }
-            let info = crate::tls::check_pair(&chain, &key).map_err(|e| {
-                issue(
-                    "lb.tls",
-                    format!("{} and {}: {e}", certificate.display(), key_file.display()),
-                )
-            })?;
-            TlsSource::Local {
-                certificate,
-                key_file,
-                chain,
-                key: Secret::new(key),
-                info,
-            }
-        }
+        (Some(cert), Some(key), None, None) => match local(dir, &cert, &key) {
+            Ok(source) => source,
+            // said by the commands that install a config; the others go on with a warning
+            Err(e) => TlsSource::Unreadable {
+                why: format!("{}: {}", e.path, e.message),
+            },
+        },
         (None, None, Some(certificate_path), Some(key_path)) => {
             for (k, p) in [
                 ("lb.tls.certificate_path", &certificate_path),
@@ -123,5 +103,34 @@ pub(super) fn tls(
         http2: raw.http2.unwrap_or(true),
         ca,
         public_port,
+    })
+}
+
+/// Reads and checks `certificate` and `key` (files where bgd runs).
+fn local(dir: &Path, cert: &str, key: &str) -> Checked<TlsSource> {
+    let (certificate, chain) = read_relative(dir, "lb.tls.certificate", cert)?;
+    let (key_file, key) = read_relative(dir, "lb.tls.key", key)?;
+    // uploaded readable by all: it must hold no key
+    if chain.contains("PRIVATE KEY-----") {
+        return Err(issue(
+            "lb.tls.certificate",
+            format!(
+                "{} holds a private key: give the certificate chain alone (the key goes in lb.tls.key, uploaded with mode 0600)",
+                certificate.display()
+            ),
+        ));
+    }
+    let info = crate::tls::check_pair(&chain, &key).map_err(|e| {
+        issue(
+            "lb.tls",
+            format!("{} and {}: {e}", certificate.display(), key_file.display()),
+        )
+    })?;
+    Ok(TlsSource::Local {
+        certificate,
+        key_file,
+        chain,
+        key: Secret::new(key),
+        info,
     })
 }

@@ -253,18 +253,30 @@ fn smoke(raw: Vec<RawSmoke>) -> Checked<Vec<SmokeProbe>> {
         };
         let body = s.body.unwrap_or_default();
         // every ${NAME} must be captured by an earlier probe
-        let texts = std::iter::once(s.path.as_str())
-            .chain(headers.values().map(String::as_str))
-            .chain(std::iter::once(body.as_str()));
-        for name in texts.flat_map(crate::probe::session::references) {
-            let known = smoke
-                .iter()
-                .any(|p: &SmokeProbe| p.capture.iter().any(|(n, _)| *n == name));
-            if !known {
-                return Err(issue(
-                    key("path"),
-                    format!("${{{name}}} is not captured by an earlier probe (capture: {{{name}: \"cookie:...\"}})"),
-                ));
+        let texts = std::iter::once(("path".to_string(), s.path.as_str()))
+            .chain(
+                headers
+                    .iter()
+                    .map(|(k, v)| (format!("headers.{k}"), v.as_str())),
+            )
+            .chain(std::iter::once(("body".to_string(), body.as_str())));
+        let captured: Vec<&str> = smoke
+            .iter()
+            .flat_map(|p: &SmokeProbe| p.capture.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        for (field, text) in texts {
+            for name in crate::probe::session::references(text) {
+                if !captured.contains(&name.as_str()) {
+                    let known = if captured.is_empty() {
+                        "none is".to_string()
+                    } else {
+                        format!("{} are", captured.join(", "))
+                    };
+                    return Err(issue(
+                        key(&field),
+                        format!("${{{name}}} is not captured by an earlier probe ({known}; capture: {{{name}: \"cookie:...\"}})"),
+                    ));
+                }
             }
         }
         let mut capture = Vec::new();
@@ -320,6 +332,12 @@ fn warmup(raw: RawWarmup) -> Checked<Warmup> {
     for (i, r) in raw.requests.into_iter().enumerate() {
         let key = |k: &str| format!("warmup.requests[{i}].{k}");
         check_path(&key("path"), &r.path)?;
+        if !crate::probe::session::references(&r.path).is_empty() {
+            return Err(issue(
+                key("path"),
+                "warm-up requests take no captured values (${...} is for smoke probes)",
+            ));
+        }
         let method = r.method.unwrap_or_else(|| "GET".into());
         if method.is_empty() || method.len() > 16 || !method.chars().all(|c| c.is_ascii_uppercase())
         {

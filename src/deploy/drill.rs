@@ -117,7 +117,7 @@ async fn flip(host: &Host<'_>, name: &str) -> Result<Flip> {
     let report = rollback_judged_by_caller(host).await.map_err(|e| {
         if error::is_refused(&e) {
             error::refused(format!(
-                "nothing to drill: {e:#}. A drill needs a parked release (deploy twice first)"
+                "nothing to drill: {e:#}. A drill needs a parked release"
             ))
         } else {
             e.context(format!("the drill's rollback {name} failed"))
@@ -148,7 +148,8 @@ async fn record(host: &Host<'_>, d: &Drilled, took: Duration) {
     let entry = HistoryEntry {
         image: Some(d.forward.report.live.image.clone()),
         release: Some(d.forward.report.live.release.clone()),
-        from: Some(d.back.report.live.color),
+        // a drill starts and ends on one color: its two rollbacks' entries say where it went
+        from: None,
         to: Some(d.forward.report.live.color),
         outcome: if passed { "ok" } else { "failed" }.into(),
         exit_code: if passed { 0 } else { 4 },

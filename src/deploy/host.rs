@@ -382,7 +382,7 @@ pub fn tls_name(config: &Config) -> Option<String> {
             None => first.clone(),
         },
         (None, TlsSource::Local { info, .. }) => info.probe_name()?,
-        (None, TlsSource::Container { .. }) => return None,
+        (None, TlsSource::Container { .. } | TlsSource::Unreadable { .. }) => return None,
     };
     // an address is dialled as it is: never put one in place of lb.url's
     name.parse::<std::net::IpAddr>().is_err().then_some(name)

@@ -121,10 +121,11 @@ pub async fn rehearse(run: &mut Run<'_>) -> Result<String> {
 }
 
 fn first_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .next()
-        .unwrap_or_default()
+    let text = format!("{e:#}");
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .strip_prefix("the rehearsal failed: ")
+        .unwrap_or(first)
         .to_string()
 }
 

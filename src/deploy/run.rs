@@ -286,7 +286,7 @@ impl<'a> Run<'a> {
             StepKind::DropParked => candidate::drop_parked(self).await,
             StepKind::Verify => switch::verify(self).await,
             StepKind::Park => switch::park(self).await,
-            StepKind::Reroute => switch::reroute(self).await,
+            StepKind::Reroute | StepKind::TlsReload => switch::reroute(self).await,
             StepKind::Discard => candidate::discard(self).await,
         };
         match done {

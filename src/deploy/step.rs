@@ -54,6 +54,8 @@ pub enum StepKind {
     Park,
     /// route the live and idle releases to where their containers are now
     Reroute,
+    /// the same routing, with the certificate bgd.yaml names now
+    TlsReload,
     /// remove the waiting candidate; park again the release it set aside
     Discard,
 }
@@ -81,6 +83,7 @@ impl StepKind {
             StepKind::Verify => "verify",
             StepKind::Park => "park",
             StepKind::Reroute => "reroute",
+            StepKind::TlsReload => "tls-reload",
             StepKind::Discard => "discard",
         }
     }
@@ -147,7 +150,7 @@ impl Step {
 
     pub fn tls_reload(config: &Config) -> Step {
         Step::new(
-            StepKind::Reroute,
+            StepKind::TlsReload,
             format!(
                 "serve the certificate bgd.yaml names, the routing unchanged: one validated reload, confirmed through {}",
                 config.lb.url
@@ -350,12 +353,20 @@ impl Step {
         let probes: Vec<String> = config
             .smoke
             .iter()
-            .map(|p| format!("{} ({} {})", p.name, p.method, p.path))
+            .map(|p| match p.target {
+                crate::config::ProbeTarget::Live => {
+                    format!("{} ({} {}, on the live color)", p.name, p.method, p.path)
+                }
+                crate::config::ProbeTarget::Candidate => {
+                    format!("{} ({} {})", p.name, p.method, p.path)
+                }
+            })
             .collect();
         Some(Step::new(
             StepKind::Smoke,
             format!(
-                "smoke probes through the preview listener: {}",
+                "smoke probes through the preview listener (the candidate; those on the live color through {}): {}",
+                config.lb.url,
                 probes.join(", ")
             ),
         ))

@@ -18,6 +18,7 @@ pub async fn configured(host: &Host<'_>, with_key: bool) -> Result<Option<CertIn
     };
     let (certificate_path, key_path) = match &t.source {
         TlsSource::Local { info, .. } => return Ok(Some(info.clone())),
+        TlsSource::Unreadable { why } => return Err(error::config(why.clone())),
         TlsSource::Container {
             certificate_path,
             key_path,
