@@ -362,13 +362,21 @@ impl Step {
                 }
             })
             .collect();
+        let on_live = config
+            .smoke
+            .iter()
+            .any(|p| p.target == crate::config::ProbeTarget::Live);
+        let through = if on_live {
+            format!(
+                "through the preview listener (the candidate; those on the live color through {})",
+                config.lb.url
+            )
+        } else {
+            "through the preview listener".to_string()
+        };
         Some(Step::new(
             StepKind::Smoke,
-            format!(
-                "smoke probes through the preview listener (the candidate; those on the live color through {}): {}",
-                config.lb.url,
-                probes.join(", ")
-            ),
+            format!("smoke probes {through}: {}", probes.join(", ")),
         ))
     }
 
