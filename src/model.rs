@@ -106,6 +106,15 @@ pub fn container_name(app: &str, color: Color, n: u32) -> String {
     format!("{app}-{color}-{n}")
 }
 
+/// The name bgd's probes use for a host name of `lb.hosts` or a certificate: itself, or for a
+/// wildcard `*.domain`, `bgd-probe.domain` (one name the wildcard covers).
+pub fn probe_host(name: &str) -> String {
+    match name.strip_prefix("*.") {
+        Some(domain) => format!("bgd-probe.{domain}"),
+        None => name.to_string(),
+    }
+}
+
 /// The network alias of replica `n` of a release: unique to that container, unchanged by
 /// renames, resolved by Docker's DNS to wherever the container is now.
 pub fn replica_alias(app: &str, release: &str, n: u32) -> String {

@@ -63,10 +63,7 @@ impl CertInfo {
             .names
             .iter()
             .find(|n| n.parse::<std::net::IpAddr>().is_err())?;
-        Some(match first.strip_prefix("*.") {
-            Some(domain) => format!("bgd-probe.{domain}"),
-            None => first.clone(),
-        })
+        Some(crate::model::probe_host(first))
     }
 
     /// The one-line summary `status` prints.

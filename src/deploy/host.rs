@@ -377,10 +377,7 @@ pub fn tls_name(config: &Config) -> Option<String> {
         return None;
     }
     let name = match (config.lb.hosts.first(), &tls.source) {
-        (Some(first), _) => match first.strip_prefix("*.") {
-            Some(domain) => format!("bgd-probe.{domain}"),
-            None => first.clone(),
-        },
+        (Some(first), _) => crate::model::probe_host(first),
         (None, TlsSource::Local { info, .. }) => info.probe_name()?,
         (None, TlsSource::Container { .. } | TlsSource::Unreadable { .. }) => return None,
     };
@@ -394,11 +391,7 @@ fn probe_hosts(config: &Config) -> Vec<(String, String)> {
     let lb = &config.lb;
     let mut hosts = Vec::new();
     if let Some(first) = lb.hosts.first() {
-        let name = match first.strip_prefix("*.") {
-            Some(domain) => format!("bgd-probe.{domain}"),
-            None => first.clone(),
-        };
-        hosts.push((lb.url.clone(), name));
+        hosts.push((lb.url.clone(), crate::model::probe_host(first)));
     }
     if let Some(p) = &lb.preview_host {
         hosts.push((lb.preview_url.clone(), p.clone()));

@@ -50,9 +50,7 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     }
     run.confirmed_in = Some(run.elapsed());
     // the window is known once the drain ended, after the exec recorded the entry
-    let mut recorded = window.clone();
-    recorded.first_failure = recorded.first_failure.map(|f| run.host.out.redact(&f));
-    run.journal.entry.switch_window = Some(recorded);
+    run.journal.entry.switch_window = Some(for_the_record(&window, run.host.out));
     run.journal.amended = true;
     if !window.lossless() {
         let why = format!(
@@ -73,6 +71,13 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         run.state.generation,
         window.summary()
     ))
+}
+
+/// A window as the history keeps it: what its first failure said, scrubbed of secrets.
+fn for_the_record(window: &WindowReport, out: &crate::output::Output) -> WindowReport {
+    let mut recorded = window.clone();
+    recorded.first_failure = recorded.first_failure.map(|f| out.redact(&f));
+    recorded
 }
 
 /// Installs a routing change while the live listener is watched from just before the
@@ -449,9 +454,7 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
     );
     let window = match switch_live(run, to, back, "switching back", entry).await {
         Ok((_, window)) => {
-            let mut recorded = window.clone();
-            recorded.first_failure = recorded.first_failure.map(|f| host.out.redact(&f));
-            run.journal.entry.switch_back_window = Some(recorded);
+            run.journal.entry.switch_back_window = Some(for_the_record(&window, host.out));
             run.journal.amended = true;
             window
         }

@@ -126,10 +126,7 @@ pub fn warnings(host: &Host<'_>, info: &CertInfo, now: i64) -> Vec<String> {
         .lb
         .hosts
         .iter()
-        .map(|h| match h.strip_prefix("*.") {
-            Some(domain) => format!("bgd-probe.{domain}"),
-            None => h.clone(),
-        })
+        .map(|h| crate::model::probe_host(h))
         .collect();
     let uncovered: Vec<&str> = names
         .iter()
