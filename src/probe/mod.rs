@@ -12,6 +12,7 @@ pub mod window;
 
 use crate::model::{Color, Server};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Header that routes a request on the preview listener to one replica ("green-2").
@@ -173,8 +174,11 @@ pub struct TlsProbe {
 pub struct Prober {
     client: reqwest::Client,
     /// A client that keeps one connection per host open between requests (the switch
-    /// window's keep-alive checks); every other probe uses a fresh connection
-    kept_alive: reqwest::Client,
+    /// window's keep-alive checks), made on first use; every other probe uses a fresh
+    /// connection
+    kept_alive: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    /// What both clients are made of (read once: roots, pinned addresses)
+    settings: Arc<ClientSettings>,
     /// (base URL, TLS name), from `TlsProbe`
     tls_names: Vec<(String, String)>,
     /// (base URL, Host): a request under that URL carries that Host header, whatever the
@@ -183,6 +187,42 @@ pub struct Prober {
     /// The app whose servers must answer: an answer naming another (`X-Bgd-App`, a shared
     /// nginx) is a failure, never evidence
     app: Option<String>,
+}
+
+/// How the probers' HTTP clients are made.
+struct ClientSettings {
+    socks: Option<String>,
+    /// The system's roots (an HTTPS `lb.url` without `lb.tls.ca`)
+    system_roots: bool,
+    /// `lb.tls.ca`'s certificates, the only roots when given
+    ca: Vec<reqwest::Certificate>,
+    /// (TLS name, the addresses it is connected to)
+    pins: Vec<(String, Vec<std::net::SocketAddr>)>,
+}
+
+impl ClientSettings {
+    /// A client on a fresh connection per request, or (`kept_alive`) one kept open.
+    fn build(&self, kept_alive: bool) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .tls_info(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(usize::from(kept_alive))
+            .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
+        if let Some(url) = &self.socks {
+            builder = builder.proxy(reqwest::Proxy::all(url)?);
+        }
+        if !self.system_roots {
+            builder = builder.tls_built_in_root_certs(false);
+        }
+        for cert in &self.ca {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        for (name, addrs) in &self.pins {
+            builder = builder.resolve_to_addrs(name, addrs);
+        }
+        Ok(builder.build()?)
+    }
 }
 
 /// Whether `url` is `base` or a path under it.
@@ -202,53 +242,41 @@ impl Prober {
         app: Option<String>,
         tls: TlsProbe,
     ) -> anyhow::Result<Prober> {
-        let build = |kept_alive: bool| -> anyhow::Result<reqwest::Client> {
-            let mut builder = reqwest::Client::builder()
-                .no_proxy()
-                .tls_info(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(usize::from(kept_alive))
-                .user_agent(concat!("bgd/", env!("CARGO_PKG_VERSION")));
-            if let Some(url) = socks {
-                builder = builder.proxy(reqwest::Proxy::all(url)?);
-            }
-            if !tls.system_roots {
-                builder = builder.tls_built_in_root_certs(false);
-            }
-            if let Some(pem) = &tls.ca {
-                builder = builder.tls_built_in_root_certs(false);
-                for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
-                    builder = builder.add_root_certificate(cert);
+        let mut ca = Vec::new();
+        if let Some(pem) = &tls.ca {
+            ca = reqwest::Certificate::from_pem_bundle(pem.as_bytes())?;
+        }
+        // directly, a TLS name is connected to its base's address; through the ssh proxy,
+        // the proxy knows the name stands for that address
+        let mut pins = Vec::new();
+        if socks.is_none() {
+            for (base, name) in &tls.names {
+                let url = reqwest::Url::parse(base)?;
+                let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                    continue;
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                // the name must reach this address, never what DNS says of it
+                let addrs: Vec<std::net::SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                        .map(Iterator::collect)
+                        .map_err(|e| anyhow::anyhow!("cannot resolve {host} (of {base}): {e}"))?;
+                if addrs.is_empty() {
+                    anyhow::bail!("{host} (of {base}) has no address");
                 }
+                pins.push((name.clone(), addrs));
             }
-            // directly, a TLS name is connected to its base's address; through the ssh proxy,
-            // the proxy knows the name stands for that address
-            if socks.is_none() {
-                for (base, name) in &tls.names {
-                    let url = reqwest::Url::parse(base)?;
-                    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
-                    else {
-                        continue;
-                    };
-                    let host = host.trim_start_matches('[').trim_end_matches(']');
-                    // the name must reach this address, never what DNS says of it
-                    let addrs: Vec<std::net::SocketAddr> =
-                        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-                            .map(Iterator::collect)
-                            .map_err(|e| {
-                                anyhow::anyhow!("cannot resolve {host} (of {base}): {e}")
-                            })?;
-                    if addrs.is_empty() {
-                        anyhow::bail!("{host} (of {base}) has no address");
-                    }
-                    builder = builder.resolve_to_addrs(name, &addrs);
-                }
-            }
-            Ok(builder.build()?)
-        };
+        }
+        let settings = Arc::new(ClientSettings {
+            socks: socks.map(str::to_string),
+            system_roots: tls.system_roots && tls.ca.is_none(),
+            ca,
+            pins,
+        });
         Ok(Prober {
-            client: build(false)?,
-            kept_alive: build(true)?,
+            client: settings.build(false)?,
+            kept_alive: Arc::new(std::sync::OnceLock::new()),
+            settings,
             tls_names: tls.names,
             hosts,
             app,
@@ -265,10 +293,17 @@ impl Prober {
         }
     }
 
-    /// `probe` on a connection kept open from one such probe to the next.
+    /// `probe` on a connection kept open from one such probe to the next (its client is made
+    /// on first use: only a switch window needs it).
     pub async fn probe_kept_alive(&self, req: &Request<'_>) -> Verdict {
         let started = Instant::now();
-        let answer = self.send(&self.kept_alive, req).await;
+        let client = self
+            .kept_alive
+            .get_or_init(|| self.settings.build(true).map_err(|e| format!("{e:#}")));
+        let answer = match client {
+            Ok(client) => self.send(client, req).await,
+            Err(e) => Err(format!("cannot make an HTTP client: {e}")),
+        };
         Verdict {
             answer,
             elapsed: started.elapsed(),
