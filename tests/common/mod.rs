@@ -171,7 +171,7 @@ impl TestApp {
             "readiness": {
                 "path": "/health",
                 "interval": "100ms",
-                "timeout": "1s",
+                "timeout": "3s",
                 "successes": 2,
                 "deadline": "10s",
             },
