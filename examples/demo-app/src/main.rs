@@ -25,6 +25,9 @@
 //!   DEMO_START_DELAY_MS=N     wait N ms before listening (slow start)
 //!   DEMO_FAIL_AFTER_MS=N      N ms after start, /health and / answer 500
 //!   DEMO_IDLE_TIMEOUT_MS=N    close idle keep-alive connections after N ms (default 75000)
+//!   DEMO_ERROR_PERCENT=N      `/` answers 500 to N of every 100 requests, spread evenly
+//!                             (a flaky release)
+//!   DEMO_DELAY_MS=N           `/` waits N ms before answering (a slow release)
 //!   DEMO_ECHO_VAR=A,B         print A=<its value> and B=... at start (tests that secrets in
 //!                             logs are redacted by bgd)
 //!
@@ -75,7 +78,14 @@ struct Settings {
     fail_after: Option<Duration>,
     idle_timeout: Duration,
     started: Instant,
+    /// `/` answers 500 to this many of every 100 requests
+    error_percent: usize,
+    /// `/` waits this long
+    delay: Option<Duration>,
 }
+
+/// Requests to `/` so far, for `DEMO_ERROR_PERCENT`
+static ROOT_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 impl Settings {
     fn failing(&self) -> bool {
@@ -136,6 +146,11 @@ fn main() {
         fail_after: env_ms("DEMO_FAIL_AFTER_MS"),
         idle_timeout: env_ms("DEMO_IDLE_TIMEOUT_MS").unwrap_or(Duration::from_secs(75)),
         started,
+        error_percent: std::env::var("DEMO_ERROR_PERCENT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+        delay: env_ms("DEMO_DELAY_MS"),
     });
     let listener = match TcpListener::bind(format!("{addr}:{port}")) {
         Ok(l) => l,
@@ -461,7 +476,13 @@ fn respond(req: &Request, s: &Settings) -> (&'static str, String) {
         }
         ("POST", "/echo") => ("200 OK", format!("received {} bytes\n", req.body_len)),
         ("GET" | "HEAD", "/") => {
-            if s.failing() {
+            if let Some(delay) = s.delay {
+                thread::sleep(delay);
+            }
+            let n = ROOT_REQUESTS.fetch_add(1, Ordering::SeqCst);
+            if (n + 1) * s.error_percent / 100 != n * s.error_percent / 100 {
+                ("500 Internal Server Error", "flaky\n".into())
+            } else if s.failing() {
                 ("500 Internal Server Error", "failing\n".into())
             } else if let Some(why) = s.schema_too_new() {
                 ("500 Internal Server Error", why)
