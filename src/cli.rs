@@ -45,15 +45,29 @@ pub enum Command {
         /// Image reference, e.g. registry.example.com/web:v2
         image: String,
         /// Stop after the gates: the candidate stays up on the preview listener until `bgd switch`
-        #[arg(long)]
+        #[arg(long, conflicts_with = "canary")]
         no_switch: bool,
+        /// After the gates, send this percentage (1-99) of live clients to the candidate and
+        /// leave it there: then `bgd canary N`, `bgd promote` or `bgd rollback`
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+        canary: Option<u8>,
         /// Print the steps, the containers and the nginx config diff; touch nothing
         #[arg(long)]
         plan: bool,
     },
     /// Promote the candidate left by `deploy --no-switch`: gate it again, switch, verify, park
     Switch,
-    /// Send traffic back to the parked release
+    /// Change the share of live clients the canary gets (0: none, the candidate idle; 100:
+    /// promote it); one validated lossless reload
+    Canary {
+        /// Percentage of live clients, 0-100
+        #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: u8,
+    },
+    /// Make the canary (or a candidate waiting after `deploy --no-switch`) live for all
+    /// traffic: gate it again, switch, verify, park (the same as `bgd switch`)
+    Promote,
+    /// Send traffic back to the parked release (during a canary: all of it to the stable color)
     Rollback {
         /// Also hold for switch.verify after the switch
         #[arg(long)]
@@ -138,6 +152,8 @@ impl Command {
         match self {
             Command::Deploy { .. } => "deploy",
             Command::Switch => "switch",
+            Command::Canary { .. } => "canary",
+            Command::Promote => "promote",
             Command::Rollback { .. } => "rollback",
             Command::Status => "status",
             Command::Drill => "drill",

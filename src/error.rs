@@ -95,6 +95,10 @@ pub fn config(msg: impl Into<String>) -> anyhow::Error {
 pub fn rejected(msg: impl Into<String>) -> anyhow::Error {
     Failure::Rejected(msg.into()).into()
 }
+/// Live traffic went to the candidate, failed its check and went back: exit 4.
+pub fn rolled_back(msg: impl Into<String>) -> anyhow::Error {
+    Failure::RolledBack(msg.into()).into()
+}
 pub fn environment(msg: impl Into<String>) -> anyhow::Error {
     Failure::Environment(msg.into()).into()
 }

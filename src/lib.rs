@@ -5,6 +5,7 @@
 //! (`output`). bollard lives only in `docker`; nginx text is rendered by pure code in
 //! `nginx::render`.
 
+pub mod analysis;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -49,6 +50,8 @@ pub fn run(cli: cli::Cli) -> i32 {
         cli::Command::Deploy { .. }
             | cli::Command::Rollback { .. }
             | cli::Command::Switch
+            | cli::Command::Canary { .. }
+            | cli::Command::Promote
             | cli::Command::Repair
             | cli::Command::Reroute
             | cli::Command::Discard

@@ -11,10 +11,12 @@ pub const ACTIVE_FILE: &str = "active.conf";
 /// History entries kept; older ones are dropped.
 pub const HISTORY_LIMIT: usize = 1000;
 
-/// The schema of the record this bgd writes. A record of a newer schema is never read as if
-/// it were this one; a record without one is schema 1 (bgd before versions were recorded),
-/// which this bgd reads as it is.
-pub const SCHEMA: u32 = 2;
+/// The newest schema of the record this bgd reads and writes. A record of a newer schema is
+/// never read as if it were this one; a record without one is schema 1 (bgd before versions
+/// were recorded), which this bgd reads as it is. A record is written with the oldest schema
+/// that says all it holds (`AppState::schema_needed`): 3 only while a canary runs, which a bgd
+/// that knows schema 2 would misread (its rollback would switch all traffic to the canary).
+pub const SCHEMA: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppState {
@@ -36,7 +38,18 @@ pub struct AppState {
     /// The nginx bgd drives, and its version (read once per container, not every run)
     #[serde(default)]
     pub nginx: Option<NginxInfo>,
+    /// While a canary runs: the share of live traffic the idle candidate takes
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
     pub updated_at: String,
+}
+
+/// A canary: the idle candidate takes `share` percent of live clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Canary {
+    pub share: u8,
+    /// When the share was set (the traffic counts start there)
+    pub since: String,
 }
 
 impl Default for AppState {
@@ -50,7 +63,19 @@ impl Default for AppState {
             set_aside: None,
             candidate_failed: false,
             nginx: None,
+            canary: None,
             updated_at: String::new(),
+        }
+    }
+}
+
+impl AppState {
+    /// The oldest schema that says everything this record holds.
+    pub fn schema_needed(&self) -> u32 {
+        if self.canary.is_some() {
+            3
+        } else {
+            2
         }
     }
 }
@@ -112,6 +137,9 @@ pub struct HistoryEntry {
     /// How the migration's rehearsal went (`passed ...`, `failed: ...`, `skipped: ...`)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<String>,
+    /// The candidate's traffic as judged: the mirror's window, each canary step's
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<crate::analysis::Judged>,
 }
 
 impl HistoryEntry {
@@ -134,6 +162,7 @@ impl HistoryEntry {
             switch_window: None,
             switch_back_window: None,
             rehearsal: None,
+            analysis: Vec::new(),
         }
     }
 }
@@ -300,6 +329,10 @@ mod tests {
             set_aside: None,
             candidate_failed: false,
             nginx: None,
+            canary: Some(Canary {
+                share: 10,
+                since: now(),
+            }),
             updated_at: now(),
         };
         let bytes = serde_json::to_vec(&s).unwrap();
@@ -308,11 +341,11 @@ mod tests {
         assert!(matches!(parse_state(b"[1, 2]"), Record::Unreadable(_)));
         let newer = String::from_utf8(bytes.clone())
             .unwrap()
-            .replace("\"schema\":2", "\"schema\":9");
+            .replace("\"schema\":3", "\"schema\":9");
         assert_eq!(parse_state(newer.as_bytes()), Record::TooNew(9));
         let legacy = String::from_utf8(bytes)
             .unwrap()
-            .replace("\"schema\":2,", "");
+            .replace("\"schema\":3,", "");
         assert!(matches!(parse_state(legacy.as_bytes()), Record::Read(r) if r.schema == 1));
     }
 
@@ -334,6 +367,7 @@ mod tests {
             switch_window: None,
             switch_back_window: None,
             rehearsal: None,
+            analysis: Vec::new(),
         };
         let line = serde_json::to_string(&e).unwrap();
         let text = format!("{line}\n{{\"torn\n{line}\n");

@@ -15,7 +15,32 @@ enum Line {
     Pull(Pull),
     Log(Log),
     Warning(Warning),
+    Analysis(Judged),
     Result(serde_json::Value),
+}
+
+/// A judged window of the candidate's traffic (the mirror's, a canary step's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Judged {
+    phase: String,
+    verdict: String,
+    reason: String,
+    stable: TrafficSummary,
+    candidate: TrafficSummary,
+    window_ms: u64,
+}
+
+/// One side's traffic as nginx logged it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TrafficSummary {
+    requests: u64,
+    errors: u64,
+    error_rate: f64,
+    p95_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +146,27 @@ result!(Switched {
     switch_window: SwitchWindow,
     // only with `prune: auto` (tests/prune.rs)
     pruned: Option<Vec<String>>,
+    // only when the candidate's traffic was judged (a mirror, canary steps)
+    analysis: Option<Vec<Judged>>,
 });
+result!(CanaryResult {
+    canary: Release,
+    live: Release,
+    share: u8,
+    generation: u64,
+    switch_window: SwitchWindow,
+});
+
+/// `status`'s `canary` while one runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CanaryStatus {
+    share: u8,
+    since: String,
+    stable: TrafficSummary,
+    canary: TrafficSummary,
+}
 
 /// What the live listener saw during a switch.
 #[derive(Debug, Deserialize)]
@@ -161,6 +206,7 @@ result!(Status {
     problems: Vec<String>,
     warnings: Vec<String>,
     tls: Option<TlsStatus>,
+    canary: Option<CanaryStatus>,
 });
 
 /// `status`'s `tls` (null here: the app has no lb.tls; tests/tls.rs reads it with one).
@@ -353,6 +399,7 @@ struct Entry {
     switch_window: Option<SwitchWindow>,
     switch_back_window: Option<SwitchWindow>,
     rehearsal: Option<String>,
+    analysis: Option<Vec<Judged>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,4 +572,34 @@ fn every_command_speaks_the_documented_json() {
     std::fs::create_dir_all(&dir).unwrap();
     let (_, i): (_, Init) = strict(&bgd_in(&dir, &["--json", "init"]), "init");
     assert_eq!(i.path, "bgd.yaml");
+
+    // a canary (after a mirror that sees too little traffic to judge), its share changed,
+    // rolled back to 0%, and promoted
+    t.write(
+        &t.config()
+            .set("warmup.mirror", serde_json::json!({"for": "1s"})),
+    );
+    let (events, c): (_, CanaryResult) = strict(
+        &json(&["deploy", "--canary", "20", "bgd-demo:v3"]),
+        "deploy",
+    );
+    assert_eq!(
+        (c.canary.color, c.live.color, c.share),
+        (Color::Green, Color::Blue, 20)
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Line::Analysis(j) if j.phase == "mirror" && j.verdict == "inconclusive")
+    ));
+    let (_, s): (_, Status) = strict(&json(&["status"]), "status");
+    assert_eq!(s.canary.map(|c| c.share), Some(20));
+    let (_, c): (_, CanaryResult) = strict(&json(&["canary", "40"]), "canary");
+    assert_eq!(c.share, 40);
+    let (_, c): (_, CanaryResult) = strict(&json(&["rollback"]), "rollback");
+    assert_eq!(c.share, 0);
+    let (_, c): (_, CanaryResult) = strict(&json(&["canary", "10"]), "canary");
+    assert_eq!(c.share, 10);
+    let (_, p): (_, Switched) = strict(&json(&["promote"]), "promote");
+    assert_eq!(p.live.image, "bgd-demo:v3");
+    let (_, h): (_, History) = strict(&json(&["history"]), "history");
+    assert!(h.entries.iter().any(|e| e.analysis.is_some()));
 }

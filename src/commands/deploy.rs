@@ -2,7 +2,7 @@
 
 use super::plan;
 use crate::config::{self, Config};
-use crate::deploy::{self, DeployRequest, Deployed, Host, SwitchReport};
+use crate::deploy::{self, CanaryReport, DeployRequest, Deployed, Host, SwitchReport};
 use crate::docker::Docker;
 use crate::error;
 use crate::model::Release;
@@ -50,6 +50,13 @@ pub async fn run(
                 }
             }
             out.result(true, 0, fields);
+        }
+        Deployed::Canary(report) => {
+            out.print(&format!(
+                "deployed {image} as a canary: {}",
+                canary_line(&report)
+            ));
+            out.result(true, 0, canary_fields(&report));
         }
         Deployed::Candidate {
             candidate,
@@ -109,6 +116,40 @@ pub fn report_fields(r: &SwitchReport) -> Map<String, Value> {
     f.insert("parked".into(), release_json(r.parked.as_ref()));
     f.insert("generation".into(), json!(r.generation));
     f.insert("switch_ms".into(), json!(r.switch_took.as_millis() as u64));
+    f.insert("switch_window".into(), json!(r.window));
+    if !r.analysis.is_empty() {
+        f.insert("analysis".into(), json!(r.analysis));
+    }
+    f
+}
+
+/// Where a canary stands, in words.
+pub fn canary_line(r: &CanaryReport) -> String {
+    if r.share == 0 {
+        format!(
+            "all of live traffic on {} ({}); {} ({}) waits as the candidate: `bgd canary N` sends it a share again, `bgd discard` removes it",
+            r.stable.color, r.stable.image, r.candidate.color, r.candidate.image
+        )
+    } else {
+        format!(
+            "canary at {}%: {} ({}) takes {}% of live clients, {} ({}) the rest (generation {}). Next: `bgd canary N` to change the share, `bgd promote` to make it live for all, `bgd rollback` to send its share back to 0%",
+            r.share,
+            r.candidate.color,
+            r.candidate.image,
+            r.share,
+            r.stable.color,
+            r.stable.image,
+            r.generation
+        )
+    }
+}
+
+pub fn canary_fields(r: &CanaryReport) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("canary".into(), release_json(Some(&r.candidate)));
+    f.insert("live".into(), release_json(Some(&r.stable)));
+    f.insert("share".into(), json!(r.share));
+    f.insert("generation".into(), json!(r.generation));
     f.insert("switch_window".into(), json!(r.window));
     f
 }

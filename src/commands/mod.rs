@@ -1,6 +1,7 @@
 //! One file per command; `dispatch` is the one `match`. Handlers get plain values, never clap
 //! types beyond the command's own fields.
 
+mod canary;
 mod completions;
 mod deploy;
 mod discard;
@@ -66,11 +67,13 @@ async fn with_docker(
         Command::Deploy {
             image,
             no_switch,
+            canary,
             plan,
         } => {
             let request = crate::deploy::DeployRequest {
                 image: image.clone(),
                 no_switch: *no_switch,
+                canary: *canary,
             };
             deploy::run(config, docker, &request, *plan, lock_wait(cli)?, out).await
         }
@@ -91,6 +94,10 @@ async fn with_docker(
         Command::History { limit } => history::run(config, docker, *limit, out).await,
         Command::Render => render::run(config, docker, out).await,
         Command::Switch => switch::run(config, docker, lock_wait(cli)?, out).await,
+        Command::Promote => switch::promote(config, docker, lock_wait(cli)?, out).await,
+        Command::Canary { percent } => {
+            canary::run(config, docker, *percent, lock_wait(cli)?, out).await
+        }
         Command::Lock { action } => lock::run(config, docker, action, out).await,
         Command::Init { .. } | Command::Completions { .. } | Command::Validate => Err(
             anyhow::anyhow!("internal: {} needs no Docker", command.name()),

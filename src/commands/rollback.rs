@@ -20,7 +20,17 @@ pub async fn run(
         t.elapsed().as_millis()
     ));
     let host = Host::new(config, docker, out, lock_wait)?;
-    let report = deploy::rollback(&host, verify).await?;
+    let report = match deploy::rollback(&host, verify).await? {
+        deploy::RolledBack::Switched(report) => report,
+        deploy::RolledBack::CanaryStopped(report) => {
+            out.print(&format!(
+                "rolled back the canary: {}",
+                super::deploy::canary_line(&report)
+            ));
+            out.result(true, 0, super::deploy::canary_fields(&report));
+            return Ok(());
+        }
+    };
     let parked = report.parked.as_ref().map_or(String::new(), |p| {
         format!("; {} parked ({})", p.color, p.image)
     });

@@ -89,6 +89,13 @@ fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, V
             })
         }),
     );
+    f.insert(
+        "canary".into(),
+        r.canary.as_ref().map_or(
+            Value::Null,
+            |c| json!({"share": c.share, "since": c.since, "stable": c.stable, "canary": c.canary}),
+        ),
+    );
     f.insert("problems".into(), json!(r.problems));
     f.insert("warnings".into(), json!(r.warnings));
     f
@@ -115,6 +122,32 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
     match &r.idle {
         Some((role, v)) => block(&mut s, role.as_str(), v),
         None => s.push_str("  idle      empty\n"),
+    }
+    if let (Some(c), Some(l), Some((_, i))) = (&r.canary, &r.live, &r.idle) {
+        let side = |s: &crate::nginx::traffic::Summary| {
+            format!(
+                "{} request(s), {} 5xx ({:.1}%){}",
+                s.requests,
+                s.errors,
+                s.error_rate,
+                s.p95_ms
+                    .map_or(String::new(), |p| format!(", p95 {p:.1} ms"))
+            )
+        };
+        s.push_str(&format!(
+            "  canary    {}% of live clients on {}, the rest on {} (since {}, as nginx logged it)
+            {}: {}
+            {}: {}
+",
+            c.share,
+            i.release.color,
+            l.release.color,
+            c.since,
+            i.release.color,
+            side(&c.canary),
+            l.release.color,
+            side(&c.stable)
+        ));
     }
     if let Some(a) = &obs.state.set_aside {
         s.push_str(&format!(
@@ -161,8 +194,12 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
     }
     // what can be done from here, for whoever reads this during an incident
     match &r.idle {
+        Some((Role::Candidate, v)) if r.canary.is_some() => s.push_str(&format!(
+            "  next      `bgd canary N` changes the canary's share; `bgd promote` makes {} ({}) live for all; `bgd rollback` sends its share back to 0%\n",
+            v.release.color, v.release.image
+        )),
         Some((Role::Candidate, v)) if obs.state.candidate_failed => s.push_str(&format!(
-            "  next      the candidate {} ({}) FAILED verification after its switch; traffic is back on the release before it. Inspect it on the preview listener; `bgd discard` removes it; do not `bgd switch` it\n",
+            "  next      the candidate {} ({}) FAILED (its canary analysis, or verification after its switch); traffic is back on the release before it. Inspect it on the preview listener; `bgd discard` removes it; do not `bgd switch` it\n",
             v.release.color, v.release.image
         )),
         Some((Role::Candidate, v)) => s.push_str(&format!(

@@ -12,10 +12,30 @@ pub async fn run(
     lock_wait: std::time::Duration,
     out: &Output,
 ) -> Result<()> {
+    switch(config, docker, lock_wait, out, "switched").await
+}
+
+/// `bgd promote`: the canary (or a waiting candidate) takes all of live traffic, as `switch`.
+pub async fn promote(
+    config: &Config,
+    docker: &Docker,
+    lock_wait: std::time::Duration,
+    out: &Output,
+) -> Result<()> {
+    switch(config, docker, lock_wait, out, "promoted").await
+}
+
+async fn switch(
+    config: &Config,
+    docker: &Docker,
+    lock_wait: std::time::Duration,
+    out: &Output,
+    done: &str,
+) -> Result<()> {
     let host = Host::new(config, docker, out, lock_wait)?;
     let report = deploy::switch(&host).await?;
     out.print(&format!(
-        "switched: live on {} ({}, release {}, generation {}){}",
+        "{done}: live on {} ({}, release {}, generation {}){}",
         report.live.color,
         report.live.image,
         report.live.release,

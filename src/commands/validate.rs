@@ -32,6 +32,7 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
         Some(&sample(Color::Blue)),
         Some((&sample(Color::Green), crate::model::Role::Parked)),
         render::Features::ALL,
+        None,
     );
     render::render(template, &input)
         .map_err(|e| error::config(format!("cannot render {which}: {e:#}")))?;

@@ -43,6 +43,7 @@ pub struct Config {
     pub prune: PruneMode,
     pub drill: Drill,
     pub warmup: Warmup,
+    pub canary: Canary,
 }
 
 /// `warmup`: requests sent to every candidate replica after readiness (caches, JIT, pools).
@@ -51,6 +52,56 @@ pub struct Warmup {
     pub requests: Vec<WarmupRequest>,
     /// A failed warm-up request rejects the candidate (else it is reported)
     pub must_pass: bool,
+    /// Live requests copied to the candidate and compared with live (`warmup.mirror`)
+    pub mirror: Option<Mirror>,
+}
+
+/// `warmup.mirror`: nginx copies `share` % of the live requests whose method is in
+/// `methods` to the candidate for `window`; the candidate's answers (discarded) are compared
+/// with live's.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// 1..=100
+    pub share: u8,
+    pub window: Duration,
+    pub methods: Vec<String>,
+    /// How long nginx waits for the candidate's answer to a copy
+    pub timeout: Duration,
+    pub analysis: Analysis,
+}
+
+/// How a candidate's traffic is judged beside the stable side's (the mirror and the canary).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Percentage points the candidate's 5xx rate may exceed the stable side's by
+    pub max_error_increase: f64,
+    /// How many times the stable side's p95 the candidate's may be
+    pub max_latency_ratio: f64,
+    /// p95s below this count as this (a 1 ms to 3 ms change is no 3x regression)
+    pub min_latency: Duration,
+    /// Fewer candidate requests than this: no verdict (reported, not gating)
+    pub min_requests: u64,
+}
+
+impl Default for Analysis {
+    fn default() -> Analysis {
+        Analysis {
+            max_error_increase: 1.0,
+            max_latency_ratio: 2.0,
+            min_latency: Duration::from_millis(20),
+            min_requests: 20,
+        }
+    }
+}
+
+/// `canary`: with `steps`, a plain deploy sends those shares of live traffic to the candidate
+/// in turn, `step_for` each, judged by `analysis`, then promotes it.
+#[derive(Debug, Clone, Default)]
+pub struct Canary {
+    /// Shares in percent, rising; the last is 100 (promotion)
+    pub steps: Vec<u8>,
+    pub step_for: Duration,
+    pub analysis: Analysis,
 }
 
 #[derive(Debug, Clone)]

@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub drill: RawDrill,
     #[serde(default)]
     pub warmup: RawWarmup,
+    #[serde(default)]
+    pub canary: RawCanary,
 }
 
 /// When release images are pruned.
@@ -150,6 +152,34 @@ pub struct RawWarmup {
     #[serde(default)]
     pub requests: Vec<RawWarmupRequest>,
     pub must_pass: Option<bool>,
+    pub mirror: Option<RawMirror>,
+}
+
+/// `warmup.mirror`: a share of live requests copied to the candidate, compared with live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub share: Option<Scalar>,
+    #[serde(rename = "for")]
+    pub window: Option<DurationStr>,
+    pub methods: Option<Vec<String>>,
+    pub timeout: Option<DurationStr>,
+    pub max_error_increase: Option<Scalar>,
+    pub max_latency_ratio: Option<Scalar>,
+    pub min_latency: Option<DurationStr>,
+    pub min_requests: Option<u64>,
+}
+
+/// `canary`: the steps a plain deploy takes through a canary, judged at each.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub steps: Option<Vec<Scalar>>,
+    pub step_for: Option<DurationStr>,
+    pub max_error_increase: Option<Scalar>,
+    pub max_latency_ratio: Option<Scalar>,
+    pub min_latency: Option<DurationStr>,
+    pub min_requests: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -77,6 +77,7 @@ pub fn validate(raw: RawConfig, dir: &Path) -> Checked<Config> {
             rto: positive("drill.rto", raw.drill.rto, Duration::from_secs(60))?,
         },
         warmup: warmup(raw.warmup)?,
+        canary: canary(raw.canary)?,
         app,
         replicas,
         network,
@@ -362,6 +363,127 @@ fn warmup(raw: RawWarmup) -> Checked<Warmup> {
     Ok(Warmup {
         requests,
         must_pass: raw.must_pass.unwrap_or(false),
+        mirror: raw.mirror.map(mirror).transpose()?,
+    })
+}
+
+fn mirror(m: RawMirror) -> Checked<Mirror> {
+    const KEY: &str = "warmup.mirror";
+    let share = match m.share {
+        None => 10,
+        Some(s) => percent(&format!("{KEY}.share"), &s.0, 1, 100)?,
+    };
+    let methods = m
+        .methods
+        .unwrap_or_else(|| vec!["GET".into(), "HEAD".into()]);
+    if methods.is_empty() {
+        return Err(issue(
+            format!("{KEY}.methods"),
+            "name at least one method (GET and HEAD have no side effects)",
+        ));
+    }
+    for method in &methods {
+        if method.is_empty() || method.len() > 16 || !method.chars().all(|c| c.is_ascii_uppercase())
+        {
+            return Err(issue(
+                format!("{KEY}.methods"),
+                format!("{method:?} is not an HTTP method (GET, HEAD, ...)"),
+            ));
+        }
+    }
+    Ok(Mirror {
+        share,
+        window: positive(&format!("{KEY}.for"), m.window, Duration::from_secs(60))?,
+        methods,
+        timeout: positive(&format!("{KEY}.timeout"), m.timeout, Duration::from_secs(5))?,
+        analysis: analysis(
+            KEY,
+            m.max_error_increase,
+            m.max_latency_ratio,
+            m.min_latency,
+            m.min_requests,
+        )?,
+    })
+}
+
+fn canary(c: RawCanary) -> Checked<Canary> {
+    const KEY: &str = "canary";
+    let mut steps = Vec::new();
+    for (i, s) in c.steps.unwrap_or_default().iter().enumerate() {
+        let key = format!("{KEY}.steps[{i}]");
+        let share = percent(&key, &s.0, 1, 100)?;
+        if steps.last().is_some_and(|&last| share <= last) {
+            return Err(issue(key, "the shares must rise, step by step"));
+        }
+        steps.push(share);
+    }
+    if steps.last().is_some_and(|&last| last != 100) {
+        steps.push(100);
+    }
+    Ok(Canary {
+        steps,
+        step_for: positive(
+            &format!("{KEY}.step_for"),
+            c.step_for,
+            Duration::from_secs(60),
+        )?,
+        analysis: analysis(
+            KEY,
+            c.max_error_increase,
+            c.max_latency_ratio,
+            c.min_latency,
+            c.min_requests,
+        )?,
+    })
+}
+
+/// A share in percent: `10`, `"10%"`, between `min` and `max`.
+fn percent(key: &str, text: &str, min: u8, max: u8) -> Checked<u8> {
+    let t = text.trim();
+    let n = t.strip_suffix('%').unwrap_or(t).trim();
+    match n.parse::<u8>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(issue(
+            key,
+            format!("{text:?} is not a whole percentage between {min}% and {max}% (e.g. 10%)"),
+        )),
+    }
+}
+
+fn analysis(
+    at: &str,
+    max_error_increase: Option<Scalar>,
+    max_latency_ratio: Option<Scalar>,
+    min_latency: Option<DurationStr>,
+    min_requests: Option<u64>,
+) -> Checked<Analysis> {
+    let d = Analysis::default();
+    let number = |key: &str, v: Option<Scalar>, default: f64, min: f64| -> Checked<f64> {
+        let Some(v) = v else { return Ok(default) };
+        let t = v.0.trim();
+        match t.strip_suffix('%').unwrap_or(t).trim().parse::<f64>() {
+            Ok(n) if n.is_finite() && n >= min && n <= 100_000.0 => Ok(n),
+            _ => Err(issue(
+                format!("{at}.{key}"),
+                format!("{:?} is not a number of at least {min}", v.0),
+            )),
+        }
+    };
+    Ok(Analysis {
+        max_error_increase: number(
+            "max_error_increase",
+            max_error_increase,
+            d.max_error_increase,
+            0.0,
+        )?,
+        max_latency_ratio: number(
+            "max_latency_ratio",
+            max_latency_ratio,
+            d.max_latency_ratio,
+            1.0,
+        )?,
+        min_latency: min_latency.map_or(d.min_latency, |m| m.0),
+        min_requests: min_requests.unwrap_or(d.min_requests),
     })
 }
 

@@ -118,6 +118,7 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
                 run.live_pool.as_ref(),
                 Some((&pool, Role::Candidate)),
                 run.features,
+                None,
             ))?;
             run.state.generation = generation;
             run.host
@@ -135,7 +136,8 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
         | Command::Rollback
         | Command::Reroute
         | Command::Discard
-        | Command::TlsReload => {
+        | Command::TlsReload
+        | Command::Canary(_) => {
             let containers = run.obs.containers_of(&target).len();
             let pool = run.obs.pool(run.host.config, &target);
             if pool.servers.len() != containers {
@@ -201,6 +203,7 @@ pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result
         live,
         Some((pool, role)),
         run.features,
+        run.state.canary.as_ref().map(|c| c.share),
     ))?;
     if run.obs.active_config.as_deref() == Some(wanted.as_str()) {
         run.state.generation = current;
@@ -213,6 +216,7 @@ pub async fn route_preview(run: &mut Run<'_>, pool: &Pool, role: Role) -> Result
         live,
         Some((pool, role)),
         run.features,
+        run.state.canary.as_ref().map(|c| c.share),
     ))?;
     host.install(
         &text,
@@ -298,6 +302,7 @@ pub async fn undo(run: &mut Run<'_>) {
             run.live_pool.as_ref(),
             preview,
             run.features,
+            None,
         );
         let restored = match host.render(&input) {
             Ok(text) => host
@@ -370,6 +375,7 @@ pub async fn discard(run: &mut Run<'_>) -> Result<String> {
         run.live_pool.as_ref(),
         parked.as_ref().map(|(_, p)| (p, Role::Parked)),
         run.features,
+        None,
     ))?;
     // recorded only once nginx routes it so: a refused install leaves the record as it was,
     // and `discard` again picks up from there

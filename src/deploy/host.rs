@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 /// How long nginx has to show the new generation through `lb.url` after the handover.
 const CONFIRM_LIMIT: Duration = Duration::from_secs(3);
+/// The cookie of a client whose bucket (99) no canary share below 100% takes: the stable side.
+pub const STABLE_COOKIE: &str = "bgd_canary=99";
+/// The cookie of a client whose bucket (00) every canary share takes: the canary side.
+pub const CANARY_COOKIE: &str = "bgd_canary=00";
 
 pub struct Host<'a> {
     pub config: &'a Config,
@@ -207,15 +211,31 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// Confirms through `lb.url` that nginx serves `generation` with `color` live.
+    /// Confirms through `lb.url` that `color` serves under config `generation` (as a client
+    /// on the stable side of a canary).
     pub async fn confirm_live(&self, color: Option<Color>, generation: u64) -> Result<()> {
+        self.confirm_as(STABLE_COOKIE, color, generation).await
+    }
+
+    /// Confirms through `lb.url` that a client of the canary's side reaches `color` under
+    /// config `generation`.
+    pub async fn confirm_canary(&self, color: Color, generation: u64) -> Result<()> {
+        self.confirm_as(CANARY_COOKIE, Some(color), generation)
+            .await
+    }
+
+    async fn confirm_as(&self, cookie: &str, color: Option<Color>, generation: u64) -> Result<()> {
         let url = format!("{}{}", self.config.lb.url, self.config.readiness.path);
         let want_color = color.map_or("none", Color::as_str);
         let deadline = Instant::now() + CONFIRM_LIMIT;
         loop {
             let verdict = self
                 .prober
-                .probe(&Request::get(url.clone(), Duration::from_secs(2)))
+                .probe(&Request {
+                    // during a canary, a client's bucket decides its side
+                    headers: vec![("Cookie", cookie)],
+                    ..Request::get(url.clone(), Duration::from_secs(2))
+                })
                 .await;
             let last = match &verdict.answer {
                 Ok(a) if a.generation() == Some(generation) && a.color() == Some(want_color) => {

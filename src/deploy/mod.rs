@@ -25,6 +25,7 @@ mod gates;
 mod host;
 pub mod lock;
 mod prepare;
+mod progressive;
 pub mod prune;
 mod rehearse;
 mod repair;
@@ -38,8 +39,8 @@ pub use host::Host;
 pub use observe::{observe, Observed};
 pub use plan::{DeployPlan, DeployRequest};
 pub use repair::{repair, Repaired, NO_CONTAINER};
-pub use rollback::rollback;
-pub use run::{Deployed, SwitchReport};
+pub use rollback::{rollback, RolledBack};
+pub use run::{CanaryReport, Deployed, SwitchReport};
 
 use crate::model::Role;
 use crate::nginx::render::Features;
@@ -70,6 +71,13 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
     let mut run = Run::new(host, Command::Deploy(request.clone()));
     let result = async {
         run.execute(&prelude).await?;
+        plan::refuse_during_canary(&run.obs)?;
+        let live_serves = run.live_pool.as_ref().is_some_and(|p| !p.servers.is_empty());
+        if request.canary.is_some() && !live_serves {
+            return Err(crate::error::refused(
+                "--canary needs a live release with running replicas to share traffic with; deploy without --canary",
+            ));
+        }
         let candidate = run.target()?.clone();
         run.freeing = specs::free_idle_color(host.config, &run.obs, candidate.color);
         let steps = plan::deploy_steps(
@@ -78,8 +86,14 @@ pub async fn deploy(host: &Host<'_>, request: &DeployRequest) -> Result<Deployed
             &candidate,
             &run.freeing,
             request.no_switch,
+            request.canary,
         );
         run.execute(&steps).await?;
+        if request.canary.is_some() {
+            // the parked release stays aside, as with --no-switch
+            run.state.set_aside = run.undo.set_aside.take().map(|a| a.release);
+            return run.canary_report().map(Deployed::Canary);
+        }
         if request.no_switch {
             // the parked release stays aside for `discard` (or `switch`, which removes it)
             run.state.set_aside = run.undo.set_aside.take().map(|a| a.release);
@@ -111,6 +125,23 @@ pub async fn switch(host: &Host<'_>) -> Result<SwitchReport> {
         let steps = plan::switch(host.config, &run.obs, &candidate)?;
         run.execute(&steps).await?;
         run.switch_report()
+    }
+    .await;
+    run.finish(&result).await;
+    result
+}
+
+/// `bgd canary SHARE`: under the lock, the waiting candidate gets `share` percent of live
+/// clients (0: none; it stays idle), in one validated, watched, recorded reload.
+pub async fn canary(host: &Host<'_>, share: u8) -> Result<CanaryReport> {
+    let mut run = Run::new(host, Command::Canary(share));
+    let result = async {
+        run.execute(&[Step::prepare(host.config)]).await?;
+        let candidate = plan::canary_target(&run.obs, share)?;
+        run.set_target(candidate.clone());
+        let steps = plan::canary(host.config, &run.obs, &candidate, share)?;
+        run.execute(&steps).await?;
+        run.canary_report()
     }
     .await;
     run.finish(&result).await;
@@ -281,5 +312,6 @@ pub async fn render_now(host: &Host<'_>) -> Result<String> {
         live.as_ref(),
         idle.as_ref().map(|p| (p, role)),
         features,
+        obs.state.canary.as_ref().map(|c| c.share),
     ))
 }

@@ -18,6 +18,9 @@ pub struct DeployRequest {
     pub image: String,
     /// stop after the gates; the candidate waits on the preview listener
     pub no_switch: bool,
+    /// `--canary N`: after the gates, N percent of live clients on the candidate, which then
+    /// waits for `bgd canary`, `bgd promote` or `bgd rollback`
+    pub canary: Option<u8>,
 }
 
 /// What a deploy would meet on the host, read without changing anything.
@@ -144,6 +147,7 @@ pub fn deploy_steps(
     candidate: &Release,
     freeing: &Freeing,
     no_switch: bool,
+    canary: Option<u8>,
 ) -> Vec<Step> {
     let target = candidate.color;
     let live = obs.state.live.as_ref();
@@ -162,11 +166,23 @@ pub fn deploy_steps(
     }
     steps.extend(Step::warmup(config, target));
     steps.extend(Step::smoke(config));
+    steps.extend(Step::mirror(config, target, live_serves));
     steps.push(Step::drift(target));
     let drop_parked = Step::drop_parked(freeing, target);
     if no_switch {
         // the parked release stays set aside: `discard` gives it back, `switch` removes it
         return steps;
+    }
+    if let Some(share) = canary {
+        // a manual canary: the candidate then waits, sharing live traffic
+        steps.push(Step::canary(config, target, share, false));
+        return steps;
+    }
+    // an automatic canary, with a live release to share traffic with
+    if live_serves {
+        for &share in config.canary.steps.iter().filter(|&&s| s < 100) {
+            steps.push(Step::canary(config, target, share, true));
+        }
     }
     steps.push(Step::switch(config, target, "to"));
     steps.extend(drop_parked);
@@ -252,6 +268,7 @@ pub fn deploy(
         &candidate,
         &freeing,
         request.no_switch,
+        request.canary,
     ));
     let mut notes = vec![format!("now: {}", situation(obs))];
     let live = obs.state.live.as_ref();
@@ -307,10 +324,24 @@ pub fn deploy(
     let kmt = facts.features;
     let nginx_after = if request.no_switch {
         let preview = Some((&placeholder, Role::Candidate));
-        render_input(config, generation + 1, live_pool.as_ref(), preview, kmt)
+        render_input(
+            config,
+            generation + 1,
+            live_pool.as_ref(),
+            preview,
+            kmt,
+            None,
+        )
     } else {
         let parked = live_pool.as_ref().map(|p| (p, Role::Parked));
-        render_input(config, generation + 2, Some(&placeholder), parked, kmt)
+        render_input(
+            config,
+            generation + 2,
+            Some(&placeholder),
+            parked,
+            kmt,
+            None,
+        )
     };
     DeployPlan {
         target,
@@ -387,6 +418,88 @@ pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Ve
     let on_failure = after_failed_verify(config, obs.live_pool(config).as_ref()).describe();
     steps.push(Step::verify(config, target, &on_failure));
     steps.extend(obs.state.live.as_ref().and_then(|l| Step::park(config, l)));
+    Ok(steps)
+}
+
+/// A deploy while a canary runs would replace the candidate that serves live clients.
+pub fn refuse_during_canary(obs: &Observed) -> Result<()> {
+    match (&obs.state.canary, &obs.state.idle) {
+        (Some(c), Some(i)) => Err(error::refused(format!(
+            "a canary runs: {} ({}) takes {}% of live clients. Promote it (`bgd promote`) or send its share back to 0% (`bgd rollback`) before deploying",
+            i.release.color, i.release.image, c.share
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The candidate whose canary share `bgd canary SHARE` sets (the idle candidate, not one
+/// that failed, beside a live release); refused otherwise.
+pub fn canary_target(obs: &Observed, share: u8) -> Result<Release> {
+    if obs.state.live.is_none() {
+        return Err(error::refused(
+            "no canary without a live release: nothing serves live traffic to share",
+        ));
+    }
+    if share == 0 && obs.state.canary.is_none() {
+        return Err(error::refused(
+            "no canary runs: all of live traffic is on the live release already",
+        ));
+    }
+    if share > 0 {
+        if let (Some(i), true) = (&obs.state.idle, obs.state.candidate_failed) {
+            return Err(error::refused(format!(
+                "not sending live traffic to {} ({}): it failed (its canary analysis, or verification after its switch); deploy a fixed release (`bgd discard` removes it)",
+                i.release.color, i.release.image
+            )));
+        }
+    }
+    match obs.state.idle.as_ref() {
+        Some(i) if i.role == Role::Candidate => Ok(i.release.clone()),
+        Some(i) => Err(error::refused(format!(
+            "no candidate waits: the idle color {} holds the parked release {} ({}). Start a canary with `bgd deploy --canary N IMAGE`",
+            i.release.color, i.release.release, i.release.image
+        ))),
+        None => Err(error::refused(
+            "no candidate waits: start a canary with `bgd deploy --canary N IMAGE`",
+        )),
+    }
+}
+
+/// The steps of `bgd canary SHARE` once it holds the lock: the candidate routed on the
+/// preview listener, a readiness pass (unless the share goes to 0) and the new share.
+pub fn canary(
+    config: &Config,
+    obs: &Observed,
+    candidate: &Release,
+    share: u8,
+) -> Result<Vec<Step>> {
+    let containers = obs.containers_of(candidate);
+    let down: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.running())
+        .map(|c| format!("{} is {}", c.name, c.state))
+        .collect();
+    if share > 0 && (containers.is_empty() || !down.is_empty()) {
+        return Err(error::rejected(format!(
+            "the candidate {} ({}) is not running ({}); live traffic was not changed. Deploy again",
+            candidate.color,
+            candidate.image,
+            if down.is_empty() {
+                "its containers are gone".to_string()
+            } else {
+                down.join(", ")
+            }
+        )));
+    }
+    let target = candidate.color;
+    let mut steps = Vec::new();
+    if !containers.is_empty() {
+        steps.push(Step::preview(config, target, "the candidate"));
+    }
+    if share > 0 {
+        steps.push(Step::readiness(config, target, 1));
+    }
+    steps.push(Step::canary(config, target, share, false));
     Ok(steps)
 }
 

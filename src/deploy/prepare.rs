@@ -375,6 +375,9 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
         Command::Rollback => host.running_lb(lb.as_ref(), "roll back to").map(drop),
         Command::Reroute => host.running_lb(lb.as_ref(), "reroute").map(drop),
         Command::Discard => host.running_lb(lb.as_ref(), "discard").map(drop),
+        Command::Canary(_) => host
+            .running_lb(lb.as_ref(), "set the canary's share in")
+            .map(drop),
     }
 }
 
@@ -398,11 +401,17 @@ async fn refuse_clashes(run: &Run<'_>, lb: &crate::docker::ContainerInfo, own: b
 fn command_line(command: &Command) -> String {
     match command {
         Command::Deploy(r) if r.no_switch => format!("bgd deploy --no-switch {}", r.image),
+        Command::Deploy(r) if r.canary.is_some() => format!(
+            "bgd deploy --canary {} {}",
+            r.canary.unwrap_or_default(),
+            r.image
+        ),
         Command::Deploy(r) => format!("bgd deploy {}", r.image),
         Command::Switch => "bgd switch".into(),
         Command::Rollback => "bgd rollback".into(),
         Command::Reroute => "bgd reroute".into(),
         Command::Discard => "bgd discard".into(),
         Command::TlsReload => "bgd tls reload".into(),
+        Command::Canary(share) => format!("bgd canary {share}"),
     }
 }

@@ -7,7 +7,7 @@
 use super::host::Host;
 use super::observe::list_containers;
 use super::plan;
-use super::run::{Command, Run, SwitchReport};
+use super::run::{CanaryReport, Command, Run, SwitchReport};
 use super::specs::pool_of;
 use super::step::Step;
 use crate::docker::ContainerInfo;
@@ -21,17 +21,29 @@ use crate::state::{self, AppState, Idle, NginxInfo};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
-pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<SwitchReport> {
+/// What `bgd rollback` did: switched to the parked release, or, during a canary, sent all of
+/// live traffic back to the stable release (the candidate stays idle).
+pub enum RolledBack {
+    Switched(SwitchReport),
+    CanaryStopped(CanaryReport),
+}
+
+pub async fn rollback(host: &Host<'_>, verify: bool) -> Result<RolledBack> {
     rollback_with(host, verify, false).await
 }
 
 /// A rollback whose switch window the caller judges (`bgd drill`): a lossy one is reported
-/// in the `SwitchReport`, not failed.
+/// in the `SwitchReport`, not failed. Never stops a canary (a drill needs a parked release).
 pub async fn rollback_judged_by_caller(host: &Host<'_>) -> Result<SwitchReport> {
-    rollback_with(host, false, true).await
+    match rollback_with(host, false, true).await? {
+        RolledBack::Switched(report) => Ok(report),
+        RolledBack::CanaryStopped(_) => Err(anyhow::anyhow!(
+            "internal: the drill's rollback stopped a canary"
+        )),
+    }
 }
 
-async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<SwitchReport> {
+async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<RolledBack> {
     let started = Instant::now();
     if let Some(view) = fast_view(host).await? {
         let mut run = Run::new(host, Command::Rollback).started_at(started);
@@ -47,18 +59,26 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Swi
         if !fall_back {
             let result = result.and_then(|()| run.switch_report());
             run.finish(&result).await;
-            return result;
+            return result.map(RolledBack::Switched);
         }
     }
     let mut run = Run::new(host, Command::Rollback).started_at(started);
     run.window_judged_by_caller = drill;
     let result = async {
         run.execute(&[Step::prepare(host.config)]).await?;
+        if run.obs.state.canary.is_some() && !drill {
+            // during a canary, rolling back is sending its share back to 0%
+            let candidate = plan::canary_target(&run.obs, 0)?;
+            run.set_target(candidate.clone());
+            let steps = plan::canary(host.config, &run.obs, &candidate, 0)?;
+            run.execute(&steps).await?;
+            return run.canary_report().map(RolledBack::CanaryStopped);
+        }
         let parked = plan::rollback_target(&run.obs)?;
         run.set_target(parked.clone());
         let steps = plan::rollback(host.config, &run.obs, &parked, verify)?;
         run.execute(&steps).await?;
-        run.switch_report()
+        run.switch_report().map(RolledBack::Switched)
     }
     .await;
     run.finish(&result).await;
@@ -142,7 +162,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         return Ok(None);
     }
     let state = AppState {
-        schema: state::SCHEMA,
+        schema: 2,
         app: host.config.app.clone(),
         generation,
         live: Some(live),
@@ -153,6 +173,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         // only a parked release is rolled back to: no candidate waits, nothing is aside
         set_aside: None,
         candidate_failed: false,
+        canary: None,
         nginx: Some(NginxInfo {
             container_id: lb.id.clone(),
             version: format!("{}.{}.{}", version.0, version.1, version.2),

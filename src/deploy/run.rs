@@ -13,7 +13,7 @@ use super::observe::Observed;
 use super::plan::DeployRequest;
 use super::specs::Freeing;
 use super::step::{Step, StepKind};
-use super::{candidate, gates, lock, prepare, rehearse, switch};
+use super::{candidate, gates, lock, prepare, progressive, rehearse, switch};
 use crate::error::{self, Failure};
 use crate::lock::Holder;
 use crate::model::{Pool, Release};
@@ -35,6 +35,9 @@ pub enum Command {
     Discard,
     /// `bgd tls reload`: the same routing, with the certificate bgd.yaml names now
     TlsReload,
+    /// `bgd canary N` (and `bgd rollback` during a canary: 0): the waiting candidate's share
+    /// of live clients
+    Canary(u8),
 }
 
 /// What a finished deploy, switch or rollback reports.
@@ -49,6 +52,8 @@ pub struct SwitchReport {
     pub window: Option<crate::probe::window::WindowReport>,
     /// From the command's start to the new color confirmed live through `lb.url`
     pub confirmed_in: Option<Duration>,
+    /// The candidate's traffic as judged (the mirror's window, each canary step's)
+    pub analysis: Vec<crate::analysis::Judged>,
 }
 
 /// What `deploy` ended with.
@@ -62,6 +67,19 @@ pub enum Deployed {
         live: Option<Release>,
         generation: u64,
     },
+    /// `--canary N`: the candidate passed the gates and takes N% of live clients.
+    Canary(CanaryReport),
+}
+
+/// Where a canary stands after a command set its share.
+#[derive(Debug, Clone)]
+pub struct CanaryReport {
+    pub candidate: Release,
+    pub stable: Release,
+    /// 0: the candidate is idle, all of live traffic on the stable release
+    pub share: u8,
+    pub generation: u64,
+    pub window: Option<crate::probe::window::WindowReport>,
 }
 
 /// The history entry of the running command, and the outcome a routing exec already
@@ -149,6 +167,9 @@ pub struct Run<'a> {
     pub window_judged_by_caller: bool,
     /// What the switch window saw go wrong, judged by `verify` (after `drop-parked`)
     pub window_failure: Option<String>,
+    /// A canary share was installed: the candidate may serve live clients, so a failure
+    /// never removes it (the canary step puts live traffic back itself)
+    pub canary_routed: bool,
 }
 
 impl<'a> Run<'a> {
@@ -161,6 +182,8 @@ impl<'a> Run<'a> {
             Command::Reroute => "reroute",
             Command::Discard => "discard",
             Command::TlsReload => "tls reload",
+            Command::Canary(0) => "canary 0",
+            Command::Canary(_) => "canary",
         };
         let mut entry = HistoryEntry::starting(name);
         if let Command::Deploy(r) = &command {
@@ -191,6 +214,7 @@ impl<'a> Run<'a> {
             confirmed_in: None,
             window_judged_by_caller: false,
             window_failure: None,
+            canary_routed: false,
         }
     }
 
@@ -281,6 +305,8 @@ impl<'a> Run<'a> {
             StepKind::Migrate => gates::migrate(self).await,
             StepKind::Compatibility => gates::compatibility(self).await,
             StepKind::Smoke => gates::smoke(self).await,
+            StepKind::Mirror => progressive::mirror(self).await,
+            StepKind::Canary { share, judged } => progressive::canary(self, share, judged).await,
             StepKind::Drift => gates::drift(self).await,
             StepKind::Switch => switch::switch(self).await,
             StepKind::DropParked => candidate::drop_parked(self).await,
@@ -306,7 +332,7 @@ impl<'a> Run<'a> {
         if self.switched.is_none() {
             // A switch that could not be confirmed nor undone may leave nginx routing live
             // traffic to the candidate: nothing is removed, `bgd status` says what is live.
-            if matches!(error::failure(&e), Some(Failure::Unsafe(_))) {
+            if matches!(error::failure(&e), Some(Failure::Unsafe(_))) || self.canary_routed {
                 return e;
             }
             if let (Command::Deploy(_), true) = (&self.command, self.journal.active) {
@@ -335,7 +361,7 @@ impl<'a> Run<'a> {
             }
             Command::Deploy(_) | Command::Switch => switch::back_after_failed_verify(self, e).await,
             // nothing follows the reroute's install: its failures come before `switched`
-            Command::Reroute | Command::Discard | Command::TlsReload => e,
+            Command::Reroute | Command::Discard | Command::TlsReload | Command::Canary(_) => e,
         }
     }
 
@@ -367,7 +393,7 @@ impl<'a> Run<'a> {
     async fn record(&mut self, entry: HistoryEntry, with_state: bool) {
         let mut state = self.state.clone();
         state.updated_at = state::now();
-        state.schema = state::SCHEMA;
+        state.schema = state.schema_needed();
         let lock = match (&self.lock, &self.holder) {
             (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
             (lock, _) => lock.clone(),
@@ -409,6 +435,23 @@ impl<'a> Run<'a> {
             switch_took: self.switched.as_ref().map_or(Duration::ZERO, |s| s.took),
             window: self.journal.entry.switch_window.clone(),
             confirmed_in: self.confirmed_in,
+            analysis: self.journal.entry.analysis.clone(),
+        })
+    }
+
+    /// The report of a run that set a canary's share.
+    pub fn canary_report(&self) -> Result<CanaryReport> {
+        let stable = self
+            .state
+            .live
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("internal: a canary without a live release"))?;
+        Ok(CanaryReport {
+            candidate: self.target()?.clone(),
+            stable,
+            share: self.state.canary.as_ref().map_or(0, |c| c.share),
+            generation: self.state.generation,
+            window: self.journal.entry.switch_window.clone(),
         })
     }
 }

@@ -145,6 +145,7 @@ pub fn render_input(
     live: Option<&Pool>,
     preview: Option<(&Pool, Role)>,
     features: Features,
+    canary: Option<u8>,
 ) -> RenderInput {
     // a live release with no running replica stays live (nginx answers 502 for it): dropping
     // it would make nginx's config say nothing is live, and bgd's record disagree
@@ -171,6 +172,8 @@ pub fn render_input(
         hosts: config.lb.hosts.clone(),
         preview_host: config.lb.preview_host.clone(),
         rehearsal_routes: rehearsal_routes(config),
+        mirror: None,
+        canary,
         tls: config.lb.tls.as_ref().map(|t| {
             let (certificate, key) = t.files_in_nginx(&config.app);
             crate::nginx::render::TlsRender {

@@ -15,6 +15,8 @@ use anyhow::Result;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::nginx::traffic::Summary;
+
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct StatusReport {
@@ -30,6 +32,16 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// With `lb.tls`: the certificates nginx serves for this app, and the one bgd.yaml names
     pub tls: Option<TlsView>,
+    /// While a canary runs: its share and each side's traffic as nginx logged it
+    pub canary: Option<CanaryView>,
+}
+
+/// A running canary as status shows it: counts since its share was last set.
+pub struct CanaryView {
+    pub share: u8,
+    pub since: String,
+    pub stable: Summary,
+    pub canary: Summary,
 }
 
 /// `lb.tls` as status shows it.
@@ -108,7 +120,29 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
         problems.extend(found.problems);
         warnings.extend(found.warnings);
     }
+    let canary = match (&obs.state.canary, &obs.state.live, &obs.state.idle) {
+        (Some(c), Some(l), Some(i)) if lb_running => {
+            let generation = served_generation.or(file_generation).unwrap_or(0);
+            let traffic = match host.nginx().traffic(generation).await {
+                Ok(t) => t,
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot read what nginx logged of the canary: {e:#}"
+                    ));
+                    Default::default()
+                }
+            };
+            Some(CanaryView {
+                share: c.share,
+                since: c.since.clone(),
+                stable: traffic.live(l.color).summary(),
+                canary: traffic.live(i.release.color).summary(),
+            })
+        }
+        _ => None,
+    };
     Ok(StatusReport {
+        canary,
         live,
         idle,
         routes_to,
@@ -167,7 +201,12 @@ async fn tls_view(
 async fn served(host: &Host<'_>) -> (Option<String>, Option<u64>, Option<crate::tls::CertInfo>) {
     let config = host.config;
     let url = format!("{}{}", config.lb.url, config.readiness.path);
-    let verdict = host.prober.probe(&Request::get(url, PROBE_TIMEOUT)).await;
+    // during a canary, as a client of the stable side
+    let request = Request {
+        headers: vec![("Cookie", super::host::STABLE_COOKIE)],
+        ..Request::get(url, PROBE_TIMEOUT)
+    };
+    let verdict = host.prober.probe(&request).await;
     match verdict.answer {
         Ok(a) => (
             a.color().map(String::from),

@@ -42,6 +42,11 @@ pub enum StepKind {
     Compatibility,
     /// the smoke probes through the preview listener
     Smoke,
+    /// a share of live requests copied to the candidate, its answers judged against live's
+    Mirror,
+    /// a share of live clients on the candidate (0: none, the candidate idle); `judged`:
+    /// then watched for `canary.step_for` and judged against the stable side
+    Canary { share: u8, judged: bool },
     /// the candidate's containers are the ones the gates proved, and match bgd.yaml
     Drift,
     /// the validated, lossless switch, confirmed through the live listener
@@ -77,6 +82,8 @@ impl StepKind {
             StepKind::Migrate => "migrate",
             StepKind::Compatibility => "compatibility",
             StepKind::Smoke => "smoke",
+            StepKind::Mirror => "mirror",
+            StepKind::Canary { .. } => "canary",
             StepKind::Drift => "drift",
             StepKind::Switch => "switch",
             StepKind::DropParked => "drop-parked",
@@ -250,6 +257,51 @@ impl Step {
                 fmt_duration(r.interval),
                 fmt_duration(r.deadline)
             ),
+        )
+    }
+
+    /// The mirror, with `warmup.mirror` (said to be skipped when nothing live serves).
+    pub fn mirror(config: &Config, color: Color, live_serves: bool) -> Option<Step> {
+        let m = config.warmup.mirror.as_ref()?;
+        let a = &m.analysis;
+        Some(Step::new(
+            StepKind::Mirror,
+            if live_serves {
+                format!(
+                    "copy {}% of live {} requests to {color} for {} (nginx mirror; answers discarded), then judge its answers against live's: a 5xx rate more than {} point(s) above live's, or a p95 over {}x live's, rejects it",
+                    m.share,
+                    m.methods.join("/"),
+                    fmt_duration(m.window),
+                    a.max_error_increase,
+                    a.max_latency_ratio
+                )
+            } else {
+                "copy live requests to the candidate (warmup.mirror): skipped, nothing is live yet"
+                    .to_string()
+            },
+        ))
+    }
+
+    /// One canary step: `share` percent of live clients on `color` (sticky by the bgd_canary
+    /// cookie); judged, or not (a manual canary).
+    pub fn canary(config: &Config, color: Color, share: u8, judged: bool) -> Step {
+        let a = &config.canary.analysis;
+        Step::new(
+            StepKind::Canary { share, judged },
+            match (share, judged) {
+                (0, _) => format!(
+                    "send all of live traffic to the stable color: one validated lossless reload; {color} stays idle as the candidate"
+                ),
+                (_, false) => format!(
+                    "send {share}% of live clients to {color} (sticky by the bgd_canary cookie): one validated lossless reload; then `bgd canary N`, `bgd promote` or `bgd rollback`"
+                ),
+                (_, true) => format!(
+                    "send {share}% of live clients to {color} for {} and judge it against the stable side: a 5xx rate more than {} point(s) above its, or a p95 over {}x its, sends all of live traffic back (exit 4)",
+                    fmt_duration(config.canary.step_for),
+                    a.max_error_increase,
+                    a.max_latency_ratio
+                ),
+            },
         )
     }
 

@@ -23,6 +23,8 @@ use std::time::Instant;
 pub struct Routing {
     pub live: Option<Pool>,
     pub preview: Option<(Pool, Role)>,
+    /// The share of live traffic the candidate on the preview listener takes (a canary)
+    pub canary: Option<u8>,
 }
 
 /// `switch`: live traffic goes to the target; the old live color becomes the preview
@@ -32,14 +34,17 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     let pool = run.pool()?.clone();
     let old = run.live_pool.clone();
     run.journal.entry.message = format!("{target} live");
+    // a promoted canary takes all of live traffic
     let to = Routing {
         live: Some(pool.clone()),
         preview: old.clone().map(|p| (p, Role::Parked)),
+        canary: None,
     };
     let idle_role = run.state.idle.as_ref().map_or(Role::Parked, |i| i.role);
     let back = Routing {
         live: old,
         preview: Some((pool, idle_role)),
+        canary: run.state.canary.as_ref().map(|c| c.share),
     };
     let entry = run.journal.entry_now();
     let (installed, window) = switch_live(run, to, back, "the switch", entry).await?;
@@ -71,6 +76,55 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         run.state.generation,
         window.summary()
     ))
+}
+
+/// Sets the canary's share of live traffic: `Some(share)` percent of live clients on the
+/// idle candidate, or `None`, all of them on the live color and the candidate idle (`failed`
+/// marks it as the release that failed, which `switch` refuses). A validated, watched reload
+/// that records the new state in the same exec, confirmed through `lb.url` (as a client of
+/// the stable side); put back as it was when that fails.
+pub async fn route_canary(
+    run: &mut Run<'_>,
+    share: Option<u8>,
+    failed: bool,
+) -> Result<WindowReport> {
+    let live = run
+        .live_pool
+        .clone()
+        .ok_or_else(|| error::refused("a canary needs a live release to share traffic with"))?;
+    let pool = run.pool()?.clone();
+    let before = run.state.canary.as_ref().map(|c| c.share);
+    let to = Routing {
+        live: Some(live.clone()),
+        preview: Some((pool.clone(), Role::Candidate)),
+        canary: share,
+    };
+    let back = Routing {
+        live: Some(live.clone()),
+        preview: Some((pool.clone(), Role::Candidate)),
+        canary: before,
+    };
+    let what = match share {
+        Some(s) => format!("the canary at {s}%"),
+        None => "the end of the canary".to_string(),
+    };
+    run.journal.entry.message = match share {
+        Some(s) => format!("{s}% of live clients on {}", pool.color),
+        None if failed => format!(
+            "all of live traffic back on {}; {} failed as a canary",
+            live.color, pool.color
+        ),
+        None => format!(
+            "all of live traffic on {}; {} waits as the candidate",
+            live.color, pool.color
+        ),
+    };
+    run.state.candidate_failed = failed;
+    let entry = run.journal.entry_now();
+    let (_, window) = switch_live(run, to, back, &what, entry).await?;
+    run.journal.entry.switch_window = Some(for_the_record(&window, run.host.out));
+    run.journal.amended = true;
+    Ok(window)
 }
 
 /// A window as the history keeps it: what its first failure said, scrubbed of secrets.
@@ -223,6 +277,7 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
     let to = Routing {
         live: Some(pool.clone()),
         preview,
+        canary: run.state.canary.as_ref().map(|c| c.share),
     };
     run.state.generation += 1;
     let tls_reload = matches!(run.command, Command::TlsReload);
@@ -296,7 +351,7 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
 fn record_of(state: &AppState, entry: &HistoryEntry) -> Result<RecordWrite> {
     let mut state = state.clone();
     state.updated_at = state::now();
-    state.schema = state::SCHEMA;
+    state.schema = state.schema_needed();
     Ok(RecordWrite {
         state: Some(serde_json::to_string(&state)?),
         replace_untrusted: false,
@@ -324,6 +379,7 @@ fn render(run: &Run<'_>, routing: &Routing) -> Result<String> {
         routing.live.as_ref(),
         preview,
         run.features,
+        routing.canary,
     ))
 }
 
@@ -331,6 +387,14 @@ fn render(run: &Run<'_>, routing: &Routing) -> Result<String> {
 /// the live one becomes idle with the preview's role.
 fn state_after(state: &AppState, to: &Routing) -> AppState {
     let mut after = state.clone();
+    after.canary = match (to.canary, &state.canary) {
+        (Some(share), Some(c)) if c.share == share => Some(c.clone()),
+        (Some(share), _) => Some(state::Canary {
+            share,
+            since: state::now(),
+        }),
+        (None, _) => None,
+    };
     let live_color = to.live.as_ref().map(|p| p.color);
     if let Some(idle) = state
         .idle
@@ -434,10 +498,12 @@ pub async fn back_after_failed_verify(run: &mut Run<'_>, why: anyhow::Error) -> 
     let to = Routing {
         live: Some(old.clone()),
         preview: Some((pool.clone(), Role::Candidate)),
+        canary: None,
     };
     let back = Routing {
         live: Some(pool),
         preview: Some((old, Role::Parked)),
+        canary: None,
     };
     // The failed release stays as the idle candidate for inspection on the preview listener;
     // the switch back records it so, with this run's outcome, in its own exec.

@@ -385,6 +385,17 @@ if [ -f "$dir/prev.conf" ] && [ -d "$dir/tls" ] && [ ! -L "$dir/tls" ]; then
     fi
   done
 fi
+# Traffic logs of a mirror or a canary (ROOT/logs/NAME-traffic-GENERATION.log): only the one
+# the new config writes stays (an old worker still draining appends to a removed file, which
+# no one reads).
+for f in "$root"/logs/"$app"-traffic-*.log; do
+  if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+  g=${f##*/}
+  g=${g#"$app"-traffic-}
+  g=${g%.log}
+  case $g in '' | *[!0-9]*) continue ;; esac
+  grep -qF "$f" "$active" || rm -f "$f"
+done
 # Old workers keep accepting for ~100 ms after the new ones start; until they stop, a request
 # may still see the old routing.
 accepting_of "$old"

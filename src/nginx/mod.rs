@@ -11,6 +11,7 @@ pub mod diff;
 pub mod render;
 mod script;
 pub mod servers;
+pub mod traffic;
 
 use crate::docker::Docker;
 use crate::lock::Holder;
@@ -255,6 +256,22 @@ impl<'a> Nginx<'a> {
             .collect())
     }
 
+    /// What nginx logged of this app's live traffic under config `generation` (a mirror or a
+    /// canary); nothing yet when the file is not there.
+    pub async fn traffic(&self, generation: u64) -> Result<traffic::Traffic, NginxError> {
+        let path = render::traffic_log(&self.app, generation);
+        let files = self
+            .docker
+            .download(&self.container, &path)
+            .await?
+            .unwrap_or_default();
+        let text: String = files
+            .iter()
+            .map(|(_, data)| String::from_utf8_lossy(data))
+            .collect();
+        Ok(traffic::parse(&text, &self.app))
+    }
+
     /// Writes files into bgd's directory for this app.
     pub async fn write_files(&self, files: &[(&str, &[u8])]) -> Result<(), NginxError> {
         let owned: Vec<(String, &[u8])> = files
@@ -442,7 +459,7 @@ impl<'a> Nginx<'a> {
 }
 
 /// `state::SCHEMA` as the script takes it.
-const SCHEMA_ARG: &str = "2";
+const SCHEMA_ARG: &str = "3";
 
 fn push_record<'a>(args: &mut Vec<(&'a str, &'a str)>, record: Option<&'a RecordWrite>) {
     if let Some(r) = record {

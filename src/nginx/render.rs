@@ -65,6 +65,57 @@ pub struct RenderInput {
     pub tls: Option<TlsRender>,
     /// With a rehearsed migration: (probe key, `name:port`) of the rehearsal's containers
     pub rehearsal_routes: Vec<(String, String)>,
+    /// A copy of some live requests to the candidate on the preview listener (`warmup.mirror`)
+    pub mirror: Option<MirrorRender>,
+    /// The share of live traffic (1..=99 percent) the candidate on the preview listener
+    /// takes (a canary); rendered only while both colors have running replicas
+    pub canary: Option<u8>,
+}
+
+/// Live requests copied to the candidate (`warmup.mirror`), as the template sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorRender {
+    /// 1..=100 percent of the requests whose method is in `methods`
+    pub share: u8,
+    pub methods: Vec<String>,
+    /// How long nginx waits for the candidate's answer to a copy
+    pub timeout: std::time::Duration,
+}
+
+/// Where nginx writes what bgd reads back of live traffic while a mirror or a canary runs:
+/// one file per generation, so each window starts empty.
+pub fn traffic_log(app: &str, generation: u64) -> String {
+    format!("{LOG_DIR}/{app}-traffic-{generation}.log")
+}
+
+/// bgd's log directory in the nginx container.
+pub const LOG_DIR: &str = "/etc/nginx/bgd/logs";
+
+/// The canary's share as nginx tests it: a regex matching the client's bucket ("00".."99")
+/// when it is below `share`.
+pub fn canary_buckets(share: u8) -> String {
+    let share = share.min(100);
+    let (tens, ones) = (share / 10, share % 10);
+    let mut alternatives = Vec::new();
+    if tens == 10 {
+        alternatives.push("[0-9][0-9]".to_string());
+    } else {
+        if tens > 0 {
+            alternatives.push(if tens == 1 {
+                "0[0-9]".to_string()
+            } else {
+                format!("[0-{}][0-9]", tens - 1)
+            });
+        }
+        if ones > 0 {
+            alternatives.push(if ones == 1 {
+                format!("{tens}0")
+            } else {
+                format!("{tens}[0-{}]", ones - 1)
+            });
+        }
+    }
+    format!("~^({})$", alternatives.join("|"))
 }
 
 /// The live server's HTTPS, as the template sees it (`tls`).
@@ -132,6 +183,31 @@ struct Context<'a> {
     tls: Option<&'a TlsRender>,
     http2_directive: bool,
     rehearsal_routes: Vec<RehearsalRoute<'a>>,
+    mirror: Option<MirrorContext<'a>>,
+    canary: Option<CanaryContext>,
+    /// The file nginx logs live traffic to while a mirror or canary runs, else null
+    traffic_log: Option<String>,
+}
+
+/// The mirror as templates see it: `share`, `methods`, `request_body` (whether a listed
+/// method may carry one), `timeout` (nginx's notation).
+#[derive(Serialize)]
+struct MirrorContext<'a> {
+    color: Color,
+    share: u8,
+    methods: &'a [String],
+    request_body: bool,
+    timeout: String,
+}
+
+/// A canary as templates see it: the candidate's `color`, the stable `stable` color, its
+/// `share`, and `buckets`, the regex of the client buckets it takes.
+#[derive(Serialize)]
+struct CanaryContext {
+    color: Color,
+    stable: Color,
+    share: u8,
+    buckets: String,
 }
 
 #[derive(Serialize)]
@@ -178,6 +254,9 @@ pub struct Header {
     /// How many replicas of the live release the config routes to (0: none ran)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_servers: Option<usize>,
+    /// The canary's share of live traffic, while one runs
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u8>,
 }
 
 /// The template in force and how messages name it: `lb.template` (its path and text), else
@@ -209,7 +288,41 @@ fn tera_chain(e: &tera::Error) -> String {
 }
 
 pub fn render(template: &str, input: &RenderInput) -> Result<String> {
+    // both need the candidate's replicas (and a canary the live ones): a color with none
+    // running gets nothing
+    let candidate = input
+        .preview
+        .as_ref()
+        .filter(|p| !p.servers.is_empty() && input.idle_role.as_deref() == Some("candidate"));
+    let live_runs = input.live.as_ref().is_some_and(|p| !p.servers.is_empty());
+    let mirror = match (&input.mirror, candidate) {
+        (Some(m), Some(c)) if live_runs => Some(MirrorContext {
+            color: c.color,
+            share: m.share.clamp(1, 100),
+            methods: &m.methods,
+            request_body: m.methods.iter().any(|m| m != "GET" && m != "HEAD"),
+            timeout: nginx_duration(m.timeout),
+        }),
+        _ => None,
+    };
+    let canary = match (input.canary, candidate, &input.live) {
+        (Some(share), Some(c), Some(live)) if live_runs && (1..=99).contains(&share) => {
+            Some(CanaryContext {
+                color: c.color,
+                stable: live.color,
+                share,
+                buckets: canary_buckets(share),
+            })
+        }
+        _ => None,
+    };
+    let traffic_log =
+        (mirror.is_some() || canary.is_some()).then(|| traffic_log(&input.app, input.generation));
+    let canary_share = canary.as_ref().map(|c| c.share);
     let ctx = Context {
+        mirror,
+        canary,
+        traffic_log,
         app: &input.app,
         ident: input.app.replace('-', "_"),
         generation: input.generation,
@@ -264,6 +377,7 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         preview_release: input.preview.as_ref().map(|p| p.release.clone()),
         preview_role: input.idle_role.clone(),
         live_servers: input.live.as_ref().map(|p| p.servers.len()),
+        canary: canary_share,
     };
     let header = serde_json::to_string(&header)?;
     Ok(format!(
@@ -349,6 +463,8 @@ mod tests {
             preview_host: None,
             tls: None,
             rehearsal_routes: Vec::new(),
+            mirror: None,
+            canary: None,
         }
     }
 
@@ -449,6 +565,102 @@ mod tests {
             !plain.contains("return 308") && !plain.contains("Strict-Transport"),
             "{plain}"
         );
+    }
+
+    /// Snapshot with a mirror: 10% of live GET/HEAD requests copied to the candidate, and the
+    /// traffic log bgd reads back.
+    #[test]
+    fn snapshot_mirror() {
+        let mut i = input();
+        i.idle_role = Some("candidate".into());
+        i.mirror = Some(MirrorRender {
+            share: 10,
+            methods: vec!["GET".into(), "HEAD".into()],
+            timeout: std::time::Duration::from_secs(5),
+        });
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(text.contains("mirror_request_body off;"), "{text}");
+        assert!(
+            text.contains("access_log /etc/nginx/bgd/logs/web-app-traffic-7.log"),
+            "{text}"
+        );
+        snapshot("nginx-mirror.conf", &text);
+        // all of the requests, POST included: no sampling, the body mirrored too
+        i.mirror = Some(MirrorRender {
+            share: 100,
+            methods: vec!["GET".into(), "POST".into()],
+            timeout: std::time::Duration::from_millis(1500),
+        });
+        let all = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(!all.contains("split_clients"), "{all}");
+        assert!(all.contains("\"1:POST\" 1;") && all.contains("mirror_request_body on;"));
+        assert!(all.contains("proxy_read_timeout 1500ms;"), "{all}");
+        // a parked release is never mirrored to, and nothing is logged then
+        i.idle_role = Some("parked".into());
+        let parked = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(
+            !parked.contains("mirror")
+                && !parked.contains("access_log /etc/nginx/bgd/logs/web-app-traffic")
+        );
+    }
+
+    /// Snapshot with a canary: 25% of live clients on the candidate, sticky by cookie.
+    #[test]
+    fn snapshot_canary() {
+        let mut i = input();
+        i.idle_role = Some("candidate".into());
+        i.canary = Some(25);
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert_eq!(read_header(&text).and_then(|h| h.canary), Some(25));
+        snapshot("nginx-canary.conf", &text);
+        // no candidate replica running: no split, all of live traffic stays on blue
+        if let Some(p) = i.preview.as_mut() {
+            p.servers.clear();
+        }
+        let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert!(
+            !text.contains("bgd_canary") && !text.contains("$bgd_web_app_side"),
+            "{text}"
+        );
+        assert_eq!(read_header(&text).and_then(|h| h.canary), None);
+    }
+
+    #[test]
+    fn canary_buckets_cover_exactly_the_share() {
+        for share in 1..=100u8 {
+            let pattern = canary_buckets(share);
+            let body = pattern.trim_start_matches("~^(").trim_end_matches(")$");
+            let covered = (0..100)
+                .filter(|b| {
+                    let b = format!("{b:02}");
+                    body.split('|').any(|alt| class_match(alt, &b))
+                })
+                .count();
+            assert_eq!(covered, share as usize, "{share}: {pattern}");
+        }
+    }
+
+    /// Matches a two-character pattern of digits and `[a-b]` classes (what `canary_buckets`
+    /// writes) against a bucket.
+    fn class_match(pattern: &str, bucket: &str) -> bool {
+        let mut classes = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c == '[' {
+                let lo = chars.next().unwrap();
+                chars.next();
+                let hi = chars.next().unwrap();
+                chars.next();
+                classes.push((lo, hi));
+            } else {
+                classes.push((c, c));
+            }
+        }
+        classes.len() == 2
+            && bucket
+                .chars()
+                .zip(classes)
+                .all(|(b, (lo, hi))| lo <= b && b <= hi)
     }
 
     #[test]

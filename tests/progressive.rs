@@ -1,0 +1,308 @@
+//! Progressive delivery against the real daemon and nginx: the mirror (live requests copied
+//! to the candidate, its answers judged against live's from what nginx logged) and the canary
+//! (a sticky share of live clients, set by hand or step by step with automatic analysis).
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// GETs `path` through the live listener on a fresh connection; (X-Bgd-Color, Set-Cookie).
+fn get(port: u16, cookie: Option<&str>) -> (String, Option<String>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: localhost\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let header = |name: &str| {
+        text.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+    };
+    (
+        header("x-bgd-color").unwrap_or_default(),
+        header("set-cookie"),
+    )
+}
+
+/// The `bgd_canary=NN` part of a Set-Cookie header.
+fn canary_cookie(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn traffic_logs(t: &TestApp) -> String {
+    docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        &format!(
+            "ls /etc/nginx/bgd/logs/ | grep '^{}-traffic' || true",
+            t.app
+        ),
+    ])
+}
+
+#[test]
+fn the_mirror_rejects_a_flaky_candidate_on_live_traffic_and_passes_a_good_one() {
+    let t = TestApp::new("mir");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let mirrored = t.config().set(
+        "warmup.mirror",
+        json!({"share": "100%", "for": "4s", "min_requests": 30}),
+    );
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("blue");
+
+    // a candidate that answers 500 to a fifth of its requests
+    t.write(&mirrored.clone().set("container.env.DEMO_ERROR_PERCENT", 20));
+    let plan = t.bgd(&["deploy", "--plan", "bgd-demo:v2"]);
+    assert!(
+        plan.stdout
+            .contains("copy 100% of live GET/HEAD requests to green for 4.0s"),
+        "{plan:?}"
+    );
+    let r = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let result = r.result();
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("the candidate failed on mirrored live traffic"),
+        "{error}"
+    );
+    assert!(error.contains("5xx rate is"), "{error}");
+    let judged = r
+        .json_lines()
+        .into_iter()
+        .find(|l| l["event"] == "analysis")
+        .unwrap_or_else(|| panic!("no analysis event: {r:?}"));
+    assert_eq!(judged["phase"], "mirror");
+    assert_eq!(judged["verdict"], "fail");
+    assert!(judged["candidate"]["requests"].as_u64().unwrap_or(0) >= 30);
+    assert!(judged["candidate"]["errors"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(judged["stable"]["errors"], 0, "{judged}");
+    assert_eq!(t.live_version(), "v1");
+    assert!(t.containers("green").is_empty());
+    // the history keeps the figures
+    let h = t.bgd(&["--json", "history"]);
+    let entries = h.result()["entries"].clone();
+    let last = entries
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["outcome"], "rejected", "{last}");
+    assert_eq!(last["analysis"][0]["verdict"], "fail", "{last}");
+
+    // a good candidate passes, and the mirror leaves nothing behind
+    t.write(&mirrored);
+    load.expect("any");
+    let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let done = d
+        .json_lines()
+        .into_iter()
+        .find(|l| l["step"] == "mirror" && l["status"] == "done")
+        .unwrap_or_else(|| panic!("no mirror step: {d:?}"));
+    let message = done["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("mirror: candidate "), "{message}");
+    assert!(message.ends_with(": pass"), "{message}");
+    assert_eq!(d.result()["analysis"][0]["verdict"], "pass", "{d:?}");
+    load.expect("green");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "{summary:#}");
+    assert!(!t.active_config().contains("mirror"));
+    assert_eq!(traffic_logs(&t).trim(), "", "traffic logs left behind");
+}
+
+#[test]
+fn the_mirror_is_skipped_when_nothing_is_live() {
+    let t = TestApp::new("mir0");
+    t.write(&t.config().set("warmup.mirror", json!({"for": "2s"})));
+    let d = t.bgd(&["--json", "deploy", "bgd-demo:v1"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let done = d
+        .json_lines()
+        .into_iter()
+        .find(|l| l["step"] == "mirror" && l["status"] == "done")
+        .unwrap_or_else(|| panic!("no mirror step: {d:?}"));
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("skipped: nothing is live yet"),
+        "{done}"
+    );
+}
+
+#[test]
+fn a_manual_canary_is_sticky_changes_share_rolls_back_to_zero_and_promotes() {
+    let t = TestApp::new("can");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("blue");
+
+    load.expect("any");
+    let d = t.bgd(&["--json", "deploy", "--canary", "30", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let result = d.result();
+    assert_eq!(result["share"], 30, "{result}");
+    assert_eq!(result["canary"]["color"], "green");
+    assert_eq!(result["live"]["color"], "blue");
+
+    // new clients split about 30/70, each told its bucket once
+    let mut sides: BTreeMap<String, u32> = BTreeMap::new();
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let (color, set) = get(t.live_port, None);
+        let set = set.unwrap_or_else(|| panic!("no Set-Cookie for a new client"));
+        assert!(set.starts_with("bgd_canary="), "{set}");
+        *sides.entry(color.clone()).or_default() += 1;
+        clients.push((color, canary_cookie(&set)));
+    }
+    let green = sides.get("green").copied().unwrap_or(0);
+    assert!(
+        (40..=80).contains(&green),
+        "30% of 200 new clients: {sides:?}"
+    );
+    // each client stays on its side, and is not told again
+    for (color, cookie) in clients.iter().take(40) {
+        for _ in 0..3 {
+            let (again, set) = get(t.live_port, Some(cookie));
+            assert_eq!(&again, color, "{cookie} moved");
+            assert_eq!(set, None);
+        }
+    }
+    // status: the split, and each side's requests as nginx logged them
+    let st = t.bgd(&["--json", "status"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    let c = st.result()["canary"].clone();
+    assert_eq!(c["share"], 30, "{c}");
+    assert!(c["canary"]["requests"].as_u64().unwrap_or(0) > 0, "{c}");
+    assert!(c["stable"]["requests"].as_u64().unwrap_or(0) > 0, "{c}");
+    let human = t.bgd(&["status"]);
+    assert!(
+        human.stdout.contains("30% of live clients on green"),
+        "{human:?}"
+    );
+
+    // a larger share moves clients from blue to green only
+    let c = t.bgd(&["--json", "canary", "60"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert_eq!(c.result()["share"], 60);
+    for (color, cookie) in clients.iter().filter(|(c, _)| c == "green").take(20) {
+        assert_eq!(&get(t.live_port, Some(cookie)).0, color, "{cookie}");
+    }
+    // a deploy now would replace the canary: refused
+    let refused = t.bgd(&["deploy", "bgd-demo:v3"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("a canary runs"), "{refused:?}");
+
+    // rollback: all of live traffic on blue, the candidate idle
+    let rb = t.bgd(&["--json", "rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(rb.result()["share"], 0, "{rb:?}");
+    load.expect("blue");
+    for (_, cookie) in clients.iter().take(20) {
+        assert_eq!(get(t.live_port, Some(cookie)).0, "blue");
+    }
+    let st = t.bgd(&["--json", "status"]).result();
+    assert_eq!(st["idle"]["role"], "candidate", "{st}");
+    assert_eq!(st["canary"], serde_json::Value::Null, "{st}");
+    assert_eq!(
+        t.bgd(&["rollback"]).code,
+        2,
+        "no canary, nothing parked: nothing to roll back to"
+    );
+
+    // again, and promoted: the usual switch, verify and park
+    load.expect("any");
+    assert_eq!(t.bgd(&["canary", "10"]).code, 0);
+    let p = t.bgd(&["--json", "promote"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    assert_eq!(p.result()["live"]["color"], "green");
+    assert_eq!(p.result()["parked"]["color"], "blue");
+    load.expect("green");
+    for (_, cookie) in clients.iter().take(10) {
+        let (color, set) = get(t.live_port, Some(cookie));
+        assert_eq!(color, "green");
+        assert_eq!(set, None, "no canary cookie once promoted");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "{summary:#}");
+    assert_eq!(traffic_logs(&t).trim(), "", "traffic logs left behind");
+}
+
+#[test]
+fn an_automatic_canary_advances_step_by_step_and_aborts_on_a_breach() {
+    let t = TestApp::new("cana");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let stepped = t.config().set(
+        "canary",
+        json!({"steps": ["20%", "50%"], "step_for": "3s", "min_requests": 20}),
+    );
+    t.write(&stepped);
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("any");
+    let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    let result = d.result();
+    assert_eq!(result["live"]["color"], "green", "{result}");
+    let phases: Vec<String> = result["analysis"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|j| format!("{} {}", j["phase"], j["verdict"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        phases,
+        vec!["\"canary 20%\" \"pass\"", "\"canary 50%\" \"pass\""],
+        "{result}"
+    );
+    load.expect("green");
+
+    // a slow release breaks the p95 threshold at its first step: all back on green, exit 4
+    t.write(&stepped.clone().set("container.env.DEMO_DELAY_MS", 150));
+    load.expect("any");
+    let r = t.bgd(&["--json", "deploy", "bgd-demo:v3"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let error = r.result()["error"].as_str().unwrap_or("").to_string();
+    assert!(error.contains("the canary failed its analysis"), "{error}");
+    assert!(error.contains("p95"), "{error}");
+    load.expect("green");
+    assert_eq!(t.live_version(), "v2");
+    let st = t.bgd(&["--json", "status"]).result();
+    assert_eq!(st["idle"]["role"], "candidate", "{st}");
+    assert_eq!(st["canary"], serde_json::Value::Null, "{st}");
+    // the failed canary is not promoted by mistake
+    let p = t.bgd(&["promote"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "{summary:#}");
+    // discard, and the next deploy works
+    assert_eq!(t.bgd(&["discard"]).code, 0);
+}
