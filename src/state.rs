@@ -78,6 +78,13 @@ impl AppState {
             2
         }
     }
+
+    /// The record as written on the host, with the schema it needs.
+    pub fn to_record(&self) -> serde_json::Result<String> {
+        let mut state = self.clone();
+        state.schema = self.schema_needed();
+        serde_json::to_string(&state)
+    }
 }
 
 fn legacy_schema() -> u32 {

@@ -73,6 +73,22 @@ fn semantic_errors_point_at_the_key() {
             "app: web\ncontainer:\n  port: 8080\nlb:\n  publish: [\"not-a-port:80\"]\n",
             "lb.publish[0]",
         ),
+        (
+            &format!("{VALID}warmup:\n  mirror:\n    share: 150%\n"),
+            "bgd.yaml:8:5: warmup.mirror.share: \"150%\" is not a whole percentage between 1% and 100%",
+        ),
+        (
+            &format!("{VALID}warmup:\n  mirror:\n    methods: [get]\n"),
+            "warmup.mirror.methods",
+        ),
+        (
+            &format!("{VALID}canary:\n  steps: [25, 10]\n"),
+            "canary.steps[1]: the shares must rise",
+        ),
+        (
+            &format!("{VALID}canary:\n  max_latency_ratio: 0.5\n"),
+            "canary.max_latency_ratio",
+        ),
     ];
     for (text, want) in cases {
         std::fs::write(dir.join("bgd.yaml"), text).unwrap();

@@ -212,6 +212,16 @@ fn a_manual_canary_is_sticky_changes_share_rolls_back_to_zero_and_promotes() {
     for (color, cookie) in clients.iter().filter(|(c, _)| c == "green").take(20) {
         assert_eq!(&get(t.live_port, Some(cookie)).0, color, "{cookie}");
     }
+    // a record lost during a canary is rebuilt with it, from what nginx serves
+    docker(&[
+        "exec",
+        &t.lb(),
+        "rm",
+        &format!("/etc/nginx/bgd/{}/state.json", t.app),
+    ]);
+    assert_eq!(t.bgd(&["repair"]).code, 0);
+    let st = t.bgd(&["--json", "status"]).result();
+    assert_eq!(st["canary"]["share"], 60, "{st}");
     // a deploy now would replace the canary: refused
     let refused = t.bgd(&["deploy", "bgd-demo:v3"]);
     assert_eq!(refused.code, 2, "{refused:?}");

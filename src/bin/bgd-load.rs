@@ -20,7 +20,8 @@
 //! --color-header NAME, in that header: e.g. the app's own version header, to see which
 //! release really answered).
 //!
-//! Runs until --stop-file exists or --duration passes, then prints one JSON summary on stdout.
+//! Runs until --stop-file exists or --duration passes, then prints one JSON summary on stdout
+//! (per client kind: requests, failures, and the p50/p99 latency of the answered requests).
 //! Only loopback targets are accepted.
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ struct Tally {
     kinds: BTreeMap<String, u64>,
     colors: BTreeMap<String, u64>,
     by_client: BTreeMap<String, (u64, u64)>,
+    /// Each answered request's latency (µs, from sending it to reading the whole answer)
+    latencies: BTreeMap<String, Vec<u32>>,
     examples: Vec<String>,
 }
 
@@ -94,9 +97,18 @@ struct Shared {
 }
 
 impl Shared {
-    fn record(&self, kind: Kind, outcome: Result<Option<String>, (&'static str, String)>) {
+    fn record(
+        &self,
+        kind: Kind,
+        outcome: Result<Option<String>, (&'static str, String)>,
+        took: Duration,
+    ) {
         let Ok(mut t) = self.tally.lock() else { return };
         t.requests += 1;
+        if outcome.is_ok() {
+            let us = took.as_micros().min(u32::MAX as u128) as u32;
+            t.latencies.entry(kind.name().into()).or_default().push(us);
+        }
         let entry = t.by_client.entry(kind.name().into()).or_default();
         entry.0 += 1;
         match outcome {
@@ -357,7 +369,7 @@ fn client(kind: Kind, o: Arc<Options>, shared: Arc<Shared>) {
             }
         };
         let failed = result.is_err();
-        shared.record(kind, result);
+        shared.record(kind, result, sent_at.elapsed());
         if failed && conn.is_none() {
             // do not spin on a refused port
             thread::sleep(Duration::from_millis(5));
@@ -434,7 +446,23 @@ fn main() {
     let clients: Vec<String> = t
         .by_client
         .iter()
-        .map(|(k, (r, f))| format!("\"{k}\":{{\"requests\":{r},\"failures\":{f}}}"))
+        .map(|(k, (r, f))| {
+            let mut l = t.latencies.get(k).cloned().unwrap_or_default();
+            l.sort_unstable();
+            let pct = |p: usize| {
+                if l.is_empty() {
+                    "null".to_string()
+                } else {
+                    let rank = (l.len() * p).div_ceil(100).max(1);
+                    format!("{:.3}", f64::from(l[rank - 1]) / 1000.0)
+                }
+            };
+            format!(
+                "\"{k}\":{{\"requests\":{r},\"failures\":{f},\"p50_ms\":{},\"p99_ms\":{}}}",
+                pct(50),
+                pct(99)
+            )
+        })
         .collect();
     let examples: Vec<String> = t.examples.iter().map(|e| json_str(e)).collect();
     println!(

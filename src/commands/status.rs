@@ -199,7 +199,7 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
             v.release.color, v.release.image
         )),
         Some((Role::Candidate, v)) if obs.state.candidate_failed => s.push_str(&format!(
-            "  next      the candidate {} ({}) FAILED (its canary analysis, or verification after its switch); traffic is back on the release before it. Inspect it on the preview listener; `bgd discard` removes it; do not `bgd switch` it\n",
+            "  next      the candidate {} ({}) FAILED verification after its switch, or its canary analysis; traffic is back on the release before it. Inspect it on the preview listener; `bgd discard` removes it; do not `bgd switch` it\n",
             v.release.color, v.release.image
         )),
         Some((Role::Candidate, v)) => s.push_str(&format!(

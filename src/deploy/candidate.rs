@@ -387,6 +387,8 @@ pub async fn discard(run: &mut Run<'_>) -> Result<String> {
     });
     run.state.set_aside = None;
     run.state.candidate_failed = false;
+    // a canary's share went with the candidate: all of live traffic is on the live release
+    run.state.canary = None;
     done.push(match &parked {
         Some((r, _)) => format!("the preview listener routes to {} again", r.color),
         None => "the preview listener routes to nothing".to_string(),

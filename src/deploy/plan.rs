@@ -283,6 +283,10 @@ pub fn deploy(
         notes.push(format!(
             "--no-switch: {target} then waits as the candidate on the preview listener; `bgd switch` promotes it"
         ));
+    } else if let Some(share) = request.canary {
+        notes.push(format!(
+            "--canary {share}: {target} then takes {share}% of live clients; `bgd canary N` changes the share, `bgd promote` makes it live for all, `bgd rollback` sends its share back to 0%"
+        ));
     } else if let (Some(l), ParkMode::Running) = (live, config.park) {
         notes.push(format!(
             "park {} ({}): it keeps running, `bgd rollback` returns to it",
@@ -322,15 +326,16 @@ pub fn deploy(
     let live_pool = obs.live_pool(config);
     let generation = obs.generation();
     let kmt = facts.features;
-    let nginx_after = if request.no_switch {
+    let nginx_after = if request.no_switch || request.canary.is_some() {
+        // a canary's share is one more install after the preview's
         let preview = Some((&placeholder, Role::Candidate));
         render_input(
             config,
-            generation + 1,
+            generation + 1 + u64::from(request.canary.is_some()),
             live_pool.as_ref(),
             preview,
             kmt,
-            None,
+            request.canary,
         )
     } else {
         let parked = live_pool.as_ref().map(|p| (p, Role::Parked));

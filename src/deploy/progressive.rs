@@ -5,8 +5,8 @@
 //!
 //! A canary share changes live routing: it is installed like a switch (validated, watched,
 //! recorded in the same exec, confirmed through `lb.url`). From the first share on, a failure
-//! does not remove the candidate (it serves live clients): the step puts all of live traffic
-//! back on the stable color itself and leaves the candidate idle.
+//! does not remove the candidate (it serves live clients): `Run::end_canary` puts all of live
+//! traffic back on the stable color and leaves the candidate idle.
 
 use super::run::Run;
 use super::specs::render_input;
@@ -123,11 +123,8 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
     if let Some(aside) = run.undo.set_aside.as_ref() {
         run.state.set_aside = Some(aside.release.clone());
     }
-    let set = set_share(run, share).await;
-    let window = match set {
-        Ok(w) => w,
-        Err(e) => return Err(abort_after(run, e, false).await),
-    };
+    // a failure from here on ends the canary (`Run::end_canary`, from the executor)
+    let window = set_share(run, share).await?;
     let set_text = format!(
         "{share}% of live clients on {canary_color}, the rest on {} (generation {}); switch window: {}",
         live.color,
@@ -144,11 +141,7 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
     let phase = format!("canary {share}%");
     let generation = run.state.generation;
     let a = config.canary.analysis.clone();
-    let watched = watch(run, generation, config.canary.step_for, &a, compare, &phase).await;
-    let judged = match watched {
-        Ok(j) => j,
-        Err(e) => return Err(abort_after(run, e, false).await),
-    };
+    let judged = watch(run, generation, config.canary.step_for, &a, compare, &phase).await?;
     if judged.failed() {
         let line = judged.line();
         record(run, judged);
@@ -156,7 +149,7 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
             "the canary failed its analysis, {line}; all of live traffic is back on {}, {canary_color} waits as the failed candidate",
             live.color
         ));
-        return Err(abort_after(run, e, true).await);
+        return Err(run.end_canary(e, true).await);
     }
     conclude(run, judged, |_| {
         anyhow::anyhow!("internal: a passed canary step failed")
@@ -187,27 +180,6 @@ async fn set_share(run: &mut Run<'_>, share: u8) -> Result<crate::probe::window:
     Ok(window)
 }
 
-/// The canary step failed with `e` after its share may have been installed: put all of live
-/// traffic back on the stable color (unless nothing changed), and say so.
-async fn abort_after(run: &mut Run<'_>, e: anyhow::Error, failed: bool) -> anyhow::Error {
-    let routed_before = run.state.canary.is_some();
-    if !routed_before && !failed {
-        return e;
-    }
-    run.host.out.warn(&format!(
-        "{}; sending all of live traffic back to the stable color",
-        run.host.out.redact(&format!("{e:#}"))
-    ));
-    // the candidate stays idle (`failed`: marked as the release that failed, which `switch`
-    // and `promote` refuse)
-    match switch::route_canary(run, None, failed).await {
-        Ok(_) => e,
-        Err(stop_err) => error::unsafe_state(format!(
-            "{e:#}\nand putting all of live traffic back on the stable color failed: {stop_err:#}\nRun `bgd rollback` now (it sends the canary's share back to 0%), and check `bgd status`"
-        )),
-    }
-}
-
 /// Watches traffic logged under `generation` for `window`, reading it back every few
 /// seconds (the progress line shows the figures); ends early on a clear breach (enough
 /// candidate requests, and a threshold broken).
@@ -219,6 +191,17 @@ async fn watch(
     compare: Compare,
     phase: &str,
 ) -> Result<Judged> {
+    // the mirror's live side: only requests of the methods it copies
+    let methods = match compare {
+        Compare::Mirror { .. } => run
+            .host
+            .config
+            .warmup
+            .mirror
+            .as_ref()
+            .map(|m| &m.methods[..]),
+        Compare::Canary { .. } => None,
+    };
     let host = run.host;
     let started = Instant::now();
     let tick = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(5));
@@ -233,7 +216,7 @@ async fn watch(
         let elapsed = started.elapsed();
         let traffic = host
             .nginx()
-            .traffic(generation)
+            .traffic(generation, methods)
             .await
             .map_err(|e| host.nginx_failure(e, "reading what nginx logged of live traffic"))?;
         let (stable, candidate) = match compare {

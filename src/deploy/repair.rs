@@ -47,7 +47,7 @@ pub async fn repair(host: &Host<'_>) -> Result<Repaired> {
             ..HistoryEntry::starting("repair")
         };
         let write = RecordWrite {
-            state: Some(serde_json::to_string(&state)?),
+            state: Some(state.to_record()?),
             // the record this replaces is the one that could not be trusted
             replace_untrusted: true,
             history: serde_json::to_string(&entry)?,
@@ -95,6 +95,13 @@ fn rebuild(obs: &Observed) -> Result<AppState> {
     // aside names (`…-parked`), which `discard` gives back
     if let (Some(candidate), Role::Candidate) = (&idle, role) {
         state.set_aside = aside_by_names(obs, candidate);
+    }
+    // a canary nginx serves: the candidate's share of live clients, as the header says
+    if let (Some(share), Role::Candidate, Some(_)) = (h.canary, role, &idle) {
+        state.canary = Some(state::Canary {
+            share,
+            since: state::now(),
+        });
     }
     state.idle = idle.map(|release| Idle { release, role });
     Ok(state)

@@ -332,8 +332,11 @@ impl<'a> Run<'a> {
         if self.switched.is_none() {
             // A switch that could not be confirmed nor undone may leave nginx routing live
             // traffic to the candidate: nothing is removed, `bgd status` says what is live.
-            if matches!(error::failure(&e), Some(Failure::Unsafe(_))) || self.canary_routed {
+            if matches!(error::failure(&e), Some(Failure::Unsafe(_))) {
                 return e;
+            }
+            if self.canary_routed {
+                return self.end_canary(e, false).await;
             }
             if let (Command::Deploy(_), true) = (&self.command, self.journal.active) {
                 self.host
@@ -365,6 +368,27 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A step failed with `e` after a canary share was installed (`failed`: the canary broke
+    /// its thresholds): a share still installed goes back to 0%, all of live traffic on the
+    /// stable release. The candidate is never removed (it served live clients): it stays idle,
+    /// `failed` marking it as the release that failed, which `switch` and `promote` refuse.
+    pub async fn end_canary(&mut self, e: anyhow::Error, failed: bool) -> anyhow::Error {
+        if self.state.canary.is_none() {
+            return e;
+        }
+        let out = self.host.out;
+        out.warn(&format!(
+            "{}; sending all of live traffic back to the stable release",
+            out.redact(&format!("{e:#}"))
+        ));
+        match switch::route_canary(self, None, failed).await {
+            Ok(_) => e,
+            Err(stop) => error::unsafe_state(format!(
+                "{e:#}\nand ending the canary failed too: {stop:#}\nRun `bgd rollback` now (it sends the canary's share back to 0%), and check `bgd status`"
+            )),
+        }
+    }
+
     /// Ends the run: records the outcome on the host (unless a routing exec already
     /// recorded this very outcome, or the run was refused) and releases the lock.
     pub async fn finish<T>(&mut self, result: &Result<T>) {
@@ -393,7 +417,6 @@ impl<'a> Run<'a> {
     async fn record(&mut self, entry: HistoryEntry, with_state: bool) {
         let mut state = self.state.clone();
         state.updated_at = state::now();
-        state.schema = state.schema_needed();
         let lock = match (&self.lock, &self.holder) {
             (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
             (lock, _) => lock.clone(),
@@ -402,7 +425,7 @@ impl<'a> Run<'a> {
             let write = RecordWrite {
                 replace_untrusted: false,
                 state: if with_state {
-                    Some(serde_json::to_string(&state)?)
+                    Some(state.to_record()?)
                 } else {
                     None
                 },

@@ -123,7 +123,7 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
     let canary = match (&obs.state.canary, &obs.state.live, &obs.state.idle) {
         (Some(c), Some(l), Some(i)) if lb_running => {
             let generation = served_generation.or(file_generation).unwrap_or(0);
-            let traffic = match host.nginx().traffic(generation).await {
+            let traffic = match host.nginx().traffic(generation, None).await {
                 Ok(t) => t,
                 Err(e) => {
                     warnings.push(format!(

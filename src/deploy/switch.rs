@@ -351,9 +351,8 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
 fn record_of(state: &AppState, entry: &HistoryEntry) -> Result<RecordWrite> {
     let mut state = state.clone();
     state.updated_at = state::now();
-    state.schema = state.schema_needed();
     Ok(RecordWrite {
-        state: Some(serde_json::to_string(&state)?),
+        state: Some(state.to_record()?),
         replace_untrusted: false,
         history: serde_json::to_string(entry)?,
         run: entry.run.clone(),

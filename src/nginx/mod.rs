@@ -257,8 +257,13 @@ impl<'a> Nginx<'a> {
     }
 
     /// What nginx logged of this app's live traffic under config `generation` (a mirror or a
-    /// canary); nothing yet when the file is not there.
-    pub async fn traffic(&self, generation: u64) -> Result<traffic::Traffic, NginxError> {
+    /// canary; with `methods`, only live requests of those methods); nothing yet when the
+    /// file is not there.
+    pub async fn traffic(
+        &self,
+        generation: u64,
+        methods: Option<&[String]>,
+    ) -> Result<traffic::Traffic, NginxError> {
         let path = render::traffic_log(&self.app, generation);
         let files = self
             .docker
@@ -269,7 +274,7 @@ impl<'a> Nginx<'a> {
             .iter()
             .map(|(_, data)| String::from_utf8_lossy(data))
             .collect();
-        Ok(traffic::parse(&text, &self.app))
+        Ok(traffic::parse(&text, &self.app, methods))
     }
 
     /// Writes files into bgd's directory for this app.

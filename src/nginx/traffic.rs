@@ -1,7 +1,8 @@
 //! What nginx observed of an app's live traffic while a mirror or a canary runs, read back
 //! from the traffic log the rendered config writes (pure: text in, figures out).
 //!
-//! A line is `bgd1 <leg> <msec> <proxy_host> <status> <upstream_response_time>`: `leg` is
+//! A line is `bgd1 <leg> <msec> <proxy_host> <status> <method> <upstream_response_time>`:
+//! `leg` is
 //! `live` (a client's request, answered by the color `proxy_host` names) or `mirror` (the
 //! candidate's answer to a copy, which nginx discarded).
 
@@ -85,13 +86,16 @@ impl Side {
     }
 }
 
-/// Parses the traffic log of app `app` (its upstreams are `bgd_<ident>_<color>`).
-pub fn parse(text: &str, app: &str) -> Traffic {
+/// Parses the traffic log of app `app` (its upstreams are `bgd_<ident>_<color>`); with
+/// `methods`, live requests of other methods are left out (the mirror copies only those).
+pub fn parse(text: &str, app: &str, methods: Option<&[String]>) -> Traffic {
     let prefix = format!("bgd_{}_", app.replace('-', "_"));
     let mut t = Traffic::default();
     for line in text.lines() {
         match parse_line(line, &prefix) {
-            Some((leg, color, status, latency)) => {
+            Some((leg, _, _, method, _))
+                if leg == "live" && methods.is_some_and(|m| !m.iter().any(|m| m == method)) => {}
+            Some((leg, color, status, _, latency)) => {
                 let side = match (leg, color) {
                     ("mirror", _) => &mut t.mirror,
                     (_, Color::Blue) => &mut t.blue,
@@ -106,7 +110,10 @@ pub fn parse(text: &str, app: &str) -> Traffic {
     t
 }
 
-fn parse_line<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, Color, u16, Option<u64>)> {
+/// (leg, color, status, method, upstream time in µs)
+type Parsed<'a> = (&'a str, Color, u16, &'a str, Option<u64>);
+
+fn parse_line<'a>(line: &'a str, prefix: &str) -> Option<Parsed<'a>> {
     let mut fields = line.split_whitespace();
     if fields.next()? != "bgd1" {
         return None;
@@ -119,6 +126,7 @@ fn parse_line<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, Color, u16, O
         _ => return None,
     };
     let status: u16 = fields.next()?.parse().ok()?;
+    let method = fields.next()?;
     // "0.004", "-", or one time per upstream tried: "0.001, 0.004" or "0.001 : 0.004"
     let rest: Vec<&str> = fields.collect();
     let mut total = 0u64;
@@ -131,7 +139,7 @@ fn parse_line<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, Color, u16, O
             }
         }
     }
-    Some((leg, color, status, timed.then_some(total)))
+    Some((leg, color, status, method, timed.then_some(total)))
 }
 
 #[cfg(test)]
@@ -141,15 +149,20 @@ mod tests {
     #[test]
     fn lines_are_split_by_side_and_judged_by_status() {
         let log = "\
-bgd1 live 1795715242.505 bgd_my_app_blue 200 0.010
-bgd1 live 1795715242.506 bgd_my_app_blue 502 -
-bgd1 live 1795715242.507 bgd_my_app_green 200 0.001, 0.003
-bgd1 mirror 1795715242.508 bgd_my_app_green 500 0.002
-bgd1 mirror 1795715242.509 bgd_my_app_green 200 0.004
-bgd1 live 1795715242.510 bgd_other_blue 200 0.001
+bgd1 live 1795715242.505 bgd_my_app_blue 200 GET 0.010
+bgd1 live 1795715242.506 bgd_my_app_blue 502 GET -
+bgd1 live 1795715242.507 bgd_my_app_green 200 GET 0.001, 0.003
+bgd1 mirror 1795715242.508 bgd_my_app_green 500 GET 0.002
+bgd1 mirror 1795715242.509 bgd_my_app_green 200 HEAD 0.004
+bgd1 live 1795715242.510 bgd_other_blue 200 GET 0.001
+bgd1 live 1795715242.511 bgd_my_app_blue 200 POST 0.900
 bgd1 live 17957152
 ";
-        let t = parse(log, "my-app");
+        let t = parse(
+            log,
+            "my-app",
+            Some(&["GET".to_string(), "HEAD".to_string()]),
+        );
         assert_eq!(t.blue.requests, 2);
         assert_eq!(t.blue.errors, 1);
         assert_eq!(t.blue.summary().p95_ms, Some(10.0));
@@ -161,6 +174,8 @@ bgd1 live 17957152
         assert_eq!(t.mirror.summary().p95_ms, Some(4.0));
         // another app's line and a torn one
         assert_eq!(t.skipped, 2);
+        // a POST the mirror did not copy counts only when all methods do
+        assert_eq!(parse(log, "my-app", None).blue.requests, 3);
     }
 
     #[test]
