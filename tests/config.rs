@@ -89,6 +89,10 @@ fn semantic_errors_point_at_the_key() {
             &format!("{VALID}canary:\n  max_latency_ratio: 0.5\n"),
             "canary.max_latency_ratio",
         ),
+        (
+            &format!("{VALID}canary:\n  inconclusive: maybe\n"),
+            "canary.inconclusive",
+        ),
     ];
     for (text, want) in cases {
         std::fs::write(dir.join("bgd.yaml"), text).unwrap();

@@ -442,6 +442,12 @@ fn the_structs_are_strict() {
     assert!(serde_json::from_str::<Line>(ok).is_ok());
     let pull = r#"{"event":"pull","image":"r.example.com/w:1","status":"done","layers":3,"layers_done":3,"bytes":10,"total_bytes":10,"ms":5}"#;
     assert!(serde_json::from_str::<Line>(pull).is_ok());
+    let judged = r#"{"event":"analysis","phase":"mirror","verdict":"pass","reason":"pass","stable":{"requests":9,"errors":0,"error_rate":0.0,"p95_ms":2.0},"candidate":{"requests":3,"errors":0,"error_rate":0.0},"window_ms":1000}"#;
+    assert!(serde_json::from_str::<Line>(judged).is_ok());
+    assert!(serde_json::from_str::<Line>(
+        &judged.replace("\"window_ms\"", "\"x\":1,\"window_ms\"")
+    )
+    .is_err());
     let extra = pull.replace("\"ms\"", "\"password\":\"x\",\"ms\"");
     assert!(serde_json::from_str::<Line>(&extra).is_err());
     for bad in [

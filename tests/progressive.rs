@@ -212,6 +212,22 @@ fn a_manual_canary_is_sticky_changes_share_rolls_back_to_zero_and_promotes() {
     for (color, cookie) in clients.iter().filter(|(c, _)| c == "green").take(20) {
         assert_eq!(&get(t.live_port, Some(cookie)).0, color, "{cookie}");
     }
+    // ... and moves some: buckets 30-59 of the blue ones (30 of 70, about 43%)
+    let blue: Vec<&String> = clients
+        .iter()
+        .filter(|(c, _)| c == "blue")
+        .map(|(_, cookie)| cookie)
+        .collect();
+    let moved = blue
+        .iter()
+        .filter(|cookie| get(t.live_port, Some(cookie)).0 == "green")
+        .count();
+    let pct = moved * 100 / blue.len().max(1);
+    assert!((25..=60).contains(&pct), "{moved} of {} moved", blue.len());
+    // the candidate serves clients: discard refuses until its share is 0
+    let d = t.bgd(&["discard"]);
+    assert_eq!(d.code, 2, "{d:?}");
+    assert!(d.stderr.contains("bgd rollback"), "{d:?}");
     // a record lost during a canary is rebuilt with it, from what nginx serves
     docker(&[
         "exec",
@@ -302,6 +318,24 @@ fn an_automatic_canary_advances_step_by_step_and_aborts_on_a_breach() {
     let error = r.result()["error"].as_str().unwrap_or("").to_string();
     assert!(error.contains("the canary failed its analysis"), "{error}");
     assert!(error.contains("p95"), "{error}");
+    // at its first step, which the history keeps with its figures
+    let judged: Vec<serde_json::Value> = r
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "analysis")
+        .collect();
+    assert_eq!(judged.len(), 1, "{judged:?}");
+    assert_eq!(judged[0]["phase"], "canary 20%");
+    assert_eq!(judged[0]["verdict"], "fail");
+    let h = t.bgd(&["--json", "history"]).result();
+    let last = h["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["command"], "deploy", "{last}");
+    assert_eq!(last["outcome"], "rolled-back", "{last}");
+    assert_eq!(last["analysis"][0]["verdict"], "fail", "{last}");
     load.expect("green");
     assert_eq!(t.live_version(), "v2");
     let st = t.bgd(&["--json", "status"]).result();
@@ -315,4 +349,22 @@ fn an_automatic_canary_advances_step_by_step_and_aborts_on_a_breach() {
     assert_eq!(summary["failures"], 0, "{summary:#}");
     // discard, and the next deploy works
     assert_eq!(t.bgd(&["discard"]).code, 0);
+}
+
+#[test]
+fn a_window_too_quiet_to_judge_fails_only_when_asked() {
+    let t = TestApp::new("mirq");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // no traffic at all: no verdict
+    let quiet = t.config().set("warmup.mirror", json!({"for": "1s"}));
+    t.write(&quiet.clone().set("warmup.mirror.inconclusive", "fail"));
+    let r = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("(inconclusive: fail)"), "{r:?}");
+    assert_eq!(t.live_version(), "v1");
+    t.write(&quiet);
+    let d = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(d.stderr.contains("too little traffic to judge"), "{d:?}");
 }

@@ -36,6 +36,25 @@ pub fn run(config: &Config, out: &Output) -> Result<()> {
     );
     render::render(template, &input)
         .map_err(|e| error::config(format!("cannot render {which}: {e:#}")))?;
+    // and with a candidate that a mirror copies to and a canary shares live clients with
+    let mut progressive = crate::deploy::specs::render_input(
+        config,
+        2,
+        Some(&sample(Color::Blue)),
+        Some((&sample(Color::Green), crate::model::Role::Candidate)),
+        render::Features::ALL,
+        Some(10),
+    );
+    progressive.mirror = Some(render::MirrorRender {
+        share: 10,
+        methods: vec!["GET".into(), "HEAD".into()],
+        timeout: std::time::Duration::from_secs(5),
+    });
+    render::render(template, &progressive).map_err(|e| {
+        error::config(format!(
+            "cannot render {which} with a mirror and a canary: {e:#}"
+        ))
+    })?;
     let https = config
         .lb
         .tls

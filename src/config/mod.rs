@@ -81,6 +81,8 @@ pub struct Analysis {
     pub min_latency: Duration,
     /// Fewer candidate requests than this: no verdict (reported, not gating)
     pub min_requests: u64,
+    /// No verdict fails like a breach (`inconclusive: fail`)
+    pub fail_inconclusive: bool,
 }
 
 impl Default for Analysis {
@@ -90,6 +92,7 @@ impl Default for Analysis {
             max_latency_ratio: 2.0,
             min_latency: Duration::from_millis(20),
             min_requests: 20,
+            fail_inconclusive: false,
         }
     }
 }

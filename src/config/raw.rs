@@ -38,6 +38,16 @@ pub struct RawConfig {
     pub canary: RawCanary,
 }
 
+/// What a window with too little traffic to judge does (`inconclusive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inconclusive {
+    /// A warning; the deploy goes on
+    Pass,
+    /// It fails like a breach
+    Fail,
+}
+
 /// When release images are pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,6 +178,7 @@ pub struct RawMirror {
     pub max_latency_ratio: Option<Scalar>,
     pub min_latency: Option<DurationStr>,
     pub min_requests: Option<u64>,
+    pub inconclusive: Option<Inconclusive>,
 }
 
 /// `canary`: the steps a plain deploy takes through a canary, judged at each.
@@ -180,6 +191,7 @@ pub struct RawCanary {
     pub max_latency_ratio: Option<Scalar>,
     pub min_latency: Option<DurationStr>,
     pub min_requests: Option<u64>,
+    pub inconclusive: Option<Inconclusive>,
 }
 
 #[derive(Debug, Default, Deserialize)]

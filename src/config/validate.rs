@@ -402,6 +402,7 @@ fn mirror(m: RawMirror) -> Checked<Mirror> {
             m.max_latency_ratio,
             m.min_latency,
             m.min_requests,
+            m.inconclusive,
         )?,
     })
 }
@@ -433,6 +434,7 @@ fn canary(c: RawCanary) -> Checked<Canary> {
             c.max_latency_ratio,
             c.min_latency,
             c.min_requests,
+            c.inconclusive,
         )?,
     })
 }
@@ -456,16 +458,18 @@ fn analysis(
     max_latency_ratio: Option<Scalar>,
     min_latency: Option<DurationStr>,
     min_requests: Option<u64>,
+    inconclusive: Option<Inconclusive>,
 ) -> Checked<Analysis> {
     let d = Analysis::default();
-    let number = |key: &str, v: Option<Scalar>, default: f64, min: f64| -> Checked<f64> {
+    let number = |key: &str, v: Option<Scalar>, default: f64, range: (f64, f64)| {
         let Some(v) = v else { return Ok(default) };
         let t = v.0.trim();
+        let (min, max) = range;
         match t.strip_suffix('%').unwrap_or(t).trim().parse::<f64>() {
-            Ok(n) if n.is_finite() && n >= min && n <= 100_000.0 => Ok(n),
+            Ok(n) if n.is_finite() && n >= min && n <= max => Ok(n),
             _ => Err(issue(
                 format!("{at}.{key}"),
-                format!("{:?} is not a number of at least {min}", v.0),
+                format!("{:?} is not a number between {min} and {max}", v.0),
             )),
         }
     };
@@ -474,16 +478,17 @@ fn analysis(
             "max_error_increase",
             max_error_increase,
             d.max_error_increase,
-            0.0,
+            (0.0, 100.0),
         )?,
         max_latency_ratio: number(
             "max_latency_ratio",
             max_latency_ratio,
             d.max_latency_ratio,
-            1.0,
+            (1.0, 1000.0),
         )?,
         min_latency: min_latency.map_or(d.min_latency, |m| m.0),
         min_requests: min_requests.unwrap_or(d.min_requests),
+        fail_inconclusive: inconclusive == Some(Inconclusive::Fail),
     })
 }
 

@@ -378,6 +378,19 @@ pub async fn warmup(run: &mut Run<'_>) -> Result<String> {
     }
 }
 
+/// Makes a request through `lb.url` one of a canary's stable side: `bgd_canary=99` added to
+/// its cookies (a bucket no share below 100% takes).
+fn stable_side(headers: &mut Vec<(String, String)>) {
+    let stable = super::host::STABLE_COOKIE;
+    match headers
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+    {
+        Some((_, v)) => *v = format!("{v}; {stable}"),
+        None => headers.push(("Cookie".into(), stable.into())),
+    }
+}
+
 /// `smoke`: every smoke probe, answered by the candidate's color through the preview
 /// listener (or, `target: live`, by the live color through `lb.url`), in order, with the
 /// values earlier probes captured.
@@ -461,11 +474,15 @@ pub async fn smoke_probes(
         };
         let path = substitute(&probe.path, &values);
         let body = substitute(&probe.body, &values);
-        let headers: Vec<(String, String)> = probe
+        let mut headers: Vec<(String, String)> = probe
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), substitute(v, &values)))
             .collect();
+        if to.name == "live" {
+            // during a canary, as a client of the stable side (the live color)
+            stable_side(&mut headers);
+        }
         let mut request = Request {
             method: &probe.method,
             url: format!("{}{path}", to.base),

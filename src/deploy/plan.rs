@@ -508,8 +508,15 @@ pub fn canary(
     Ok(steps)
 }
 
-/// The candidate `bgd discard` removes; refused when none waits.
+/// The candidate `bgd discard` removes; refused when none waits, and while it takes a share
+/// of live clients (a canary).
 pub fn discard_target(obs: &Observed) -> Result<Release> {
+    if let (Some(c), Some(i)) = (&obs.state.canary, &obs.state.idle) {
+        return Err(error::refused(format!(
+            "not discarding {} ({}): it takes {}% of live clients as a canary. `bgd rollback` first sends its share back to 0%",
+            i.release.color, i.release.image, c.share
+        )));
+    }
     match obs.state.idle.as_ref() {
         Some(i) if i.role == Role::Candidate => Ok(i.release.clone()),
         Some(i) => Err(error::refused(format!(

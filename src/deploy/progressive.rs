@@ -88,7 +88,8 @@ pub async fn mirror(run: &mut Run<'_>) -> Result<String> {
         .await;
     let judged = watched?;
     stopped?;
-    conclude(run, judged, |line| {
+    let fail_inconclusive = m.analysis.fail_inconclusive;
+    conclude(run, judged, fail_inconclusive, |line| {
         error::rejected(format!(
             "the candidate failed on mirrored live traffic, {line}; live traffic was not touched"
         ))
@@ -117,13 +118,10 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
             window.summary()
         ));
     }
-    // from here the candidate may serve live clients: a failure must not remove it, and the
-    // record says which parked release it set aside (`discard` gives it back)
-    run.canary_routed = true;
+    // the record says which parked release the candidate set aside (`discard` gives it back)
     if let Some(aside) = run.undo.set_aside.as_ref() {
         run.state.set_aside = Some(aside.release.clone());
     }
-    // a failure from here on ends the canary (`Run::end_canary`, from the executor)
     let window = set_share(run, share).await?;
     let set_text = format!(
         "{share}% of live clients on {canary_color}, the rest on {} (generation {}); switch window: {}",
@@ -142,16 +140,22 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
     let generation = run.state.generation;
     let a = config.canary.analysis.clone();
     let judged = watch(run, generation, config.canary.step_for, &a, compare, &phase).await?;
-    if judged.failed() {
+    let no_verdict = judged.verdict == "inconclusive" && a.fail_inconclusive;
+    if judged.failed() || no_verdict {
         let line = judged.line();
         record(run, judged);
+        let why = if no_verdict {
+            "had too little traffic to judge (canary.inconclusive: fail)"
+        } else {
+            "failed its analysis"
+        };
         let e = error::rolled_back(format!(
-            "the canary failed its analysis, {line}; all of live traffic is back on {}, {canary_color} waits as the failed candidate",
+            "the canary {why}, {line}; all of live traffic is back on {}, {canary_color} waits as the failed candidate",
             live.color
         ));
         return Err(run.end_canary(e, true).await);
     }
-    conclude(run, judged, |_| {
+    conclude(run, judged, false, |_| {
         anyhow::anyhow!("internal: a passed canary step failed")
     })
     .map(|line| format!("{set_text}; {line}"))
@@ -161,6 +165,9 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
 /// canary side answers through `lb.url`.
 async fn set_share(run: &mut Run<'_>, share: u8) -> Result<crate::probe::window::WindowReport> {
     let window = switch::route_canary(run, Some(share), false).await?;
+    // from here the candidate may serve live clients: a failure never removes it, it ends
+    // the canary (`Run::end_canary`, from the executor)
+    run.canary_routed = true;
     let canary = run.pool()?.color;
     run.host
         .confirm_canary(canary, run.state.generation)
@@ -253,6 +260,7 @@ fn record(run: &mut Run<'_>, judged: Judged) {
 fn conclude(
     run: &mut Run<'_>,
     judged: Judged,
+    fail_inconclusive: bool,
     fail: impl FnOnce(&str) -> anyhow::Error,
 ) -> Result<String> {
     let line = judged.line();
@@ -260,6 +268,7 @@ fn conclude(
     record(run, judged);
     match verdict.as_str() {
         "fail" => Err(fail(&line)),
+        "inconclusive" if fail_inconclusive => Err(fail(&format!("{line} (inconclusive: fail)"))),
         "inconclusive" => {
             run.host
                 .out

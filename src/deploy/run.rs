@@ -176,6 +176,7 @@ impl<'a> Run<'a> {
     pub fn new(host: &'a Host<'a>, command: Command) -> Run<'a> {
         let name = match &command {
             Command::Deploy(r) if r.no_switch => "deploy --no-switch",
+            Command::Deploy(r) if r.canary.is_some() => "deploy --canary",
             Command::Deploy(_) => "deploy",
             Command::Switch => "switch",
             Command::Rollback => "rollback",
@@ -335,8 +336,13 @@ impl<'a> Run<'a> {
             if matches!(error::failure(&e), Some(Failure::Unsafe(_))) {
                 return e;
             }
-            if self.canary_routed {
-                return self.end_canary(e, false).await;
+            // a canary share is installed (by this run, or before a `promote` or `canary N`
+            // that failed a gate): all of live traffic back on the stable release
+            let gated_canary = self.state.canary.is_some()
+                && matches!(self.command, Command::Switch | Command::Canary(_));
+            if self.canary_routed || gated_canary {
+                let rejected = matches!(error::failure(&e), Some(Failure::Rejected(_)));
+                return self.end_canary(e, rejected && gated_canary).await;
             }
             if let (Command::Deploy(_), true) = (&self.command, self.journal.active) {
                 self.host

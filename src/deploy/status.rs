@@ -371,6 +371,25 @@ fn warnings(host: &Host<'_>, obs: &Observed) -> Vec<String> {
     if obs.lock.is_held() {
         warnings.push(lock_warning(&obs.lock));
     }
+    // what nginx serves beside the record: a mirror a stopped run left, a canary share the
+    // record does not say
+    let header = obs.active_config.as_deref().and_then(render::read_header);
+    if let Some(h) = &header {
+        if let Some(share) = h.mirror {
+            warnings.push(format!(
+                "nginx still copies {share}% of live requests to {} (a deploy was stopped during its mirror window): `bgd reroute` stops it, as does the next deploy",
+                h.preview.as_deref().unwrap_or("the idle color")
+            ));
+        }
+        let recorded = obs.state.canary.as_ref().map(|c| c.share);
+        if h.canary != recorded && obs.lb.as_ref().is_some_and(|lb| lb.running()) {
+            warnings.push(format!(
+                "nginx gives the candidate {} of live clients, the record says {}: `bgd rollback` sends the canary's share to 0%; `bgd repair` makes the record say what nginx does",
+                h.canary.map_or("none".to_string(), |s| format!("{s}%")),
+                recorded.map_or("none".to_string(), |s| format!("{s}%"))
+            ));
+        }
+    }
     let strays: Vec<&str> = obs.strays().iter().map(|c| c.name.as_str()).collect();
     if !strays.is_empty() {
         warnings.push(format!(

@@ -94,6 +94,12 @@ pub async fn route_canary(
         .ok_or_else(|| error::refused("a canary needs a live release to share traffic with"))?;
     let pool = run.pool()?.clone();
     let before = run.state.canary.as_ref().map(|c| c.share);
+    // if the new share cannot be confirmed, the routing put back never gives the candidate
+    // more than either: ending a canary never brings it back
+    let back_share = match (before, share) {
+        (Some(b), Some(s)) => Some(b.min(s)),
+        _ => None,
+    };
     let to = Routing {
         live: Some(live.clone()),
         preview: Some((pool.clone(), Role::Candidate)),
@@ -102,7 +108,7 @@ pub async fn route_canary(
     let back = Routing {
         live: Some(live.clone()),
         preview: Some((pool.clone(), Role::Candidate)),
-        canary: before,
+        canary: back_share,
     };
     let what = match share {
         Some(s) => format!("the canary at {s}%"),
@@ -190,7 +196,8 @@ async fn switch_live(
     };
     // put the routing back, and the record with it
     run.state.generation += 1;
-    let mut back_state = before;
+    // the record of `back` (a canary's share put back may be lower than before: never higher)
+    let mut back_state = state_after(&before, &back);
     back_state.generation = run.state.generation;
     let mut failed = entry;
     failed.outcome = "failed".into();
@@ -213,6 +220,7 @@ async fn switch_live(
         )
         .await?;
         run.journal.recorded = Some(failed.outcome.clone());
+        run.state = back_state.clone();
         let back_color = back.live.as_ref().map(|p| p.color);
         host.confirm_live(back_color, run.state.generation).await
     }

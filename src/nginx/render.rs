@@ -257,6 +257,9 @@ pub struct Header {
     /// The canary's share of live traffic, while one runs
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<u8>,
+    /// The share of live requests copied to the candidate, while a mirror runs
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<u8>,
 }
 
 /// The template in force and how messages name it: `lb.template` (its path and text), else
@@ -319,6 +322,7 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
     let traffic_log =
         (mirror.is_some() || canary.is_some()).then(|| traffic_log(&input.app, input.generation));
     let canary_share = canary.as_ref().map(|c| c.share);
+    let mirror_share = mirror.as_ref().map(|m| m.share);
     let ctx = Context {
         mirror,
         canary,
@@ -378,6 +382,7 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         preview_role: input.idle_role.clone(),
         live_servers: input.live.as_ref().map(|p| p.servers.len()),
         canary: canary_share,
+        mirror: mirror_share,
     };
     let header = serde_json::to_string(&header)?;
     Ok(format!(
@@ -579,6 +584,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(5),
         });
         let text = render(BUILTIN_TEMPLATE, &i).unwrap();
+        assert_eq!(read_header(&text).and_then(|h| h.mirror), Some(10));
         assert!(text.contains("mirror_request_body off;"), "{text}");
         assert!(
             text.contains("access_log /etc/nginx/bgd/logs/web-app-traffic-7.log"),
