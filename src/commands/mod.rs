@@ -50,7 +50,12 @@ pub async fn dispatch(cli: &Cli, out: &Output) -> Result<()> {
                 }
                 None => config,
             };
-            with_docker(cli, command, &config, &docker, out).await
+            let done = with_docker(cli, command, &config, &docker, out).await;
+            // after the result: never in --json, whose result line is the last
+            if !cli.json {
+                out.detail(&format!("Docker API requests: {}", docker.calls()));
+            }
+            done
         }
     }
 }

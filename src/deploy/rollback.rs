@@ -213,10 +213,11 @@ fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
         })
 }
 
-/// nginx routes a probe of each replica to the replica's current address.
+/// nginx routes a probe of each replica to the replica's current address (all replicas at
+/// once: a rollback's time must not grow with their number).
 async fn routes_to_current(host: &Host<'_>, pool: &Pool) -> bool {
     let r = &host.config.readiness;
-    for server in &pool.servers {
+    let probes = pool.servers.iter().map(|server| async move {
         let verdict = host
             .prober
             .probe_replica(
@@ -227,9 +228,10 @@ async fn routes_to_current(host: &Host<'_>, pool: &Pool) -> bool {
             )
             .await;
         let upstream = verdict.answer.as_ref().ok().and_then(Answer::upstream);
-        if upstream != Some(server.addr.as_str()) {
-            return false;
-        }
-    }
-    true
+        upstream == Some(server.addr.as_str())
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .all(|ok| ok)
 }

@@ -43,6 +43,8 @@ pub struct Docker {
     config_dir: Option<std::path::PathBuf>,
     /// tcp:// without TLS to another machine: what bgd sends can be read on the way
     in_clear: bool,
+    /// Engine API requests made so far (the version negotiation included), for `-v`
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn describe(e: &bollard::errors::Error) -> String {
@@ -152,6 +154,7 @@ impl Docker {
                     tunnel: tunnel.map(|(t, _)| t),
                     config_dir: None,
                     in_clear: endpoint.tls.is_none() && in_clear(&endpoint.host),
+                    calls: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
                 })
             }
             Ok(Err(e)) => describe(&e),
@@ -165,6 +168,12 @@ impl Docker {
             ))),
             None => Err(unreachable(why)),
         }
+    }
+
+    /// How many Engine API requests this connection made (each call bgd makes is one
+    /// request; an exec is three: create, start, inspect).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Registry credentials come from the docker CLI's config in `dir` (see `auth`).
@@ -216,6 +225,8 @@ impl Docker {
         limit: Duration,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<Result<T, bollard::errors::Error>> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::time::timeout(limit, fut).await.map_err(|_| {
             error::environment(format!(
                 "{}: did not finish within {} (Docker daemon at {})",
