@@ -23,11 +23,11 @@ pub struct Cli {
     /// Only errors, warnings and results
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// More detail (nginx output, container specs)
+    /// More detail (nginx output, container specs, Engine API requests made)
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// How long deploy, switch, rollback, discard, prune, repair, reroute and tls reload wait for a busy
-    /// deploy lock, e.g. "5m" [default: 0s]
+    /// How long deploy, switch, promote, canary, rollback, drill, discard, prune, repair, reroute
+    /// and tls reload wait for a busy deploy lock, e.g. "5m" [default: 0s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub lock_wait: Option<String>,
     /// The docker context to use (as `docker --context`); overrides DOCKER_HOST and

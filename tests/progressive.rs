@@ -372,3 +372,31 @@ fn a_window_too_quiet_to_judge_fails_only_when_asked() {
     assert_eq!(d.code, 0, "{d:?}");
     assert!(d.stderr.contains("too little traffic to judge"), "{d:?}");
 }
+
+#[test]
+fn rollback_ends_a_canary_whose_replicas_died() {
+    let t = TestApp::new("cand");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "--canary", "50", "bgd-demo:v2"]).code, 0);
+    let green = t.containers("green");
+    assert_eq!(green.len(), 2, "{green:?}");
+    let mut args = vec!["stop", "-t", "1"];
+    args.extend(green.iter().map(String::as_str));
+    docker(&args);
+    // a share cannot go up on stopped replicas, and says what to do
+    let up = t.bgd(&["canary", "80"]);
+    assert_eq!(up.code, 3, "{up:?}");
+    assert!(up.stderr.contains("`bgd rollback`"), "{up:?}");
+    // the incident command ends it anyway: every client on the live release
+    let rb = t.bgd(&["--json", "rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert_eq!(rb.result()["share"], 0, "{rb:?}");
+    for _ in 0..20 {
+        assert_eq!(get(t.live_port, None).0, "blue");
+    }
+    let st = t.bgd(&["--json", "status"]).result();
+    assert_eq!(st["canary"], serde_json::Value::Null, "{st}");
+    assert_eq!(st["live"]["color"], "blue", "{st}");
+    assert_eq!(t.bgd(&["discard"]).code, 0);
+}

@@ -486,26 +486,32 @@ pub fn canary(
         .collect();
     if share > 0 && (containers.is_empty() || !down.is_empty()) {
         return Err(error::rejected(format!(
-            "the candidate {} ({}) is not running ({}); live traffic was not changed. Deploy again",
+            "the candidate {} ({}) is not running ({}); live traffic was not changed. Start its containers (docker start), or drop it: {}`bgd discard`",
             candidate.color,
             candidate.image,
             if down.is_empty() {
                 "its containers are gone".to_string()
             } else {
                 down.join(", ")
+            },
+            if obs.state.canary.is_some() {
+                "`bgd rollback` (its share to 0%), then "
+            } else {
+                ""
             }
         )));
     }
     let target = candidate.color;
-    let mut steps = Vec::new();
-    if !containers.is_empty() {
-        steps.push(Step::preview(config, target, "the candidate"));
+    // ending a canary must work whatever became of the candidate's containers: no preview
+    // routing, no readiness, just all of live traffic on the stable release
+    if share == 0 {
+        return Ok(vec![Step::canary(config, target, 0, false)]);
     }
-    if share > 0 {
-        steps.push(Step::readiness(config, target, 1));
-    }
-    steps.push(Step::canary(config, target, share, false));
-    Ok(steps)
+    Ok(vec![
+        Step::preview(config, target, "the candidate"),
+        Step::readiness(config, target, 1),
+        Step::canary(config, target, share, false),
+    ])
 }
 
 /// The candidate `bgd discard` removes; refused when none waits, and while it takes a share

@@ -108,6 +108,12 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
             "a canary needs a live release with running replicas to share traffic with",
         ));
     };
+    if run.pool.is_none() {
+        // ending a canary without routing the preview first: the candidate's replicas as
+        // they are (maybe none running)
+        let candidate = run.target()?.clone();
+        run.pool = Some(run.obs.pool(config, &candidate));
+    }
     let canary_color = run.pool()?.color;
     if share == 0 {
         let window = switch::route_canary(run, None, false).await?;
