@@ -19,6 +19,9 @@ N=${1:-10}
 OUT=docs/benchmarks.md
 # the block scripts/bench-remote.sh maintains in the same file
 remote_block=$(sed -n '/^<!-- bench-remote:begin -->$/,/^<!-- bench-remote:end -->$/p' "$OUT" 2>/dev/null || true)
+# the other scripts' sections are kept too: scripts/bench.sh's (first), bench-progressive.sh's
+bench_block=$(sed -n '/^<!-- bench:start -->$/,/^<!-- bench:end -->$/p' "$OUT" 2>/dev/null || true)
+progressive_block=$(sed -n '/^<!-- progressive:start -->$/,/^<!-- progressive:end -->$/p' "$OUT" 2>/dev/null || true)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 ms_now() { date +%s%N | cut -b1-13; }
@@ -209,9 +212,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; els
 engine=$(docker version --format '{{.Server.Version}}')
 driver=$(docker info --format '{{.Driver}}')
 {
+  printf '# Benchmarks\n\n'
+  [ -z "$bench_block" ] || printf '%s\n\n' "$bench_block"
   cat <<EOF
-# Benchmarks
-
 Produced by \`scripts/bench-switch.sh $N\` on $(date -u +%Y-%m-%d) (Docker Engine $engine,
 storage driver $driver, $(nproc) cores, local socket). Every figure below comes from that one run, bgd and the naive
 baseline side by side on the same host, the idle timings interleaved (naive, bgd, naive, ...)
@@ -262,6 +265,8 @@ Reading it:
 EOF
   # the remote figures (scripts/bench-remote.sh) are kept from the previous file
   [ -z "$remote_block" ] || printf '\n%s\n' "$remote_block"
+  [ -z "$progressive_block" ] ||
+    printf '\n## Progressive delivery (mirror and canary)\n\n%s\n' "$progressive_block"
 } > "$OUT.new"
 mv "$OUT.new" "$OUT"
 log "wrote $OUT"
