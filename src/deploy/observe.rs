@@ -61,13 +61,14 @@ impl Observed {
         self.state.live.as_ref().map(|l| self.pool(config, l))
     }
 
+    /// bgd's header of the config nginx has now, if bgd wrote one.
+    pub fn header(&self) -> Option<render::Header> {
+        self.active_config.as_deref().and_then(render::read_header)
+    }
+
     /// The generation nginx has now (the larger of the record and the active file's header).
     pub fn generation(&self) -> u64 {
-        let from_file = self
-            .active_config
-            .as_deref()
-            .and_then(render::read_header)
-            .map_or(0, |h| h.generation);
+        let from_file = self.header().map_or(0, |h| h.generation);
         self.state.generation.max(from_file)
     }
 
@@ -75,7 +76,7 @@ impl Observed {
     /// read at all. Acting on such a record could send the deploy into the live color's
     /// slot: deploy, switch and rollback refuse until `bgd repair` rebuilds it.
     pub fn record_problems(&self) -> Vec<String> {
-        let header = self.active_config.as_deref().and_then(render::read_header);
+        let header = self.header();
         let routed = header.as_ref().and_then(|h| h.live.clone());
         let recorded = self.state.live.as_ref().map(|l| l.color.to_string());
         match &self.record {
@@ -104,7 +105,7 @@ impl Observed {
 
     /// What the host shows, in words: what nginx routes and which releases run in each color.
     pub fn found(&self) -> String {
-        let header = self.active_config.as_deref().and_then(render::read_header);
+        let header = self.header();
         let routes = match &header {
             Some(h) => format!(
                 "nginx routes live traffic to {} and the preview listener to {} (generation {})",

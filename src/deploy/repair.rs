@@ -8,7 +8,6 @@ use super::lock;
 use super::observe::{observe, Observed};
 use crate::error;
 use crate::model::{Color, Release, Role};
-use crate::nginx::render;
 use crate::nginx::{LockUse, RecordWrite};
 use crate::state::{self, AppState, HistoryEntry, Idle};
 use anyhow::Result;
@@ -67,7 +66,7 @@ pub async fn repair(host: &Host<'_>) -> Result<Repaired> {
 /// The record that says what nginx does: its header's colors, releases and preview role,
 /// and the images the containers of those releases run.
 fn rebuild(obs: &Observed) -> Result<AppState> {
-    let header = obs.active_config.as_deref().and_then(render::read_header);
+    let header = obs.header();
     let mut state = AppState {
         app: obs.state.app.clone(),
         nginx: obs.state.nginx.clone(),

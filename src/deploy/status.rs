@@ -89,11 +89,7 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
     } else {
         (None, None, None)
     };
-    let file_generation = obs
-        .active_config
-        .as_deref()
-        .and_then(render::read_header)
-        .map(|h| h.generation);
+    let file_generation = obs.header().map(|h| h.generation);
     let images = image_defaults(host.docker, &obs.containers.iter().collect::<Vec<_>>()).await?;
     let views = Views {
         host,
@@ -285,7 +281,7 @@ pub(super) async fn routing(host: &Host<'_>, obs: &Observed) -> Result<routing::
     let Some(live) = &obs.state.live else {
         return Ok(routing::Findings::default());
     };
-    let header = obs.active_config.as_deref().and_then(render::read_header);
+    let header = obs.header();
     if header.as_ref().and_then(|h| h.live_servers) == Some(0) {
         // written while no live replica ran: nginx answers 502 for the live release
         let running: Vec<&str> = obs
@@ -373,7 +369,7 @@ fn warnings(host: &Host<'_>, obs: &Observed) -> Vec<String> {
     }
     // what nginx serves beside the record: a mirror a stopped run left, a canary share the
     // record does not say
-    let header = obs.active_config.as_deref().and_then(render::read_header);
+    let header = obs.header();
     if let Some(h) = &header {
         if let Some(share) = h.mirror {
             warnings.push(format!(
