@@ -146,25 +146,16 @@ pub async fn canary(run: &mut Run<'_>, share: u8, judged: bool) -> Result<String
     let generation = run.state.generation;
     let a = config.canary.analysis.clone();
     let judged = watch(run, generation, config.canary.step_for, &a, compare, &phase).await?;
-    let no_verdict = judged.verdict == "inconclusive" && a.fail_inconclusive;
-    if judged.failed() || no_verdict {
-        let line = judged.line();
-        record(run, judged);
-        let why = if no_verdict {
-            "had too little traffic to judge (canary.inconclusive: fail)"
-        } else {
-            "failed its analysis"
-        };
-        let e = error::rolled_back(format!(
-            "the canary {why}, {line}; all of live traffic is back on {}, {canary_color} waits as the failed candidate",
-            live.color
-        ));
-        return Err(run.end_canary(e, true).await);
+    let stable = live.color;
+    let concluded = conclude(run, judged, a.fail_inconclusive, |line| {
+        error::rolled_back(format!(
+            "the canary failed its analysis, {line}; all of live traffic is back on {stable}, {canary_color} waits as the failed candidate"
+        ))
+    });
+    match concluded {
+        Ok(line) => Ok(format!("{set_text}; {line}")),
+        Err(e) => Err(run.end_canary(e, true).await),
     }
-    conclude(run, judged, false, |_| {
-        anyhow::anyhow!("internal: a passed canary step failed")
-    })
-    .map(|line| format!("{set_text}; {line}"))
 }
 
 /// Installs the canary at `share` (a validated, watched, recorded reload) and checks the
