@@ -8,31 +8,14 @@ use common::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// GETs `path` through the live listener on a fresh connection; (X-Bgd-Color, Set-Cookie).
+/// GETs `/` through the live listener on a fresh connection, with `cookie`;
+/// (X-Bgd-Color, Set-Cookie).
 fn get(port: u16, cookie: Option<&str>) -> (String, Option<String>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: localhost\r\n{cookie}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let header = |name: &str| {
-        text.lines()
-            .take_while(|l| !l.trim().is_empty())
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-    };
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+    let reply = http_get_with(port, "/", &headers).expect("an answer from the live listener");
     (
-        header("x-bgd-color").unwrap_or_default(),
-        header("set-cookie"),
+        reply.header("x-bgd-color").unwrap_or_default().to_string(),
+        reply.header("set-cookie").map(String::from),
     )
 }
 

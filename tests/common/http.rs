@@ -26,13 +26,21 @@ pub fn http_get(port: u16, path: &str) -> Option<Reply> {
 
 /// `http_get` with another `Host` header.
 pub fn http_get_host(port: u16, path: &str, host: &str) -> Option<Reply> {
+    http_get_with(port, path, &[("Host", host)])
+}
+
+/// `http_get` with these headers (`Host: localhost` unless they name one).
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<Reply> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut head = String::new();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);

@@ -14,7 +14,7 @@ mod ports;
 mod watch;
 
 pub use cfg::Cfg;
-pub use http::{http_get, http_get_host, Reply};
+pub use http::{http_get, http_get_host, http_get_with, Reply};
 pub use load::Load;
 pub use ports::{claim_port, Port};
 pub use watch::{watch, watch_command, Watched};
