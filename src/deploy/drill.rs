@@ -43,6 +43,7 @@ pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
             record_failure(
                 host,
                 &format!("rolling back failed: {e:#}"),
+                error::exit_code(&e),
                 started.elapsed(),
             )
             .await;
@@ -58,7 +59,7 @@ pub async fn drill(host: &Host<'_>) -> Result<Drilled> {
                 "the drill rolled back to {} ({}) but rolling forward failed",
                 back.report.live.color, back.report.live.image
             );
-            record_failure(host, &what, started.elapsed()).await;
+            record_failure(host, &what, error::exit_code(&e), started.elapsed()).await;
             return Err(e.context(format!(
                 "{what}: `bgd status` says what is live now; `bgd rollback` returns to the release before the drill if it is parked"
             )));
@@ -129,11 +130,12 @@ async fn flip(host: &Host<'_>, name: &str) -> Result<Flip> {
     })
 }
 
-/// A drill that stopped half way: its history line says so.
-async fn record_failure(host: &Host<'_>, what: &str, took: Duration) {
+/// A drill that stopped half way: its history line says so, with the exit code the command
+/// ends with (`exit_code`: its error's, which the context added to it keeps).
+async fn record_failure(host: &Host<'_>, what: &str, exit_code: i32, took: Duration) {
     let entry = HistoryEntry {
         outcome: "failed".into(),
-        exit_code: 7,
+        exit_code,
         duration_ms: took.as_millis() as u64,
         message: host.out.redact(what),
         ..HistoryEntry::starting("drill")

@@ -506,7 +506,9 @@ pub async fn smoke_probes(
             headers: Some(&probe.expect.headers),
             ..Default::default()
         };
-        // what it captures is a secret before anything about the answer is printed
+        // what it captures is a secret before anything about the answer is printed; as for
+        // env_file values, only one of 4 characters or more: masking a shorter string would
+        // mask ordinary text everywhere (docs/configuration.md says so)
         if let Ok(a) = &verdict.answer {
             let found: Vec<String> = probe
                 .capture

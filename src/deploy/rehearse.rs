@@ -48,7 +48,6 @@ impl Scratch {
         }
     }
 
-    /// The app's binds with each copied volume replaced by its scratch copy.
     /// The app's binds with each copied volume replaced by its scratch copy, and every other
     /// one read-only: nothing in a rehearsal writes shared data.
     fn binds(&self, binds: &[String]) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! `lb.tls` on the host: the certificate the config names (from bgd.yaml's files, or read
-//! from the nginx container), the one nginx serves now (named by the active config), and the
-//! judgement a deploy or `bgd tls reload` makes before it changes anything.
+//! from the nginx container), the one nginx serves now (what it presents in the TLS handshake
+//! of a probe of `lb.url`), and the judgement a deploy or `bgd tls reload` makes before it
+//! changes anything.
 
 use super::host::Host;
 use crate::config::TlsSource;

@@ -81,6 +81,39 @@ impl Answer {
 pub struct Verdict {
     pub answer: Result<Answer, String>,
     pub elapsed: Duration,
+    /// There was no answer because the server closed or reset the connection as or after the
+    /// request went out on it, before an answer's status line and headers came: never a
+    /// timeout, a connection or TLS handshake that failed, an answer cut short in its body, or
+    /// one bgd refused (another app's). On a kept-alive connection, what a client sends again
+    /// on a new one.
+    pub closed_unanswered: bool,
+}
+
+/// Why a probe has no answer: `Verdict`'s failure as `send` makes it.
+struct NoAnswer {
+    why: String,
+    /// `Verdict::closed_unanswered`
+    closed_unanswered: bool,
+}
+
+impl From<String> for NoAnswer {
+    fn from(why: String) -> NoAnswer {
+        NoAnswer {
+            why,
+            closed_unanswered: false,
+        }
+    }
+}
+
+impl Verdict {
+    fn of(sent: Result<Answer, NoAnswer>, started: Instant) -> Verdict {
+        let closed_unanswered = sent.as_ref().is_err_and(|e| e.closed_unanswered);
+        Verdict {
+            answer: sent.map_err(|e| e.why),
+            elapsed: started.elapsed(),
+            closed_unanswered,
+        }
+    }
 }
 
 /// What a probe must see to pass. Unset parts are not checked.
@@ -286,11 +319,7 @@ impl Prober {
     /// Sends one probe. Never fails: a transport failure is a verdict too.
     pub async fn probe(&self, req: &Request<'_>) -> Verdict {
         let started = Instant::now();
-        let answer = self.send(&self.client, req).await;
-        Verdict {
-            answer,
-            elapsed: started.elapsed(),
-        }
+        Verdict::of(self.send(&self.client, req).await, started)
     }
 
     /// `probe` on a connection kept open from one such probe to the next (its client is made
@@ -300,14 +329,11 @@ impl Prober {
         let client = self
             .kept_alive
             .get_or_init(|| self.settings.build(true).map_err(|e| format!("{e:#}")));
-        let answer = match client {
+        let sent = match client {
             Ok(client) => self.send(client, req).await,
-            Err(e) => Err(format!("cannot make an HTTP client: {e}")),
+            Err(e) => Err(format!("cannot make an HTTP client: {e}").into()),
         };
-        Verdict {
-            answer,
-            elapsed: started.elapsed(),
-        }
+        Verdict::of(sent, started)
     }
 
     /// `path` on one replica of `color`, through the preview listener at `preview_url`: the
@@ -325,7 +351,7 @@ impl Prober {
         self.probe(&req).await
     }
 
-    async fn send(&self, client: &reqwest::Client, req: &Request<'_>) -> Result<Answer, String> {
+    async fn send(&self, client: &reqwest::Client, req: &Request<'_>) -> Result<Answer, NoAnswer> {
         let (url, timeout) = (req.url.as_str(), req.timeout);
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad method {}", req.method))?;
@@ -359,10 +385,10 @@ impl Prober {
         if !req.body.is_empty() {
             builder = builder.body(req.body.to_string());
         }
-        let mut resp = builder
-            .send()
-            .await
-            .map_err(|e| describe(&e, url, timeout))?;
+        let mut resp = builder.send().await.map_err(|e| NoAnswer {
+            why: describe(&e, url, timeout),
+            closed_unanswered: closed_unanswered(&e),
+        })?;
         let status = resp.status().as_u16();
         let peer_certificate = resp
             .extensions()
@@ -393,7 +419,8 @@ impl Prober {
             if other != app {
                 return Err(format!(
                     "{url} was answered by the server of app {other}, not {app} (a shared nginx routes that name or port elsewhere)"
-                ));
+                )
+                .into());
             }
         }
         Ok(Answer {
@@ -439,6 +466,41 @@ fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> String {
         }
         msg
     }
+}
+
+/// Whether a request (its `send`, before any answer) failed because the server ended a
+/// connection that was made: closed it (hyper's "connection closed before message completed")
+/// or reset it, as or after the request went out. A timeout is not that, nor a connection or
+/// TLS handshake that failed (`is_connect`: no connection was made).
+fn closed_unanswered(e: &reqwest::Error) -> bool {
+    if !e.is_request() || e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| ended(io.kind()))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// An I/O error that says the peer ended the connection (a reset, a write to a closed one, or
+/// over TLS a close without its closing message).
+fn ended(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 /// What a TLS failure said (a certificate that does not verify, a failed handshake), when
@@ -521,6 +583,7 @@ mod tests {
                 peer_certificate: None,
             }),
             elapsed: Duration::from_millis(3),
+            closed_unanswered: false,
         }
     }
 
@@ -601,11 +664,96 @@ mod tests {
         let none = Verdict {
             answer: Err("cannot connect".into()),
             elapsed: Duration::ZERO,
+            closed_unanswered: false,
         };
         assert_eq!(
             none.check(&Expect::default()).unwrap_err(),
             "cannot connect"
         );
+    }
+
+    /// What the server does with the second request on a kept-alive connection.
+    #[derive(Clone, Copy)]
+    enum Second {
+        Close,
+        Reset,
+        Silent,
+        CutBody,
+        OtherApp,
+    }
+
+    /// The verdict of a second probe on a kept-alive connection whose first was answered.
+    async fn second_on_kept_connection(second: Second) -> Verdict {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let _ = s.read(&mut buf).await;
+            let answer: &[u8] = match second {
+                Second::Close => b"",
+                Second::Reset => {
+                    s.set_zero_linger().unwrap();
+                    b""
+                }
+                Second::Silent => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    b""
+                }
+                Second::CutBody => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort",
+                Second::OtherApp => {
+                    b"HTTP/1.1 200 OK\r\nx-bgd-app: blog\r\ncontent-length: 0\r\n\r\n"
+                }
+            };
+            let _ = s.write_all(answer).await;
+            // dropped: closed, or reset with no linger
+        });
+        let prober =
+            Prober::new(None, Vec::new(), Some("shop".into()), TlsProbe::default()).unwrap();
+        let req = Request::get(format!("http://{addr}/health"), Duration::from_millis(500));
+        let first = prober.probe_kept_alive(&req).await;
+        assert!(
+            first.answer.is_ok() && !first.closed_unanswered,
+            "{first:?}"
+        );
+        let verdict = prober.probe_kept_alive(&req).await;
+        server.abort();
+        verdict
+    }
+
+    /// Only a connection the server closed or reset before answering is "closed unanswered":
+    /// a timeout, an answer cut short, another app's answer or a refused connect is not.
+    #[tokio::test]
+    async fn tells_a_connection_closed_unanswered_from_other_failures() {
+        for (second, closed) in [
+            (Second::Close, true),
+            (Second::Reset, true),
+            (Second::Silent, false),
+            (Second::CutBody, false),
+            (Second::OtherApp, false),
+        ] {
+            let v = second_on_kept_connection(second).await;
+            assert!(v.answer.is_err(), "{v:?}");
+            assert_eq!(v.closed_unanswered, closed, "{v:?}");
+        }
+        // nothing listens there any more: no connection was made
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let prober = Prober::new(None, Vec::new(), None, TlsProbe::default()).unwrap();
+        let v = prober
+            .probe_kept_alive(&Request::get(
+                format!("http://127.0.0.1:{port}/"),
+                Duration::from_millis(500),
+            ))
+            .await;
+        assert!(v.answer.is_err() && !v.closed_unanswered, "{v:?}");
     }
 
     #[test]

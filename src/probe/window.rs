@@ -5,7 +5,7 @@
 //! moves it); anything else, a reset or a timeout included, is a failed check. The report is
 //! the checks, the failures and the longest time without a good answer.
 
-use super::{Prober, Request};
+use super::{Prober, Request, Verdict};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +58,16 @@ impl WindowReport {
     }
 }
 
+/// Whether the connection a check's answer came on stays open for the next check: an answer
+/// came, and nginx did not say it closes it (`Connection: close`, as an old worker that is
+/// shutting down does).
+fn keeps_connection(verdict: &Verdict) -> bool {
+    verdict.answer.as_ref().is_ok_and(|a| {
+        !a.header("connection")
+            .is_some_and(|c| c.to_ascii_lowercase().contains("close"))
+    })
+}
+
 struct Tally {
     started: Instant,
     last_good: Instant,
@@ -89,18 +99,26 @@ impl Window {
                 let (prober, url) = (prober.clone(), url.clone());
                 let (stop, tally) = (stop.clone(), tally.clone());
                 tokio::spawn(async move {
+                    // the kept-alive loop's client holds a connection from its last check
+                    let mut kept = false;
                     while !stop.load(Ordering::Relaxed) {
                         let req = Request::get(url.clone(), CHECK_TIMEOUT);
-                        let mut verdict = if keep_alive {
-                            prober.probe_kept_alive(&req).await
+                        let verdict = if keep_alive {
+                            let first = prober.probe_kept_alive(&req).await;
+                            // a kept connection nginx closed (or reset) as the request went
+                            // out, before any answer: a client sends it again on a new one.
+                            // A timeout, an answer cut short, a TLS failure, another app's
+                            // answer or a new connection closed unanswered is a failed check
+                            let resend = kept && first.closed_unanswered;
+                            kept = keeps_connection(&first);
+                            if resend {
+                                prober.probe(&req).await
+                            } else {
+                                first
+                            }
                         } else {
                             prober.probe(&req).await
                         };
-                        // a kept-alive connection nginx closed as the request went out: a
-                        // client sends it again on a new one (nothing was answered)
-                        if keep_alive && verdict.answer.is_err() {
-                            verdict = prober.probe(&req).await;
-                        }
                         let failure = match &verdict.answer {
                             Ok(a) if a.status == status => None,
                             Ok(a) if nothing_live_before && a.color() == Some("none") => None,
@@ -178,6 +196,69 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["longest_gap_ms"], 14);
         assert!(json.get("first_failure").is_none());
+    }
+
+    #[test]
+    fn a_connection_is_kept_after_an_answer_that_does_not_close_it() {
+        let answered = |headers: &[(&str, &str)]| Verdict {
+            answer: Ok(super::super::Answer {
+                status: 200,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: String::new(),
+                peer_certificate: None,
+            }),
+            elapsed: Duration::ZERO,
+            closed_unanswered: false,
+        };
+        assert!(keeps_connection(&answered(&[])));
+        assert!(keeps_connection(&answered(&[("connection", "keep-alive")])));
+        // an old worker shutting down answers and closes
+        assert!(!keeps_connection(&answered(&[("connection", "close")])));
+        assert!(!keeps_connection(&answered(&[("connection", "Close")])));
+        let failed = Verdict {
+            answer: Err("no answer within 2.0s".into()),
+            elapsed: CHECK_TIMEOUT,
+            closed_unanswered: false,
+        };
+        assert!(!keeps_connection(&failed));
+    }
+
+    /// A kept-alive connection the server closes as the next request comes, unanswered (as
+    /// nginx's old workers do with idle connections at a reload): the request is sent again on
+    /// a new connection and nothing fails.
+    #[tokio::test]
+    async fn a_kept_connection_closed_unanswered_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    if matches!(s.read(&mut buf).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    // the next request on it is read, then the connection closed
+                    let _ = s.read(&mut buf).await;
+                });
+            }
+        });
+        let prober = Prober::new(None, Vec::new(), None, Default::default()).unwrap();
+        let w = Window::watch(&prober, format!("http://{addr}/health"), 200, false);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = w.end().await;
+        serve.abort();
+        assert!(r.checks > 10, "{r:?}");
+        assert_eq!(r.failed, 0, "{r:?}");
     }
 
     /// Against a listener that answers 200 and then refuses: the failures are counted and
