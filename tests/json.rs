@@ -143,6 +143,7 @@ result!(Switched {
     parked: Option<Release>,
     generation: u64,
     switch_ms: u64,
+    reloaded: bool,
     switch_window: SwitchWindow,
     // only with `prune: auto` (tests/prune.rs)
     pruned: Option<Vec<String>>,
@@ -377,6 +378,7 @@ struct NginxStatus {
     version: Option<String>,
     routes_to: Option<String>,
     generation: Option<u64>,
+    flipped: bool,
     other_apps: Vec<String>,
 }
 

@@ -116,6 +116,7 @@ pub fn report_fields(r: &SwitchReport) -> Map<String, Value> {
     f.insert("parked".into(), release_json(r.parked.as_ref()));
     f.insert("generation".into(), json!(r.generation));
     f.insert("switch_ms".into(), json!(r.switch_took.as_millis() as u64));
+    f.insert("reloaded".into(), json!(r.reloaded));
     f.insert("switch_window".into(), json!(r.window));
     if !r.analysis.is_empty() {
         f.insert("analysis".into(), json!(r.analysis));

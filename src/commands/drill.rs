@@ -50,6 +50,7 @@ fn flip_json(f: &Flip) -> Value {
         "live": release_json(Some(&f.report.live)),
         "took_ms": f.took.as_millis() as u64,
         "switch_ms": f.report.switch_took.as_millis() as u64,
+        "reloaded": f.report.reloaded,
         "switch_window": f.report.window,
         "generation": f.report.generation,
     })

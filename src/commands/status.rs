@@ -75,6 +75,7 @@ fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, V
             "version": obs.state.nginx.as_ref().map(|n| n.version.clone()),
             "routes_to": r.routes_to,
             "generation": r.generation,
+            "flipped": obs.flipped(),
             "other_apps": others,
         }),
     );
@@ -169,8 +170,14 @@ fn human(config: &Config, r: &StatusReport, others: &[String]) -> String {
                 .as_ref()
                 .map_or(String::new(), |n| format!(", nginx {}", n.version)),
             r.routes_to.as_deref().unwrap_or("nothing reachable"),
-            r.generation
-                .map_or(String::new(), |g| format!(" (generation {g})"))
+            r.generation.map_or(String::new(), |g| format!(
+                " (generation {g}{})",
+                if obs.flipped() {
+                    ", by the rollback flag"
+                } else {
+                    ""
+                }
+            ))
         )),
     }
     if let Some(t) = &r.tls {

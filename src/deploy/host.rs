@@ -122,6 +122,10 @@ impl<'a> Host<'a> {
                 );
                 anyhow::Error::new(e).context(error::Failure::Unsafe(msg))
             }
+            e @ NginxError::Stale(_) => {
+                let msg = format!("{e}; nothing was changed by {what}. Run the command again");
+                anyhow::Error::new(e).context(error::Failure::Environment(msg))
+            }
             NginxError::Docker(e) => e,
         }
     }
@@ -140,6 +144,37 @@ impl<'a> Host<'a> {
             .map_err(|e| self.nginx_failure(e, what))?;
         self.warn_stopped(done.old_workers_stopped);
         Ok(done)
+    }
+
+    /// Moves live traffic by the active config's rollback flag (see `Nginx::flip`), recording
+    /// `record` in the same exec. As with `install_routing`, an exec whose end bgd did not
+    /// see is exit 7: nginx may now route live traffic to `live_after`.
+    pub async fn flip_routing(
+        &self,
+        flag: &str,
+        on: bool,
+        record: &RecordWrite,
+        lock: &LockUse,
+        live_after: &str,
+    ) -> Result<Installed> {
+        let what = "the switch (by the rollback flag)";
+        let started = std::time::Instant::now();
+        match self.nginx().flip(flag, on, record, lock).await {
+            Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
+            Err(e) => Err(self.nginx_failure(e, what)),
+            Ok(recorded) => Ok(Installed {
+                took: started.elapsed(),
+                old_workers_stopped: 0,
+                recorded,
+                reloaded: false,
+            }),
+        }
+    }
+
+    /// Whether `e` is a flip that found the routing other than bgd saw it (nothing changed).
+    pub fn is_stale_routing(e: &anyhow::Error) -> bool {
+        e.chain()
+            .any(|c| matches!(c.downcast_ref::<NginxError>(), Some(NginxError::Stale(_))))
     }
 
     /// Whether `e` is an install that refused to replace a record this bgd cannot read.
@@ -165,9 +200,7 @@ impl<'a> Host<'a> {
         live_after: &str,
     ) -> Result<Installed> {
         match self.send_install(text, what, record, lock).await {
-            Err(e) if e.outcome_unknown() => Err(error::unsafe_state(format!(
-                "bgd lost track of {what} ({e:#}): it may have taken effect, so nothing was undone or removed, and nginx may now route live traffic to {live_after}. Run `bgd status`: it says what nginx routes and whether bgd's record agrees (`bgd repair` mends the record)"
-            ))),
+            Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
             Err(e) => Err(self.nginx_failure(e, what)),
             Ok(done) => {
                 self.warn_stopped(done.old_workers_stopped);
@@ -417,4 +450,11 @@ fn probe_hosts(config: &Config) -> Vec<(String, String)> {
         hosts.push((lb.preview_url.clone(), p.clone()));
     }
     hosts
+}
+
+/// A routing exec whose end bgd did not see: exit 7, since it may have taken effect.
+fn lost_track(what: &str, e: &NginxError, live_after: &str) -> anyhow::Error {
+    error::unsafe_state(format!(
+        "bgd lost track of {what} ({e:#}): it may have taken effect, so nothing was undone or removed, and nginx may now route live traffic to {live_after}. Run `bgd status`: it says what nginx routes and whether bgd's record agrees (`bgd repair` mends the record)"
+    ))
 }

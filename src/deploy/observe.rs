@@ -29,6 +29,8 @@ pub struct Observed {
     pub containers: Vec<ContainerInfo>,
     /// Who holds the deploy lock, if anyone
     pub lock: LockState,
+    /// The rollback flags in bgd's directory (`flip-GENERATION`)
+    pub flags: Vec<String>,
 }
 
 impl Observed {
@@ -61,9 +63,24 @@ impl Observed {
         self.state.live.as_ref().map(|l| self.pool(config, l))
     }
 
-    /// bgd's header of the config nginx has now, if bgd wrote one.
+    /// What the config nginx has now routes, from bgd's header of it (if bgd wrote one),
+    /// with live and preview the other way round while its rollback flag is raised.
     pub fn header(&self) -> Option<render::Header> {
-        self.active_config.as_deref().and_then(render::read_header)
+        let header = self
+            .active_config
+            .as_deref()
+            .and_then(render::read_header)?;
+        let raised = header.flip.as_ref().is_some_and(|f| self.flags.contains(f));
+        Some(header.flipped(raised))
+    }
+
+    /// Whether the active config's rollback flag is raised (live traffic flipped to the
+    /// color its text names as the preview's).
+    pub fn flipped(&self) -> bool {
+        let header = self.active_config.as_deref().and_then(render::read_header);
+        header
+            .and_then(|h| h.flip)
+            .is_some_and(|f| self.flags.contains(&f))
     }
 
     /// The generation nginx has now (the larger of the record and the active file's header).
@@ -236,6 +253,7 @@ pub async fn observe(host: &Host<'_>) -> Result<Observed> {
             state::ACTIVE_FILE => {
                 observed.active_config = Some(String::from_utf8_lossy(&data).into_owned())
             }
+            flag if flag.starts_with("flip-") => observed.flags.push(flag.to_string()),
             _ => {}
         }
     }

@@ -592,22 +592,27 @@ pub fn rollback(
         parked,
         obs.state.live.as_ref(),
         verify,
+        false,
     ));
     Ok(steps)
 }
 
 /// The rollback's switch and what follows it: one readiness pass over the parked replicas,
-/// the switch, parking the old color, verification on request. The fast path is only these.
+/// the switch (`by_flag`: by the active config's rollback flag), parking the old color,
+/// verification on request. The fast path is only these.
 pub fn rollback_switch(
     config: &Config,
     parked: &Release,
     old_live: Option<&Release>,
     verify: bool,
+    by_flag: bool,
 ) -> Vec<Step> {
-    let mut steps = vec![
-        Step::readiness(config, parked.color, 1),
-        Step::switch(config, parked.color, "back to"),
-    ];
+    let switch = if by_flag {
+        Step::switch_by_flag(config, parked.color, "back to")
+    } else {
+        Step::switch(config, parked.color, "back to")
+    };
+    let mut steps = vec![Step::readiness(config, parked.color, 1), switch];
     steps.extend(old_live.and_then(|l| Step::park(config, l)));
     if verify {
         steps.push(Step::verify(config, parked.color, "stop with exit 7"));

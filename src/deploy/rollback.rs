@@ -7,13 +7,13 @@
 use super::host::Host;
 use super::observe::list_containers;
 use super::plan;
-use super::run::{CanaryReport, Command, Run, SwitchReport};
+use super::run::{CanaryReport, Command, RollbackFlag, Run, SwitchReport};
 use super::specs::pool_of;
 use super::step::Step;
 use crate::docker::ContainerInfo;
 use crate::error::is_locked;
 use crate::lock::Holder;
-use crate::model::{Color, Pool, Release, Role, LABEL_COLOR};
+use crate::model::{replica_alias, Color, Pool, Release, Role, LABEL_COLOR};
 use crate::nginx::render::{self, Features};
 use crate::nginx::LockUse;
 use crate::probe::{Answer, Request};
@@ -50,12 +50,12 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Rol
         run.window_judged_by_caller = drill;
         let steps = view.start(&mut run, verify);
         let result = run.execute(&steps).await;
-        // the lock was busy at the switch, or the record could not be trusted (nothing
-        // changed): the full path waits for the lock, or reads the record and says what it found
-        let fall_back = result
-            .as_ref()
-            .is_err_and(|e| is_locked(e) || Host::is_untrusted_record(e))
-            && run.journal.recorded.is_none();
+        // the lock was busy at the switch, the record could not be trusted or the routing
+        // changed since nginx said what it was (nothing changed): the full path waits for the
+        // lock, or reads the record and says what it found
+        let fall_back = result.as_ref().is_err_and(|e| {
+            is_locked(e) || Host::is_untrusted_record(e) || Host::is_stale_routing(e)
+        }) && run.journal.recorded.is_none();
         if !fall_back {
             let result = result.and_then(|()| run.switch_report());
             run.finish(&result).await;
@@ -93,6 +93,8 @@ struct FastView {
     parked_pool: Pool,
     live_pool: Pool,
     version: (u32, u32, u32),
+    /// The active config routes by its rollback flag: the switch moves it, no reload
+    flip: Option<RollbackFlag>,
 }
 
 impl FastView {
@@ -111,18 +113,23 @@ impl FastView {
         run.live_pool = Some(self.live_pool);
         run.pool = Some(self.parked_pool);
         run.lock = LockUse::Once(Holder::me("bgd rollback"));
+        let by_flag = self.flip.is_some();
+        run.flip = self.flip;
         run.journal.active = true;
         run.set_target(self.parked.clone());
         let old_live = run.old_live.clone();
-        plan::rollback_switch(config, &self.parked, old_live.as_ref(), verify)
+        plan::rollback_switch(config, &self.parked, old_live.as_ref(), verify, by_flag)
     }
 }
 
 /// What a rollback needs, learned without reading bgd's files: nginx itself answers
 /// `/__bgd` on the preview listener with the idle color, its role, the generation and its
-/// version; labels give the releases; each parked replica is probed once, and nginx's
-/// `X-Bgd-Upstream` must name its current address (Docker gives a restarted container a new
-/// one, and may give its old one to another container). `None` when anything is unusual.
+/// version; labels give the releases. When the config routes by a rollback flag, `/__bgd`
+/// also says the flag's state and the addresses the parked color's upstream has: they must be
+/// the parked replicas' addresses now, and the switch moves the flag. Otherwise each parked
+/// replica is probed once, and nginx's `X-Bgd-Upstream` must name its current address
+/// (Docker gives a restarted container a new one, and may give its old one to another
+/// container), and the switch renders a new config. `None` when anything is unusual.
 async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
     let url = format!("{}/__bgd", host.config.lb.preview_url);
     let request = Request::get(url, Duration::from_millis(1000));
@@ -157,8 +164,11 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
     }
     let parked_pool = pool_of(host.config, &parked, &parked_cs);
     let live_pool = pool_of(host.config, &live, &live_cs);
-    if parked_pool.servers.len() != parked_cs.len() || !routes_to_current(host, &parked_pool).await
-    {
+    if parked_pool.servers.len() != parked_cs.len() {
+        return Ok(None);
+    }
+    let flip = flip_of(&answer, host.config, generation, &parked_pool);
+    if flip.is_none() && !routes_to_current(host, &parked_pool).await {
         return Ok(None);
     }
     let state = AppState {
@@ -187,7 +197,40 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         parked_pool,
         live_pool,
         version,
+        flip,
     }))
+}
+
+/// The flip `/__bgd` offers: the active config routes by its rollback flag, and the parked
+/// color's upstream routes to exactly the parked replicas, each by its address now or by
+/// its name.
+fn flip_of(
+    answer: &Answer,
+    config: &crate::config::Config,
+    generation: u64,
+    parked: &Pool,
+) -> Option<RollbackFlag> {
+    let on = match answer.header("x-bgd-flip")? {
+        "on" => true,
+        "off" => false,
+        _ => return None,
+    };
+    // each replica by its address now, or by its name (which nginx resolves: it follows a
+    // replica that restarted with another address)
+    let routed: Vec<&str> = answer.header("x-bgd-idle-servers")?.split(',').collect();
+    let port = config.container.port;
+    let all_routed = routed.len() == parked.servers.len()
+        && parked.servers.iter().all(|s| {
+            let name = format!(
+                "{}:{port}",
+                replica_alias(&config.app, &parked.release, s.replica)
+            );
+            routed.iter().any(|r| *r == s.addr || *r == name)
+        });
+    all_routed.then(|| RollbackFlag {
+        flag: render::flip_flag(&config.app, generation),
+        on: !on,
+    })
 }
 
 /// What nginx's `/__bgd` answer says: the idle color, the generation, nginx's version.

@@ -46,8 +46,10 @@ pub struct SwitchReport {
     pub live: Release,
     pub parked: Option<Release>,
     pub generation: u64,
-    /// From the start of the install exec to the drained handover
+    /// From the start of the install exec to the drained handover (or the flag's exec)
     pub switch_took: Duration,
+    /// nginx reloaded; false when the rollback flag moved live traffic
+    pub reloaded: bool,
     /// What the live listener saw during the switch
     pub window: Option<crate::probe::window::WindowReport>,
     /// From the command's start to the new color confirmed live through `lb.url`
@@ -170,6 +172,16 @@ pub struct Run<'a> {
     /// A canary share was installed: the candidate may serve live clients, so a failure
     /// never removes it (the canary step puts live traffic back itself)
     pub canary_routed: bool,
+    /// The switch can move live traffic by the active config's rollback flag, no reload
+    pub flip: Option<RollbackFlag>,
+}
+
+/// A switch by the active config's rollback flag: raise it (`on`) or lower it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackFlag {
+    /// The flag's path in the nginx container
+    pub flag: String,
+    pub on: bool,
 }
 
 impl<'a> Run<'a> {
@@ -216,6 +228,7 @@ impl<'a> Run<'a> {
             window_judged_by_caller: false,
             window_failure: None,
             canary_routed: false,
+            flip: None,
         }
     }
 
@@ -462,6 +475,7 @@ impl<'a> Run<'a> {
             parked: self.old_live.clone(),
             generation: self.state.generation,
             switch_took: self.switched.as_ref().map_or(Duration::ZERO, |s| s.took),
+            reloaded: self.switched.as_ref().is_none_or(|s| s.reloaded),
             window: self.journal.entry.switch_window.clone(),
             confirmed_in: self.confirmed_in,
             analysis: self.journal.entry.analysis.clone(),

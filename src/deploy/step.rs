@@ -451,6 +451,17 @@ impl Step {
         )
     }
 
+    /// The switch by the active config's rollback flag: no reload.
+    pub fn switch_by_flag(config: &Config, color: Color, to: &str) -> Step {
+        Step::new(
+            StepKind::Switch,
+            format!(
+                "switch live traffic {to} {color} by the rollback flag (one file in the nginx container; no reload, nothing to drain), confirmed through {}",
+                config.lb.url
+            ),
+        )
+    }
+
     /// The parked release set aside, let go once `color` is live (or the candidate's).
     pub fn drop_parked(freeing: &Freeing, color: Color) -> Option<Step> {
         let (parked, _) = freeing.set_aside.as_ref()?;

@@ -5,7 +5,7 @@
 
 use super::gates::{misrouted, smoke_probes, Listener};
 use super::plan::{after_failed_verify, AfterFailedVerify};
-use super::run::{Command, Run};
+use super::run::{Command, RollbackFlag, Run};
 use super::specs::render_input;
 use crate::config::ParkMode;
 use crate::error::{self, Failure};
@@ -47,7 +47,15 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         canary: run.state.canary.as_ref().map(|c| c.share),
     };
     let entry = run.journal.entry_now();
-    let (installed, window) = switch_live(run, to, back, "the switch", entry).await?;
+    let (installed, window) = match run.flip.take() {
+        Some(flip) => flip_live(run, &flip, to, entry).await?,
+        None => switch_live(run, to, back, "the switch", entry).await?,
+    };
+    let how = if installed.reloaded {
+        ""
+    } else {
+        ", by the rollback flag: no reload"
+    };
     run.switched = Some(installed);
     // a fast rollback took the lock for the switch's exec alone
     if let LockUse::Once(_) = run.lock {
@@ -72,10 +80,87 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         }
     }
     Ok(format!(
-        "live traffic on {target} (generation {}); switch window: {}",
+        "live traffic on {target} (generation {}{how}); switch window: {}",
         run.state.generation,
         window.summary()
     ))
+}
+
+/// The switch without a reload: the active config routes by its rollback flag, so raising or
+/// lowering it (and recording `to`'s state and `entry` in the same exec) moves live traffic at
+/// the next request, kept-alive connections included; no worker is replaced, nothing drains.
+/// Watched like a reload, from just before the flag moves until `lb.url` confirms the new
+/// color; if it does not, the flag is put back with the state before it (exit 6), or exit 7
+/// when that fails as well.
+async fn flip_live(
+    run: &mut Run<'_>,
+    flip: &RollbackFlag,
+    to: Routing,
+    entry: HistoryEntry,
+) -> Result<(Installed, WindowReport)> {
+    let (host, config) = (run.host, run.host.config);
+    let before = run.state.clone();
+    let after = state_after(&run.state, &to);
+    let record = record_of(&after, &entry)?;
+    let live_color = to.live.as_ref().map(|p| p.color);
+    let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
+    let url = format!("{}{}", config.lb.url, config.readiness.path);
+    let window = Window::watch(&host.prober, url, config.readiness.expect_status, false);
+    let flipped = host
+        .flip_routing(&flip.flag, flip.on, &record, &run.lock, &live_after)
+        .await;
+    let installed = match flipped {
+        Ok(installed) => installed,
+        Err(e) => {
+            window.end().await;
+            return Err(e);
+        }
+    };
+    run.journal.recorded = Some(entry.outcome.clone());
+    let confirmed = host.confirm_live(live_color, run.state.generation).await;
+    let window = window.end().await;
+    let Err(unconfirmed) = confirmed else {
+        run.state = after;
+        if !installed.recorded {
+            return Err(unrecorded(run, "the switch"));
+        }
+        return Ok((installed, window));
+    };
+    // put the flag back, and the record with it
+    let mut failed = entry;
+    failed.outcome = "failed".into();
+    failed.exit_code = 6;
+    failed.message =
+        "the switch could not be confirmed through lb.url; the previous routing was put back"
+            .into();
+    let back_color = before.live.as_ref().map(|l| l.color);
+    let restored = async {
+        let record = record_of(&before, &failed)?;
+        host.flip_routing(
+            &flip.flag,
+            !flip.on,
+            &record,
+            &run.lock,
+            &format!(
+                "{live_after} or {}",
+                back_color.map_or("nothing".into(), |c| c.to_string())
+            ),
+        )
+        .await?;
+        run.journal.recorded = Some(failed.outcome.clone());
+        run.state = before.clone();
+        host.confirm_live(back_color, run.state.generation).await
+    }
+    .await;
+    match restored {
+        Ok(()) => Err(unconfirmed.context(
+            "the switch was undone: the previous routing is active again".to_string(),
+        )),
+        Err(e) => Err(error::unsafe_state(format!(
+            "{unconfirmed:#}\nrestoring the previous routing also failed: {e:#}\nCheck `bgd status` and `docker logs {}` now",
+            config.lb.container
+        ))),
+    }
 }
 
 /// Sets the canary's share of live traffic: `Some(share)` percent of live clients on the

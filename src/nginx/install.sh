@@ -23,6 +23,10 @@
 #                        that is not whole or is of a newer schema (nothing changes) [none]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
+#   --flip PATH          flip mode (no --config): raise (--flip-to on: create) or lower (off:
+#                        remove) the rollback flag PATH, which the active config routes by,
+#                        then record; no reload                                  [none]
+#   --flip-to on|off     what the flag becomes; it must be the other way now
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
@@ -31,6 +35,12 @@
 #                     still busy after --drain-ms and were stopped; recorded=0: the state or
 #                     history asked for could not be written
 # recorded            record mode: the state and history line are written
+# flipped recorded=1|0
+#                     flip mode: the flag is as asked, so live traffic follows it at every
+#                     request from now on; recorded=0: the record could not be written
+# flip-stale          flip mode: the active config does not route by that flag, or the flag
+#                     is already as asked (another run changed the routing since the caller
+#                     looked); nothing changed
 # record-untrusted    the record there cannot be read by the caller (torn, or newer); nothing
 #                     changed
 # record-failed       record mode: they could not be written
@@ -52,14 +62,14 @@ set -u
 
 finish() {
   echo "BGD_OUTCOME $*"
-  case $1 in applied | recorded) exit 0 ;; esac
+  case $1 in applied | recorded | flipped) exit 0 ;; esac
   exit 1
 }
 
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
-record_schema=""
+record_schema="" flip="" flip_to=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -77,6 +87,8 @@ while [ $# -gt 0 ]; do
     --record-schema) record_schema=$2 ;;
     --lock-token) lock_token=$2 ;;
     --lock-once) lock_once=$2 ;;
+    --flip) flip=$2 ;;
+    --flip-to) flip_to=$2 ;;
     *) echo "unknown option $1"; finish bad-input ;;
   esac
   shift 2
@@ -90,6 +102,11 @@ if [ -z "$app" ] || [ -z "$conf_dir" ] || [ -z "$root" ]; then
   finish bad-input
 fi
 
+if [ -n "$flip" ]; then
+  if [ "$have_config" = 1 ]; then echo "--flip takes no --config"; finish bad-input; fi
+  case $flip_to in on | off) ;; *) echo "--flip-to must be on or off"; finish bad-input ;; esac
+  case $flip in "$root/$app/flip-"*) ;; *) echo "--flip must be a flag in $root/$app"; finish bad-input ;; esac
+fi
 dir="$root/$app"
 lockdir="$dir/lock"
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
@@ -299,6 +316,31 @@ fi
 # A record this caller cannot read is never replaced: `bgd repair` does that, knowingly.
 record_trusted || finish record-untrusted
 
+if [ -n "$flip" ]; then
+  # only the active config's own flag, and only from the other state: what the caller saw
+  # is still what nginx routes by
+  if ! grep -qF "$flip" "$active" 2>/dev/null; then
+    echo "the active config does not route by $flip"
+    finish flip-stale
+  fi
+  if [ -e "$flip" ]; then is=on; else is=off; fi
+  if [ "$is" = "$flip_to" ]; then
+    echo "the flag is already $is"
+    finish flip-stale
+  fi
+  if [ "$flip_to" = on ]; then
+    : > "$flip" || { echo "cannot create $flip"; finish write-failed; }
+  else
+    rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
+  fi
+  # nginx checks the flag at every request: live traffic follows it now
+  recorded=1
+  if ! record; then
+    recorded=0
+    echo "cannot write the record in $dir"
+  fi
+  finish flipped "recorded=$recorded"
+fi
 if [ "$have_config" = 0 ]; then
   if record; then finish recorded; fi
   echo "cannot write the record in $dir"
@@ -421,4 +463,9 @@ if [ -n "$alive" ]; then
     case $title in "nginx: worker process"*) kill -KILL "$pid" 2>/dev/null ;; esac
   done
 fi
+# Rollback flags of replaced configs: the old workers that read them are gone now.
+for f in "$dir"/flip-*; do
+  [ -e "$f" ] || continue
+  grep -qF "$f" "$active" || rm -f "$f"
+done
 finish applied "stopped=$stopped" "recorded=$recorded"

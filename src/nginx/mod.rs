@@ -40,6 +40,8 @@ pub struct Installed {
     pub old_workers_stopped: u32,
     /// The record asked for was written (true when none was asked for)
     pub recorded: bool,
+    /// nginx reloaded; false when a rollback flag moved live traffic instead
+    pub reloaded: bool,
 }
 
 /// What to record on the host: the state, and one history line of a run (an earlier line
@@ -86,6 +88,10 @@ pub enum NginxError {
     /// The script stopped without saying how it ended: what it did is not known
     #[error("{0}")]
     Unknown(String),
+    /// A flip found the routing other than the caller saw it (another run changed it, or
+    /// the config does not route by that flag): nothing changed
+    #[error("nginx's routing changed since bgd looked: {0}")]
+    Stale(String),
     /// The Docker API call failed
     #[error(transparent)]
     Docker(#[from] anyhow::Error),
@@ -405,6 +411,42 @@ impl<'a> Nginx<'a> {
         }
     }
 
+    /// Raises (`on`) or lowers the active config's rollback flag `flag` under the deploy lock
+    /// as `lock` says, and writes `record` in the same exec: live traffic follows the flag at
+    /// the next request, with no reload. `Stale` when the active config does not route by
+    /// `flag` or the flag already is so. Returns whether the record was written.
+    pub async fn flip(
+        &self,
+        flag: &str,
+        on: bool,
+        record: &RecordWrite,
+        lock: &LockUse,
+    ) -> Result<bool, NginxError> {
+        let keep = crate::state::HISTORY_LIMIT.to_string();
+        let mut args = vec![
+            ("--app", self.app.as_str()),
+            ("--conf-dir", CONF_DIR),
+            ("--root", BGD_DIR),
+            ("--history-keep", &keep),
+            ("--flip", flag),
+            ("--flip-to", if on { "on" } else { "off" }),
+        ];
+        push_record(&mut args, Some(record));
+        let once = lock_args(lock)?;
+        args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
+        let report = Script::Install
+            .run(self.docker, &self.container, &args, Duration::from_secs(20))
+            .await?;
+        match report.outcome.as_str() {
+            "flipped" => Ok(report.field::<u8>("recorded") != Some(0)),
+            "flip-stale" => Err(NginxError::Stale(report.detail)),
+            "record-untrusted" => Err(NginxError::Untrusted(report.detail)),
+            "locked" => Err(NginxError::Locked(report.holder())),
+            "lock-lost" => Err(NginxError::LockLost),
+            _ => Err(report.unexpected(&self.container)),
+        }
+    }
+
     /// Installs a config: writes it as the active config, validates it with `nginx -t`,
     /// reloads, waits until no old worker accepts connections, then up to `drain` for them to
     /// finish. `record` is written once the new config serves, in the same exec. On any
@@ -440,6 +482,7 @@ impl<'a> Nginx<'a> {
                 took: started.elapsed(),
                 old_workers_stopped: report.field("stopped").unwrap_or(0),
                 recorded: report.field::<u8>("recorded") != Some(0),
+                reloaded: true,
             }),
             "invalid" => Err(NginxError::Invalid(detail)),
             "record-untrusted" => Err(NginxError::Untrusted(detail)),

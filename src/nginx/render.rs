@@ -187,6 +187,7 @@ struct Context<'a> {
     canary: Option<CanaryContext>,
     /// The file nginx logs live traffic to while a mirror or canary runs, else null
     traffic_log: Option<String>,
+    flip: Option<FlipContext>,
 }
 
 /// The mirror as templates see it: `share`, `methods`, `request_body` (whether a listed
@@ -208,6 +209,39 @@ struct CanaryContext {
     stable: Color,
     share: u8,
     buckets: String,
+}
+
+/// The rollback flag as templates see it (`flip`): while `flag` exists, `live` (the preview
+/// pool's color) takes live traffic and `idle` (the live pool's) is parked; `*_servers` are
+/// what those colors' upstreams route to, comma-separated.
+#[derive(Serialize)]
+struct FlipContext {
+    flag: String,
+    live: Color,
+    idle: Color,
+    live_servers: String,
+    idle_servers: String,
+}
+
+/// The file whose existence flips live traffic to the parked color under config
+/// `generation` (`bgd rollback` without a reload). One per generation: a new config never
+/// reads an older one's flag, so the install that replaces a flipped config cannot route a
+/// request by a flag it is about to remove.
+pub fn flip_flag(app: &str, generation: u64) -> String {
+    format!("{}/{app}/{}", super::BGD_DIR, flip_name(generation))
+}
+
+/// The flag's name in bgd's directory for the app.
+pub fn flip_name(generation: u64) -> String {
+    format!("flip-{generation}")
+}
+
+/// What a pool's upstream routes to (`name:port` nginx resolves, else `ip:port`), as the
+/// config's `X-Bgd-Idle-Servers` lists it: sorted, comma-separated.
+pub fn server_list<'a>(addrs: impl Iterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = addrs.collect();
+    v.sort_unstable();
+    v.join(",")
 }
 
 #[derive(Serialize)]
@@ -260,6 +294,32 @@ pub struct Header {
     /// The share of live requests copied to the candidate, while a mirror runs
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<u8>,
+    /// The rollback flag's name (`flip-GENERATION`) when the config routes by one: while
+    /// that file exists in bgd's directory, live and preview are the other way round
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<String>,
+    /// How many replicas of the preview's release the config routes to
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_servers: Option<usize>,
+}
+
+impl Header {
+    /// What the config routes when its flag is `raised`: live and preview swapped (the
+    /// preview's role stays: a flip only happens between a live and a parked release).
+    pub fn flipped(self, raised: bool) -> Header {
+        if !raised || self.flip.is_none() {
+            return self;
+        }
+        Header {
+            live: self.preview,
+            preview: self.live,
+            live_release: self.preview_release,
+            preview_release: self.live_release,
+            live_servers: self.preview_servers,
+            preview_servers: self.live_servers,
+            ..self
+        }
+    }
 }
 
 /// The template in force and how messages name it: `lb.template` (its path and text), else
@@ -321,12 +381,42 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
     };
     let traffic_log =
         (mirror.is_some() || canary.is_some()).then(|| traffic_log(&input.app, input.generation));
+    // a parked color beside a live one, both running, nothing else routed: `bgd rollback`
+    // flips between them with a file instead of a reload
+    let parked = input
+        .preview
+        .as_ref()
+        .filter(|p| !p.servers.is_empty() && input.idle_role.as_deref() == Some("parked"));
+    let flip = match (&input.live, parked) {
+        (Some(live), Some(parked)) if live_runs && mirror.is_none() && canary.is_none() => {
+            // what each upstream routes to: names nginx resolves, else addresses
+            let resolve = input.features.resolve;
+            let addrs = |p: &Pool| {
+                server_list(p.servers.iter().map(|s| {
+                    s.dns
+                        .as_deref()
+                        .filter(|_| resolve)
+                        .unwrap_or(s.addr.as_str())
+                }))
+            };
+            Some(FlipContext {
+                flag: flip_flag(&input.app, input.generation),
+                live: parked.color,
+                idle: live.color,
+                live_servers: addrs(parked),
+                idle_servers: addrs(live),
+            })
+        }
+        _ => None,
+    };
+    let flag = flip.as_ref().map(|f| f.flag.clone());
     let canary_share = canary.as_ref().map(|c| c.share);
     let mirror_share = mirror.as_ref().map(|m| m.share);
     let ctx = Context {
         mirror,
         canary,
         traffic_log,
+        flip,
         app: &input.app,
         ident: input.app.replace('-', "_"),
         generation: input.generation,
@@ -383,6 +473,11 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
         live_servers: input.live.as_ref().map(|p| p.servers.len()),
         canary: canary_share,
         mirror: mirror_share,
+        // only when the template uses the flag (a custom one may not)
+        flip: flag
+            .filter(|f| body.contains(f.as_str()))
+            .map(|_| flip_name(input.generation)),
+        preview_servers: input.preview.as_ref().map(|p| p.servers.len()),
     };
     let header = serde_json::to_string(&header)?;
     Ok(format!(

@@ -1,0 +1,162 @@
+//! The reload-free rollback: with a live and a parked release both running, the config
+//! routes by a flag file and `bgd rollback` moves it (no reload, no worker replaced), under
+//! load, with nginx's own file cache turned on by the user, and through a deploy that clears
+//! it. A template without the flag rolls back by reload, as before.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// The nginx worker processes' pids in the container, sorted.
+fn workers(t: &TestApp) -> Vec<String> {
+    let out = docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        r#"for p in /proc/[0-9]*; do c=""; read -r c < "$p/cmdline" 2>/dev/null; case $c in "nginx: worker process"*) echo "${p#/proc/}";; esac; done"#,
+    ]);
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// The rollback flags in bgd's directory for the app.
+fn flags(t: &TestApp) -> Vec<String> {
+    docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        &format!("cd /etc/nginx/bgd/{} && ls", t.app),
+    ])
+    .lines()
+    .filter(|l| l.starts_with("flip-"))
+    .map(str::to_string)
+    .collect()
+}
+
+/// `status --json`: exit 0, and nginx's `routes_to` and `flipped`.
+fn routing(t: &TestApp) -> (String, bool) {
+    let st = t.bgd(&["--json", "status"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    let nginx = &st.result()["nginx"];
+    (
+        nginx["routes_to"].as_str().unwrap_or("?").to_string(),
+        nginx["flipped"].as_bool().expect("nginx.flipped"),
+    )
+}
+
+#[test]
+fn rollback_moves_the_flag_without_a_reload_under_load() {
+    let t = TestApp::new("flag");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    // the user's nginx caches file lookups for a minute: bgd's servers must not
+    docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        "printf 'open_file_cache max=1000 inactive=60s;\\nopen_file_cache_valid 60s;\\nopen_file_cache_errors on;\\n' > /etc/nginx/conf.d/zz-user-cache.conf",
+    ]);
+    let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert_eq!(d.result()["reloaded"], true, "a deploy reloads: {d:?}");
+    assert!(
+        t.active_config().contains("open_file_cache off;"),
+        "the config routes by the flag"
+    );
+    assert_eq!(routing(&t), ("green".to_string(), false));
+
+    let load = Load::start(t.live_port, &t.dir);
+    load.expect("green");
+    let before = workers(&t);
+    assert!(!before.is_empty());
+
+    // back to blue: the flag is raised, no worker replaced
+    let r = switch_under_load(&t, &load, &["rollback"]);
+    assert_eq!(r["live"]["color"], "blue", "{r}");
+    assert_eq!(r["reloaded"], false, "{r}");
+    assert_eq!(r["switch_window"]["failed"], 0, "{r}");
+    assert_eq!(workers(&t), before, "nginx reloaded");
+    assert_eq!(t.live_version(), "v1");
+    assert_eq!(routing(&t), ("blue".to_string(), true));
+    assert_eq!(flags(&t).len(), 1);
+    let human = t.bgd(&["status"]);
+    assert!(
+        human.stdout.contains("routes to blue") && human.stdout.contains("by the rollback flag"),
+        "{human:?}"
+    );
+    // the file cache did not keep a worker on the old answer
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..20 {
+        assert_eq!(t.live_version(), "v1");
+    }
+
+    // and forward again: the flag is lowered
+    let r = switch_under_load(&t, &load, &["rollback"]);
+    assert_eq!(r["live"]["color"], "green", "{r}");
+    assert_eq!(r["reloaded"], false, "{r}");
+    assert_eq!(workers(&t), before, "nginx reloaded");
+    assert_eq!(routing(&t), ("green".to_string(), false));
+    assert_eq!(t.live_version(), "v2");
+
+    // raised again, then a deploy: it renders what the record says (blue live, v3 into
+    // green) and removes the flag once the old workers are gone
+    let r = switch_under_load(&t, &load, &["rollback"]);
+    assert_eq!(r["live"]["color"], "blue", "{r}");
+    let d = switch_under_load(&t, &load, &["deploy", "bgd-demo:v3"]);
+    assert_eq!(d["live"]["color"], "green", "{d}");
+    assert_eq!(d["parked"]["image"], "bgd-demo:v1", "{d}");
+    assert!(flags(&t).is_empty(), "{:?}", flags(&t));
+    assert_eq!(routing(&t), ("green".to_string(), false));
+    // the new config's flag works the same way
+    let r = switch_under_load(&t, &load, &["rollback"]);
+    assert_eq!(r["live"]["image"], "bgd-demo:v1", "{r}");
+    assert_eq!(r["reloaded"], false, "{r}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let summary = load.finish();
+    assert_eq!(summary["failures"], 0, "failed requests: {summary:#}");
+    assert!(summary["requests"].as_u64().unwrap() > 500, "{summary}");
+    assert_eq!(t.live_version(), "v1");
+    // the history has every rollback, as ever
+    let h = t.bgd(&["--json", "history"]);
+    let entries = h.result()["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let rollbacks = entries
+        .iter()
+        .filter(|e| e["command"] == "rollback" && e["outcome"] == "ok")
+        .count();
+    assert_eq!(rollbacks, 4, "{h:?}");
+}
+
+/// A custom template that does not route by the flag: the rollback reloads, as before.
+#[test]
+fn a_template_without_the_flag_rolls_back_by_reload() {
+    let t = TestApp::new("noflag");
+    let builtin = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/nginx.conf.tera"),
+    )
+    .unwrap();
+    let without = builtin
+        .replace("{%- if flip %}", "{%- if false %}")
+        .replace("{%- elif flip %}", "{%- elif false %}")
+        .replace("{% if flip %}", "{% if false %}");
+    assert!(!without.contains("if flip"));
+    std::fs::write(t.dir.join("mine.conf.tera"), without).unwrap();
+    t.write(&t.config().set("lb.template", "mine.conf.tera"));
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    let before = workers(&t);
+    let r = t.bgd(&["--json", "rollback"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.result()["reloaded"], true, "{r:?}");
+    assert_eq!(r.result()["live"]["color"], "blue", "{r:?}");
+    assert_ne!(workers(&t), before, "a reload replaces the workers");
+    assert_eq!(t.live_version(), "v1");
+    assert_eq!(routing(&t), ("blue".to_string(), false));
+}
