@@ -457,8 +457,10 @@ def report(work, doc, imgdir):
       "script must do to know the switch happened: poll the live listener until the other "
       "release answers.")
     A("- **bgd**: the wall time of a whole `bgd rollback` (process start to exit): a readiness "
-      "pass over the parked replicas, the validated reload, the wait for nginx's old workers, "
-      "the record on the host, the confirmation through the live listener.")
+      "pass over the parked replicas, one exec that takes the deploy lock, moves the rollback "
+      "flag (no reload: nginx reads it at every request) and records the state and history "
+      "with the switch window, and the confirmation through the live listener, watched "
+      "throughout by the switch window.")
     A("")
     A("| measurement | naive median / p90 (ms) | bgd median / p90 (ms) | bgd / naive (medians) |")
     A("|---|---|---|---|")

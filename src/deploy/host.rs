@@ -147,7 +147,7 @@ impl<'a> Host<'a> {
     }
 
     /// Moves live traffic by the active config's rollback flag (see `Nginx::flip`), recording
-    /// `record` in the same exec. As with `install_routing`, an exec whose end bgd did not
+    /// `record` (its history line as `amend` brings it) in the same exec. As with `install_routing`, an exec whose end bgd did not
     /// see is exit 7: nginx may now route live traffic to `live_after`.
     pub async fn flip_routing(
         &self,
@@ -156,10 +156,11 @@ impl<'a> Host<'a> {
         record: &RecordWrite,
         lock: &LockUse,
         live_after: &str,
+        amend: Option<crate::nginx::Amend>,
     ) -> Result<Installed> {
         let what = "the switch (by the rollback flag)";
         let started = std::time::Instant::now();
-        match self.nginx().flip(flag, on, record, lock).await {
+        match self.nginx().flip(flag, on, record, lock, amend).await {
             Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
             Err(e) => Err(self.nginx_failure(e, what)),
             Ok(recorded) => Ok(Installed {

@@ -13,7 +13,9 @@ use super::step::Step;
 use crate::docker::ContainerInfo;
 use crate::error::is_locked;
 use crate::lock::Holder;
-use crate::model::{replica_alias, Color, Pool, Release, Role, LABEL_COLOR};
+use crate::model::{
+    replica_alias, Color, Pool, Release, Role, LABEL_APP, LABEL_COLOR, LABEL_MANAGED,
+};
 use crate::nginx::render::{self, Features};
 use crate::nginx::LockUse;
 use crate::probe::{Answer, Request};
@@ -131,23 +133,46 @@ impl FastView {
 /// (Docker gives a restarted container a new one, and may give its old one to another
 /// container), and the switch renders a new config. `None` when anything is unusual.
 async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
-    let url = format!("{}/__bgd", host.config.lb.preview_url);
+    let config = host.config;
+    let url = format!("{}/__bgd", config.lb.preview_url);
     let request = Request::get(url, Duration::from_millis(1000));
     let ask = host.prober.probe(&request);
-    let (containers, lb, verdict) = tokio::join!(
-        list_containers(host.docker, host.config),
-        host.docker.inspect(&host.config.lb.container),
+    let labels = [(LABEL_MANAGED, "true"), (LABEL_APP, config.app.as_str())];
+    let (brief, lb, verdict) = tokio::join!(
+        host.docker.list_brief(&labels),
+        host.docker.inspect(&config.lb.container),
         ask
     );
-    let (containers, Some(lb), Ok(answer)) = (containers?, lb?, verdict.answer) else {
-        return Ok(None);
-    };
-    let Some((parked_color, generation, version)) = nginx_says(&answer) else {
+    let (brief, Some(lb), Ok(answer)) = (brief?, lb?, verdict.answer) else {
         return Ok(None);
     };
     if answer.status != 204 || !lb.running() || answer.header("x-bgd-idle-role") != Some("parked") {
         return Ok(None);
     }
+    // With the rollback flag, what one list call says is enough (labels, states, addresses):
+    // no container is inspected, however many replicas there are. A tag that moved shows as
+    // an image ID there: inspected, the release keeps the name it was deployed as.
+    let by_flag = answer.header("x-bgd-flip").is_some()
+        && brief.iter().all(|c| !c.image.starts_with("sha256:"));
+    if by_flag {
+        if let Some(view) = view_of(host, &answer, &lb, brief, true).await {
+            return Ok(Some(view));
+        }
+    }
+    let containers = list_containers(host.docker, config).await?;
+    Ok(view_of(host, &answer, &lb, containers, false).await)
+}
+
+/// The fast view from nginx's `/__bgd` answer and the app's containers; with `by_flag`,
+/// only when the switch can move the rollback flag.
+async fn view_of(
+    host: &Host<'_>,
+    answer: &Answer,
+    lb: &ContainerInfo,
+    containers: Vec<ContainerInfo>,
+    by_flag: bool,
+) -> Option<FastView> {
+    let (parked_color, generation, version) = nginx_says(answer)?;
     let of = |color: Color| -> Vec<&ContainerInfo> {
         containers
             .iter()
@@ -155,21 +180,27 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
             .collect()
     };
     let (parked_cs, live_cs) = (of(parked_color), of(parked_color.other()));
-    let (Some(parked), Some(live)) = (one_release(&parked_cs), one_release(&live_cs)) else {
-        return Ok(None);
-    };
+    let (parked, live) = (one_release(&parked_cs)?, one_release(&live_cs)?);
     // A stopped parked release takes the full path, which starts it.
     if !parked_cs.iter().all(|c| c.running()) {
-        return Ok(None);
+        return None;
     }
     let parked_pool = pool_of(host.config, &parked, &parked_cs);
     let live_pool = pool_of(host.config, &live, &live_cs);
     if parked_pool.servers.len() != parked_cs.len() {
-        return Ok(None);
+        return None;
     }
-    let flip = flip_of(&answer, host.config, generation, &parked_pool);
+    let flip = match flip_of(answer, host.config, generation, &parked_pool) {
+        // nginx resolves names now and then: a replica that restarted with another address
+        // may still be reached at its old one (another container's now) for a moment
+        Some(f) if upstream_reaches_only(host, &parked_pool).await => Some(f),
+        _ => None,
+    };
+    if by_flag && flip.is_none() {
+        return None;
+    }
     if flip.is_none() && !routes_to_current(host, &parked_pool).await {
-        return Ok(None);
+        return None;
     }
     let state = AppState {
         schema: 2,
@@ -190,7 +221,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         }),
         updated_at: state::now(),
     };
-    Ok(Some(FastView {
+    Some(FastView {
         state,
         parked,
         containers: containers.clone(),
@@ -198,7 +229,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         live_pool,
         version,
         flip,
-    }))
+    })
 }
 
 /// The flip `/__bgd` offers: the active config routes by its rollback flag, and the parked
@@ -253,6 +284,25 @@ fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
             color,
             image: first.image.clone(),
             release: release.to_string(),
+        })
+}
+
+/// What nginx's upstream of the parked color reaches now: twice as many probes as replicas
+/// through the preview listener's default route (the parked color's upstream), at once;
+/// every one must be answered by a parked replica at its current address.
+async fn upstream_reaches_only(host: &Host<'_>, pool: &Pool) -> bool {
+    let r = &host.config.readiness;
+    let url = format!("{}{}", host.config.lb.preview_url, r.path);
+    let probes = (0..pool.servers.len() * 2).map(|_| {
+        let request = Request::get(url.clone(), r.timeout);
+        async move { host.prober.probe(&request).await }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .iter()
+        .all(|verdict| {
+            let upstream = verdict.answer.as_ref().ok().and_then(Answer::upstream);
+            upstream.is_some_and(|u| pool.servers.iter().any(|s| s.addr == u))
         })
 }
 

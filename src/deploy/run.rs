@@ -174,6 +174,8 @@ pub struct Run<'a> {
     pub canary_routed: bool,
     /// The switch can move live traffic by the active config's rollback flag, no reload
     pub flip: Option<RollbackFlag>,
+    /// The switch's exec recorded the history entry with its window
+    pub window_recorded: bool,
 }
 
 /// A switch by the active config's rollback flag: raise it (`on`) or lower it.
@@ -229,6 +231,7 @@ impl<'a> Run<'a> {
             window_failure: None,
             canary_routed: false,
             flip: None,
+            window_recorded: false,
         }
     }
 

@@ -64,7 +64,8 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     run.confirmed_in = Some(run.elapsed());
     // the window is known once the drain ended, after the exec recorded the entry
     run.journal.entry.switch_window = Some(for_the_record(&window, run.host.out));
-    run.journal.amended = true;
+    // a switch by the flag recorded its window in its own exec
+    run.journal.amended = !std::mem::take(&mut run.window_recorded);
     if !window.lossless() {
         let why = format!(
             "live traffic saw failures during the switch: {} (the first: {})",
@@ -106,24 +107,50 @@ async fn flip_live(
     let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
     let url = format!("{}{}", config.lb.url, config.readiness.path);
     let window = Window::watch(&host.prober, url, config.readiness.expect_status, false);
-    let flipped = host
-        .flip_routing(&flip.flag, flip.on, &record, &run.lock, &live_after)
-        .await;
-    let installed = match flipped {
-        Ok(installed) => installed,
-        Err(e) => {
-            window.end().await;
-            return Err(e);
+    // The exec waits, the flag moved, for the history line with what the window saw: one
+    // exec records the switch and its window (a dropped line leaves the entry without it)
+    let (moved_tx, moved) = tokio::sync::oneshot::channel();
+    let (line_tx, line) = tokio::sync::oneshot::channel();
+    let flipped = host.flip_routing(
+        &flip.flag,
+        flip.on,
+        &record,
+        &run.lock,
+        &live_after,
+        Some((moved_tx, line)),
+    );
+    let out = host.out;
+    let watched = async {
+        let confirmed = match moved.await {
+            Ok(()) => Some(host.confirm_live(live_color, run.state.generation).await),
+            Err(_) => None,
+        };
+        let window = window.end().await;
+        if let Some(Ok(())) = confirmed {
+            let mut amended = entry.clone();
+            amended.switch_window = Some(for_the_record(&window, out));
+            amended.duration_ms = run.elapsed().as_millis() as u64;
+            if let Ok(text) = serde_json::to_string(&amended) {
+                let _ = line_tx.send(text);
+            }
         }
+        (confirmed, window)
     };
+    let (flipped, (confirmed, window)) = tokio::join!(flipped, watched);
+    let installed = flipped?;
     run.journal.recorded = Some(entry.outcome.clone());
-    let confirmed = host.confirm_live(live_color, run.state.generation).await;
-    let window = window.end().await;
+    let confirmed = confirmed.unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "internal: the rollback flag moved but the exec did not say so"
+        ))
+    });
     let Err(unconfirmed) = confirmed else {
         run.state = after;
         if !installed.recorded {
             return Err(unrecorded(run, "the switch"));
         }
+        // the exec recorded the entry with its window: nothing to write again
+        run.window_recorded = true;
         return Ok((installed, window));
     };
     // put the flag back, and the record with it
@@ -145,6 +172,7 @@ async fn flip_live(
                 "{live_after} or {}",
                 back_color.map_or("nothing".into(), |c| c.to_string())
             ),
+            None,
         )
         .await?;
         run.journal.recorded = Some(failed.outcome.clone());

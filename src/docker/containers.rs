@@ -250,25 +250,64 @@ impl Docker {
 
     /// Names of the containers (any state) carrying every `key=value` label given.
     pub async fn list_by_labels(&self, labels: &[(&str, &str)]) -> Result<Vec<String>> {
-        let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let filters = HashMap::from([("label".to_string(), filter)]);
-        let list = self
-            .call(
-                || "list containers".to_string(),
-                self.api.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters,
-                    ..Default::default()
-                })),
-            )
-            .await?;
-        let mut names: Vec<String> = list
+        let mut names: Vec<String> = self
+            .list_labelled(labels)
+            .await?
             .into_iter()
             .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
             .map(|n| n.trim_start_matches('/').to_string())
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Containers (any state) with all of `labels`, as one list call describes them: name,
+    /// id, image, labels, state and each network's address, but no settings, aliases,
+    /// health or restart count (`inspect` has those). The image is the reference it was
+    /// created from, or its image's ID when that reference has moved to another image.
+    pub async fn list_brief(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        let list = self.list_labelled(labels).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                image: c.image.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                state: c.state.unwrap_or_else(|| "unknown".into()),
+                networks: c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.ip_address.unwrap_or_default()))
+                    .collect(),
+                image_id: c.image_id.unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    async fn list_labelled(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let filters = HashMap::from([("label".to_string(), filter)]);
+        self.call(
+            || "list containers".to_string(),
+            self.api.list_containers(Some(ListContainersOptions {
+                all: true,
+                filters,
+                ..Default::default()
+            })),
+        )
+        .await
     }
 
     /// Every container on the host (any state, any app): its name, the image reference it

@@ -7,10 +7,36 @@ use bollard::container::{DownloadFromContainerOptions, LogOutput, UploadToContai
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+/// One answer to a command run by `exec_answering`.
+pub struct Reply {
+    /// The line the command prints when it waits for its answer
+    pub prompt: &'static str,
+    /// Fires when it printed it
+    pub prompted: oneshot::Sender<()>,
+    /// The line to answer with (dropped: no answer, the input is closed)
+    pub answer: oneshot::Receiver<String>,
+}
 
 impl Docker {
     /// Runs `cmd` in a running container and waits for it, bounded by `limit`.
     pub async fn exec(&self, container: &str, cmd: &[&str], limit: Duration) -> Result<ExecOutput> {
+        self.exec_answering(container, cmd, limit, None).await
+    }
+
+    /// `exec`, answering the command once: when it prints `reply.prompt` on a line of its
+    /// own, `reply.prompted` fires, and the line `reply.answer` brings is written to its
+    /// stdin, which is then closed (closed unwritten when the answer is dropped; if bgd dies
+    /// meanwhile, the command reads the end of its input).
+    pub async fn exec_answering(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        limit: Duration,
+        reply: Option<Reply>,
+    ) -> Result<ExecOutput> {
         let what = || {
             format!(
                 "run {:?} in container {container}",
@@ -26,6 +52,7 @@ impl Docker {
                         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
                         attach_stdout: Some(true),
                         attach_stderr: Some(true),
+                        attach_stdin: Some(reply.is_some()),
                         ..Default::default()
                     },
                 ),
@@ -34,23 +61,49 @@ impl Docker {
         let run = async {
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
-            if let StartExecResults::Attached { mut output, .. } =
-                self.api.start_exec(&created.id, None).await?
+            let mut reply = reply;
+            if let StartExecResults::Attached {
+                mut output,
+                mut input,
+            } = self
+                .api
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| describe(&e))?
             {
                 while let Some(chunk) = output.next().await {
-                    match chunk? {
+                    match chunk.map_err(|e| describe(&e))? {
                         LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
                         LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
                         _ => {}
                     }
+                    let asked = reply.as_ref().is_some_and(|r| {
+                        String::from_utf8_lossy(&stdout)
+                            .lines()
+                            .any(|l| l == r.prompt)
+                    });
+                    if let Some(r) = reply.take_if(|_| asked) {
+                        let _ = r.prompted.send(());
+                        let io = |e: std::io::Error| format!("writing to its input: {e}");
+                        if let Ok(line) = r.answer.await {
+                            input
+                                .write_all(format!("{line}\n").as_bytes())
+                                .await
+                                .map_err(io)?;
+                        }
+                        input.shutdown().await.map_err(io)?;
+                    }
                 }
             }
-            Ok((stdout, stderr))
+            Ok::<_, String>((stdout, stderr))
         };
         let (stdout, stderr) = self
-            .call_within(&what, limit, run)
+            .call_within(&what, limit, async {
+                Ok::<_, bollard::errors::Error>(run.await)
+            })
             .await?
-            .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?;
+            .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?
+            .map_err(|e| error::environment(format!("{}: {e}", what())))?;
         // The exit code comes from inspecting the exec, not from starting it. The output is
         // what matters most (bgd's scripts end with their outcome), so a failed inspect is an
         // unknown code, not a lost output.

@@ -19,6 +19,7 @@ mod ssh;
 mod types;
 
 pub use endpoint::Endpoint;
+pub use files::Reply;
 pub use images::PullProgress;
 pub use types::{ContainerInfo, ContainerSpec, ExecOutput, ImageDefaults, RunSettings};
 

@@ -27,6 +27,9 @@
 #                        remove) the rollback flag PATH, which the active config routes by,
 #                        then record; no reload                                  [none]
 #   --flip-to on|off     what the flag becomes; it must be the other way now
+#   --await-history 1    flip mode: once the flag moved, print `BGD_AWAIT` and read one line
+#                        from stdin: the history line to record instead of --history (an
+#                        empty line or the end of input, as when bgd dies: --history's)
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
@@ -69,7 +72,7 @@ finish() {
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
-record_schema="" flip="" flip_to=""
+record_schema="" flip="" flip_to="" await_history=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -89,6 +92,7 @@ while [ $# -gt 0 ]; do
     --lock-once) lock_once=$2 ;;
     --flip) flip=$2 ;;
     --flip-to) flip_to=$2 ;;
+    --await-history) await_history=$2 ;;
     *) echo "unknown option $1"; finish bad-input ;;
   esac
   shift 2
@@ -333,7 +337,14 @@ if [ -n "$flip" ]; then
   else
     rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
   fi
-  # nginx checks the flag at every request: live traffic follows it now
+  # nginx checks the flag at every request: live traffic follows it now. The caller watched
+  # live traffic across it and may send the history line that says what it saw.
+  if [ "$await_history" = 1 ]; then
+    echo "BGD_AWAIT"
+    line=""
+    IFS= read -r line || true
+    [ -z "$line" ] || history=$line
+  fi
   recorded=1
   if ! record; then
     recorded=0

@@ -97,6 +97,12 @@ pub enum NginxError {
     Docker(#[from] anyhow::Error),
 }
 
+/// A flip's history line sent once the flag moved: the signal that it moved, and the line.
+pub type Amend = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<String>,
+);
+
 /// How an install relates to the deploy lock.
 #[derive(Debug, Clone, Default)]
 pub enum LockUse {
@@ -413,14 +419,17 @@ impl<'a> Nginx<'a> {
 
     /// Raises (`on`) or lowers the active config's rollback flag `flag` under the deploy lock
     /// as `lock` says, and writes `record` in the same exec: live traffic follows the flag at
-    /// the next request, with no reload. `Stale` when the active config does not route by
-    /// `flag` or the flag already is so. Returns whether the record was written.
+    /// the next request, with no reload. With `amend`, the exec waits once the flag moved
+    /// (`amend.0` fires) for the history line to record instead of `record`'s (`amend.1`;
+    /// dropped: `record`'s). `Stale` when the active config does not route by `flag` or the
+    /// flag already is so. Returns whether the record was written.
     pub async fn flip(
         &self,
         flag: &str,
         on: bool,
         record: &RecordWrite,
         lock: &LockUse,
+        amend: Option<Amend>,
     ) -> Result<bool, NginxError> {
         let keep = crate::state::HISTORY_LIMIT.to_string();
         let mut args = vec![
@@ -434,8 +443,22 @@ impl<'a> Nginx<'a> {
         push_record(&mut args, Some(record));
         let once = lock_args(lock)?;
         args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
+        let reply = amend.map(|(prompted, answer)| {
+            args.push(("--await-history", "1"));
+            crate::docker::Reply {
+                prompt: "BGD_AWAIT",
+                prompted,
+                answer,
+            }
+        });
         let report = Script::Install
-            .run(self.docker, &self.container, &args, Duration::from_secs(20))
+            .run_answering(
+                self.docker,
+                &self.container,
+                &args,
+                Duration::from_secs(20),
+                reply,
+            )
             .await?;
         match report.outcome.as_str() {
             "flipped" => Ok(report.field::<u8>("recorded") != Some(0)),

@@ -55,13 +55,26 @@ impl Script {
         args: &[(&str, &str)],
         limit: Duration,
     ) -> Result<Report, NginxError> {
+        self.run_answering(docker, container, args, limit, None)
+            .await
+    }
+
+    /// `run`, answering the script once when it asks (`reply`).
+    pub async fn run_answering(
+        self,
+        docker: &Docker,
+        container: &str,
+        args: &[(&str, &str)],
+        limit: Duration,
+        reply: Option<crate::docker::Reply>,
+    ) -> Result<Report, NginxError> {
         let (name, text) = self.text();
         let mut cmd = vec!["sh", "-c", text, name];
         for (k, v) in args {
             cmd.push(k);
             cmd.push(v);
         }
-        let out = docker.exec(container, &cmd, limit).await?;
+        let out = docker.exec_answering(container, &cmd, limit, reply).await?;
         let printed = format!("{}{}", out.stdout, out.stderr);
         parse(&printed).ok_or_else(|| match out.exit_code {
             127 => NginxError::Broken(format!(
