@@ -12,13 +12,13 @@ use serde_json::{json, Map, Value};
 
 pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
     let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
-    let report = status(&host).await?;
-    // the other apps behind the same nginx (host-based routing), for whoever shares it
+    // the other apps behind the same nginx (host-based routing), for whoever shares it: asked
+    // beside the rest (an nginx that is not there or not running has none)
+    let nginx = host.nginx();
+    let (report, apps) = tokio::join!(status(&host), nginx.apps());
+    let report = report?;
     let others: Vec<String> = match report.observed.lb.as_ref().filter(|l| l.running()) {
-        Some(_) => host
-            .nginx()
-            .apps()
-            .await
+        Some(_) => apps
             .unwrap_or_default()
             .into_iter()
             .filter(|a| *a != config.app)

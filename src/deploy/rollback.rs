@@ -191,9 +191,10 @@ async fn view_of(
         return None;
     }
     let flip = match flip_of(answer, host.config, generation, &parked_pool) {
+        Some((f, false)) => Some(f),
         // nginx resolves names now and then: a replica that restarted with another address
         // may still be reached at its old one (another container's now) for a moment
-        Some(f) if upstream_reaches_only(host, &parked_pool).await => Some(f),
+        Some((f, true)) if upstream_reaches_only(host, &parked_pool).await => Some(f),
         _ => None,
     };
     if by_flag && flip.is_none() {
@@ -234,13 +235,13 @@ async fn view_of(
 
 /// The flip `/__bgd` offers: the active config routes by its rollback flag, and the parked
 /// color's upstream routes to exactly the parked replicas, each by its address now or by
-/// its name.
+/// its name (then `true`: where nginx resolved the names is checked apart).
 fn flip_of(
     answer: &Answer,
     config: &crate::config::Config,
     generation: u64,
     parked: &Pool,
-) -> Option<RollbackFlag> {
+) -> Option<(RollbackFlag, bool)> {
     let on = match answer.header("x-bgd-flip")? {
         "on" => true,
         "off" => false,
@@ -258,9 +259,15 @@ fn flip_of(
             );
             routed.iter().any(|r| *r == s.addr || *r == name)
         });
-    all_routed.then(|| RollbackFlag {
-        flag: render::flip_flag(&config.app, generation),
-        on: !on,
+    let by_name = routed
+        .iter()
+        .any(|r| !parked.servers.iter().any(|s| s.addr == *r));
+    all_routed.then(|| {
+        let flag = RollbackFlag {
+            flag: render::flip_flag(&config.app, generation),
+            on: !on,
+        };
+        (flag, by_name)
     })
 }
 
@@ -287,13 +294,15 @@ fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
         })
 }
 
-/// What nginx's upstream of the parked color reaches now: twice as many probes as replicas
-/// through the preview listener's default route (the parked color's upstream), at once;
-/// every one must be answered by a parked replica at its current address.
+/// What nginx's upstream of the parked color reaches now, when it routes by names: as many
+/// probes as replicas through the preview listener's default route (that upstream), at
+/// once; every one must be answered by a parked replica at its current address. An upstream
+/// that resolves names has a shared zone, whose round robin gives consecutive requests
+/// different servers, so each server is asked once.
 async fn upstream_reaches_only(host: &Host<'_>, pool: &Pool) -> bool {
     let r = &host.config.readiness;
     let url = format!("{}{}", host.config.lb.preview_url, r.path);
-    let probes = (0..pool.servers.len() * 2).map(|_| {
+    let probes = (0..pool.servers.len()).map(|_| {
         let request = Request::get(url.clone(), r.timeout);
         async move { host.prober.probe(&request).await }
     });

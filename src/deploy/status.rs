@@ -84,27 +84,39 @@ impl ColorView {
 pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
     let obs = observe(host).await?;
     let lb_running = obs.lb.as_ref().is_some_and(ContainerInfo::running);
-    let (routes_to, served_generation, presented) = if lb_running {
-        served(host).await
-    } else {
-        (None, None, None)
+    // what nginx serves and what the images contribute, at once
+    let serving = async {
+        if lb_running {
+            served(host).await
+        } else {
+            (None, None, None)
+        }
     };
+    let all: Vec<&ContainerInfo> = obs.containers.iter().collect();
+    let ((routes_to, served_generation, presented), images) =
+        tokio::join!(serving, image_defaults(host.docker, &all));
+    let images = images?;
     let file_generation = obs.header().map(|h| h.generation);
-    let images = image_defaults(host.docker, &obs.containers.iter().collect::<Vec<_>>()).await?;
     let views = Views {
         host,
         obs: &obs,
         images: &images,
         lb_running,
     };
-    let live = match &obs.state.live {
-        Some(l) => Some(views.of(l).await),
-        None => None,
+    // both colors' replicas are probed at once
+    let live_view = async {
+        match &obs.state.live {
+            Some(l) => Some(views.of(l).await),
+            None => None,
+        }
     };
-    let idle = match &obs.state.idle {
-        Some(i) => Some((i.role, views.of(&i.release).await)),
-        None => None,
+    let idle_view = async {
+        match &obs.state.idle {
+            Some(i) => Some((i.role, views.of(&i.release).await)),
+            None => None,
+        }
     };
+    let (live, idle) = tokio::join!(live_view, idle_view);
     let mut warnings = warnings(host, &obs);
     let tls = match &host.config.lb.tls {
         Some(_) if lb_running => Some(tls_view(host, &obs, presented, &mut warnings).await),
