@@ -142,6 +142,74 @@ impl NginxBox {
         self.run("bgd-install", INSTALL_SH, &args)
     }
 
+    /// install.sh in flip mode for the app "site", with `extra`; `input`: what its stdin gets
+    /// (None: nothing attached).
+    fn flip(&self, flag: &str, to: &str, extra: &[(&str, &str)], input: Option<&str>) -> Report {
+        let mut args = vec![
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+            ("--flip", flag),
+            ("--flip-to", to),
+        ];
+        args.extend_from_slice(extra);
+        match input {
+            None => self.run("bgd-install", INSTALL_SH, &args),
+            Some(text) => self.run_with_input("bgd-install", INSTALL_SH, &args, text),
+        }
+    }
+
+    fn run_with_input(
+        &self,
+        name: &str,
+        script: &str,
+        args: &[(&str, &str)],
+        input: &str,
+    ) -> Report {
+        use std::io::Write;
+        let mut cmd = Command::new("docker");
+        cmd.args(["exec", "-i", &self.name, "sh", "-c", script, name]);
+        for (k, v) in args {
+            cmd.args([k, v]);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = output.lines().last().unwrap_or_default();
+        let rest = last
+            .strip_prefix("BGD_OUTCOME ")
+            .unwrap_or_else(|| panic!("no outcome line last: {output}"));
+        let mut words = rest.split_whitespace();
+        Report {
+            outcome: words.next().unwrap_or_default().to_string(),
+            fields: words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            output,
+        }
+    }
+
+    /// The nginx worker processes' pids.
+    fn workers(&self) -> String {
+        self.sh("for p in /proc/[0-9]*; do c=''; read -r c < $p/cmdline; case $c in 'nginx: worker process'*) echo ${p#/proc/};; esac; done 2>/dev/null")
+    }
+
     fn lock(&self, args: &[(&str, &str)]) -> Report {
         let mut all = vec![("--dir", DIR)];
         all.extend_from_slice(args);
@@ -492,4 +560,111 @@ fn two_apps_answering_one_name_on_one_port_is_refused() {
         b.sh("cat /etc/nginx/conf.d/bgd-other.conf"),
         "include /etc/nginx/bgd/other/active.conf;"
     );
+}
+
+/// Flip mode: only the active config's own flag (flip-7 is not flip-70), only from the other
+/// state, under the deploy lock, no reload; the history line sent on stdin once the flag
+/// moved is the one recorded (the end of input records --history); an install that replaces
+/// the config removes the old flag once its old workers are gone.
+#[test]
+fn flip_mode_moves_only_the_active_configs_own_flag() {
+    let b = NginxBox::start("flip", None);
+    let flag = format!("{DIR}/flip-70");
+    let routed = format!(
+        "server {{\n    listen 8090;\n    set $side off;\n    if (-e {flag}) {{\n        set $side on;\n    }}\n    location / {{ return 200 \"$side\\n\"; }}\n}}\n"
+    );
+    let r = b.run(
+        "bgd-install",
+        INSTALL_SH,
+        &[
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+            ("--config", &routed),
+            ("--guard-ms", "500"),
+        ],
+    );
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(b.serves(), "off");
+    let workers = b.workers();
+    let holder = r#"{"token":"t1","user":"u","host":"h","pid":1,"ci":null,"command":"bgd rollback","since":"2026-01-01T00:00:00Z"}"#;
+    let record = [
+        ("--lock-once", holder),
+        ("--state", r#"{"app":"site","generation":70,"schema":2}"#),
+        ("--record-schema", "3"),
+        ("--history", r#"{"run":"r1","n":"given"}"#),
+        ("--history-run", "r1"),
+    ];
+
+    // a flag the active config does not route by (a prefix of its own), or bad input
+    let r = b.flip(&format!("{DIR}/flip-7"), "on", &record, None);
+    assert_eq!(r.outcome, "flip-stale", "{r:?}");
+    assert!(b.sh(&format!("ls {DIR}")).lines().all(|f| f != "flip-7"));
+    for (bad_flag, to) in [
+        ("/etc/nginx/bgd/other/flip-70", "on"),
+        ("/etc/nginx/bgd/site/flip-x", "on"),
+        (flag.as_str(), "maybe"),
+    ] {
+        let r = b.flip(bad_flag, to, &record, None);
+        assert_eq!(r.outcome, "bad-input", "{bad_flag} {to}: {r:?}");
+    }
+    assert_eq!(b.serves(), "off");
+
+    // another run holds the lock: nothing moves
+    b.lock(&[("--op", "acquire"), ("--holder", r#"{"token":"other"}"#)]);
+    let r = b.flip(&flag, "on", &record, None);
+    assert_eq!(r.outcome, "locked", "{r:?}");
+    assert_eq!(b.serves(), "off");
+    b.lock(&[("--op", "release"), ("--token", "")]);
+
+    // raised, with the history line the caller sends once it moved
+    let r = b.flip(
+        &flag,
+        "on",
+        &[&record[..], &[("--await-history", "1")]].concat(),
+        Some("{\"run\":\"r1\",\"n\":\"amended\"}\n"),
+    );
+    assert_eq!(
+        (r.outcome.as_str(), r.field("recorded")),
+        ("flipped", Some("1")),
+        "{r:?}"
+    );
+    assert!(r.output.contains("BGD_AWAIT"), "{r:?}");
+    assert_eq!(b.serves(), "on");
+    assert_eq!(b.workers(), workers, "no reload");
+    assert_eq!(
+        b.sh(&format!("cat {DIR}/history.jsonl")),
+        "{\"run\":\"r1\",\"n\":\"amended\"}\n"
+    );
+    assert!(b
+        .sh(&format!("cat {DIR}/state.json"))
+        .contains("\"generation\":70"));
+    assert!(
+        b.sh(&format!("ls -d {DIR}/lock 2>/dev/null")).is_empty(),
+        "the lock is released"
+    );
+
+    // already on: stale; lowered with no answer (the caller died): --history is recorded
+    let r = b.flip(&flag, "on", &record, None);
+    assert_eq!(r.outcome, "flip-stale", "{r:?}");
+    let r = b.flip(
+        &flag,
+        "off",
+        &[&record[..], &[("--await-history", "1")]].concat(),
+        Some(""),
+    );
+    assert_eq!(r.outcome, "flipped", "{r:?}");
+    assert_eq!(b.serves(), "off");
+    assert_eq!(
+        b.sh(&format!("cat {DIR}/history.jsonl")),
+        "{\"run\":\"r1\",\"n\":\"given\"}\n"
+    );
+
+    // raised again, then a config that does not route by it: the flag goes with the old workers
+    let r = b.flip(&flag, "on", &record, None);
+    assert_eq!(r.outcome, "flipped", "{r:?}");
+    let r = b.install("v2", &[]);
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(b.serves(), "v2");
+    assert!(b.sh(&format!("ls {DIR}")).lines().all(|f| f != "flip-70"));
 }

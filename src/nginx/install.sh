@@ -109,7 +109,9 @@ fi
 if [ -n "$flip" ]; then
   if [ "$have_config" = 1 ]; then echo "--flip takes no --config"; finish bad-input; fi
   case $flip_to in on | off) ;; *) echo "--flip-to must be on or off"; finish bad-input ;; esac
-  case $flip in "$root/$app/flip-"*) ;; *) echo "--flip must be a flag in $root/$app"; finish bad-input ;; esac
+  case ${flip#"$root/$app/flip-"} in
+    "$flip" | '' | *[!0-9]*) echo "--flip must be $root/$app/flip-GENERATION"; finish bad-input ;;
+  esac
 fi
 dir="$root/$app"
 lockdir="$dir/lock"
@@ -323,7 +325,8 @@ record_trusted || finish record-untrusted
 if [ -n "$flip" ]; then
   # only the active config's own flag, and only from the other state: what the caller saw
   # is still what nginx routes by
-  if ! grep -qF "$flip" "$active" 2>/dev/null; then
+  # the path whole: flip-7 is not flip-70 (app names and the generation are [a-z0-9-])
+  if ! grep -qE "${flip}([^0-9]|\$)" "$active" 2>/dev/null; then
     echo "the active config does not route by $flip"
     finish flip-stale
   fi
@@ -477,6 +480,7 @@ fi
 # Rollback flags of replaced configs: the old workers that read them are gone now.
 for f in "$dir"/flip-*; do
   [ -e "$f" ] || continue
-  grep -qF "$f" "$active" || rm -f "$f"
+  case ${f##*/flip-} in '' | *[!0-9]*) continue ;; esac
+  grep -qE "${f}([^0-9]|\$)" "$active" || rm -f "$f"
 done
 finish applied "stopped=$stopped" "recorded=$recorded"
