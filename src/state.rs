@@ -16,7 +16,7 @@ pub const HISTORY_LIMIT: usize = 1000;
 /// were recorded), which this bgd reads as it is. A record is written with the oldest schema
 /// that says all it holds (`AppState::schema_needed`): 3 only while a canary runs, which a bgd
 /// that knows schema 2 would misread (its rollback would switch all traffic to the canary).
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppState {
@@ -41,6 +41,11 @@ pub struct AppState {
     /// While a canary runs: the share of live traffic the idle candidate takes
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// While the active config's rollback flag is raised: the generation it was raised
+    /// under. `live` and `idle` are then the other way round from the config's text, which a
+    /// bgd that knows no flag would misread: such a record is schema 4
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flipped_at: Option<u64>,
     pub updated_at: String,
 }
 
@@ -64,6 +69,7 @@ impl Default for AppState {
             candidate_failed: false,
             nginx: None,
             canary: None,
+            flipped_at: None,
             updated_at: String::new(),
         }
     }
@@ -72,16 +78,27 @@ impl Default for AppState {
 impl AppState {
     /// The oldest schema that says everything this record holds.
     pub fn schema_needed(&self) -> u32 {
-        if self.canary.is_some() {
+        if self.flipped() {
+            4
+        } else if self.canary.is_some() {
             3
         } else {
             2
         }
     }
 
+    /// Whether the rollback flag of the config of this generation is raised (a flag raised
+    /// under an older generation routes nothing: every install renders the truth anew).
+    pub fn flipped(&self) -> bool {
+        self.flipped_at == Some(self.generation)
+    }
+
     /// The record as written on the host, with the schema it needs.
     pub fn to_record(&self) -> serde_json::Result<String> {
         let mut state = self.clone();
+        if !state.flipped() {
+            state.flipped_at = None;
+        }
         state.schema = self.schema_needed();
         serde_json::to_string(&state)
     }
@@ -317,7 +334,7 @@ mod tests {
     #[test]
     fn state_round_trip() {
         let s = AppState {
-            schema: SCHEMA,
+            schema: 3,
             app: "web".into(),
             generation: 3,
             live: Some(Release {
@@ -340,6 +357,7 @@ mod tests {
                 share: 10,
                 since: now(),
             }),
+            flipped_at: None,
             updated_at: now(),
         };
         let bytes = serde_json::to_vec(&s).unwrap();
@@ -354,6 +372,25 @@ mod tests {
             .unwrap()
             .replace("\"schema\":3,", "");
         assert!(matches!(parse_state(legacy.as_bytes()), Record::Read(r) if r.schema == 1));
+    }
+
+    #[test]
+    fn a_raised_flag_of_this_generation_makes_schema_4_and_an_older_ones_is_dropped() {
+        let mut s = AppState {
+            generation: 7,
+            flipped_at: Some(7),
+            ..AppState::default()
+        };
+        let record: serde_json::Value = serde_json::from_str(&s.to_record().unwrap()).unwrap();
+        assert_eq!(
+            (record["schema"].as_u64(), record["flipped_at"].as_u64()),
+            (Some(4), Some(7))
+        );
+        // a later install (a new generation) renders the truth: the flag routes nothing
+        s.generation = 8;
+        let record: serde_json::Value = serde_json::from_str(&s.to_record().unwrap()).unwrap();
+        assert_eq!(record["schema"], 2);
+        assert!(record.get("flipped_at").is_none());
     }
 
     #[test]

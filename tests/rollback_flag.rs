@@ -36,6 +36,17 @@ fn flags(t: &TestApp) -> Vec<String> {
     .collect()
 }
 
+/// bgd's record on the host.
+fn record(t: &TestApp) -> serde_json::Value {
+    let text = docker(&[
+        "exec",
+        &t.lb(),
+        "cat",
+        &format!("/etc/nginx/bgd/{}/state.json", t.app),
+    ]);
+    serde_json::from_str(&text).expect("state.json")
+}
+
 /// `status --json`: exit 0, and nginx's `routes_to` and `flipped`.
 fn routing(t: &TestApp) -> (String, bool) {
     let st = t.bgd(&["--json", "status"]);
@@ -83,6 +94,11 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     assert_eq!(t.live_version(), "v1");
     assert_eq!(routing(&t), ("blue".to_string(), true));
     assert_eq!(flags(&t).len(), 1);
+    // the record says the flag is raised, in a schema a bgd that knows no flag refuses
+    let rec = record(&t);
+    assert_eq!(rec["schema"], 4, "{rec}");
+    assert_eq!(rec["flipped_at"], rec["generation"], "{rec}");
+    assert_eq!(rec["live"]["color"], "blue", "{rec}");
     let human = t.bgd(&["status"]);
     assert!(
         human.stdout.contains("routes to blue") && human.stdout.contains("by the rollback flag"),
@@ -101,6 +117,9 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     assert_eq!(workers(&t), before, "nginx reloaded");
     assert_eq!(routing(&t), ("green".to_string(), false));
     assert_eq!(t.live_version(), "v2");
+    let rec = record(&t);
+    assert_eq!(rec["schema"], 2, "{rec}");
+    assert!(rec.get("flipped_at").is_none(), "{rec}");
 
     // raised again, then a deploy: it renders what the record says (blue live, v3 into
     // green) and removes the flag once the old workers are gone

@@ -78,6 +78,8 @@ fn rebuild(obs: &Observed) -> Result<AppState> {
         return Ok(state);
     };
     state.generation = h.generation;
+    // the header as the flag has it: the record says so, for bgd versions that know no flag
+    state.flipped_at = obs.flipped().then_some(h.generation);
     state.live = release_of(obs, h.live.as_deref(), h.live_release.as_deref())?;
     let routed = release_of(obs, h.preview.as_deref(), h.preview_release.as_deref())?;
     let role = match (&routed, h.preview_role.as_deref()) {

@@ -11,7 +11,7 @@ use super::run::{CanaryReport, Command, RollbackFlag, Run, SwitchReport};
 use super::specs::pool_of;
 use super::step::Step;
 use crate::docker::ContainerInfo;
-use crate::error::is_locked;
+use crate::error::{self, is_locked};
 use crate::lock::Holder;
 use crate::model::{
     replica_alias, Color, Pool, Release, Role, LABEL_APP, LABEL_COLOR, LABEL_MANAGED,
@@ -47,6 +47,8 @@ pub async fn rollback_judged_by_caller(host: &Host<'_>) -> Result<SwitchReport> 
 
 async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<RolledBack> {
     let started = Instant::now();
+    // the release the fast path meant to make live, when it gave way to the full path
+    let mut meant: Option<Release> = None;
     if let Some(view) = fast_view(host).await? {
         let mut run = Run::new(host, Command::Rollback).started_at(started);
         run.window_judged_by_caller = drill;
@@ -63,6 +65,7 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Rol
             run.finish(&result).await;
             return result.map(RolledBack::Switched);
         }
+        meant = run.target.clone();
     }
     let mut run = Run::new(host, Command::Rollback).started_at(started);
     run.window_judged_by_caller = drill;
@@ -75,6 +78,14 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Rol
             let steps = plan::canary(host.config, &run.obs, &candidate, 0)?;
             run.execute(&steps).await?;
             return run.canary_report().map(RolledBack::CanaryStopped);
+        }
+        // another run (a second responder) rolled back to it meanwhile: rolling back again
+        // would undo that
+        if let Some(m) = meant.as_ref().filter(|m| run.obs.state.live.as_ref() == Some(*m)) {
+            return Err(error::refused(format!(
+                "another run already rolled back: {} ({}, release {}) is live; nothing was changed. `bgd history` says who; `bgd rollback` again only if you mean to go forward",
+                m.color, m.image, m.release
+            )));
         }
         let parked = plan::rollback_target(&run.obs)?;
         run.set_target(parked.clone());
@@ -216,6 +227,8 @@ async fn view_of(
         set_aside: None,
         candidate_failed: false,
         canary: None,
+        // the flag is raised now when the switch lowers it
+        flipped_at: flip.as_ref().filter(|f| !f.on).map(|_| generation),
         nginx: Some(NginxInfo {
             container_id: lb.id.clone(),
             version: format!("{}.{}.{}", version.0, version.1, version.2),

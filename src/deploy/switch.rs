@@ -101,7 +101,8 @@ async fn flip_live(
 ) -> Result<(Installed, WindowReport)> {
     let (host, config) = (run.host, run.host.config);
     let before = run.state.clone();
-    let after = state_after(&run.state, &to);
+    let mut after = state_after(&run.state, &to);
+    after.flipped_at = flip.on.then_some(after.generation);
     let record = record_of(&after, &entry)?;
     let live_color = to.live.as_ref().map(|p| p.color);
     let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
@@ -126,17 +127,18 @@ async fn flip_live(
             Err(_) => None,
         };
         let window = window.end().await;
+        let mut sent = false;
         if let Some(Ok(())) = confirmed {
             let mut amended = entry.clone();
             amended.switch_window = Some(for_the_record(&window, out));
             amended.duration_ms = run.elapsed().as_millis() as u64;
             if let Ok(text) = serde_json::to_string(&amended) {
-                let _ = line_tx.send(text);
+                sent = line_tx.send(text).is_ok();
             }
         }
-        (confirmed, window)
+        (confirmed, window, sent)
     };
-    let (flipped, (confirmed, window)) = tokio::join!(flipped, watched);
+    let (flipped, (confirmed, window, sent)) = tokio::join!(flipped, watched);
     let installed = flipped?;
     run.journal.recorded = Some(entry.outcome.clone());
     let confirmed = confirmed.unwrap_or_else(|| {
@@ -150,7 +152,7 @@ async fn flip_live(
             return Err(unrecorded(run, "the switch"));
         }
         // the exec recorded the entry with its window: nothing to write again
-        run.window_recorded = true;
+        run.window_recorded = sent;
         return Ok((installed, window));
     };
     // put the flag back, and the record with it

@@ -27,9 +27,11 @@
 #                        remove) the rollback flag PATH, which the active config routes by,
 #                        then record; no reload                                  [none]
 #   --flip-to on|off     what the flag becomes; it must be the other way now
-#   --await-history 1    flip mode: once the flag moved, print `BGD_AWAIT` and read one line
-#                        from stdin: the history line to record instead of --history (an
-#                        empty line or the end of input, as when bgd dies: --history's)
+#   --await-history 1    flip mode: once the flag moved and the record is written, print
+#                        `BGD_AWAIT` and read one line from stdin (15 s at most): a history
+#                        line that replaces --history's, while the lock is still this exec's
+#                        (an empty line, no line, or the end of input, as when bgd dies:
+#                        --history's stays)
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
@@ -340,18 +342,34 @@ if [ -n "$flip" ]; then
   else
     rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
   fi
-  # nginx checks the flag at every request: live traffic follows it now. The caller watched
-  # live traffic across it and may send the history line that says what it saw.
-  if [ "$await_history" = 1 ]; then
-    echo "BGD_AWAIT"
-    line=""
-    IFS= read -r line || true
-    [ -z "$line" ] || history=$line
-  fi
+  # nginx checks the flag at every request: live traffic follows it now, and the record says
+  # so at once
   recorded=1
   if ! record; then
     recorded=0
     echo "cannot write the record in $dir"
+  fi
+  # The caller watched live traffic across the flag and may send the history line that says
+  # what it saw: that line replaces this run's, if the lock is still ours. The wait is
+  # bounded (an ssh connection that died silently never closes our input).
+  if [ "$await_history" = 1 ] && [ "$recorded" = 1 ]; then
+    echo "BGD_AWAIT"
+    line=""
+    if command -v timeout > /dev/null 2>&1; then
+      line=$(timeout 15 head -n 1) || line=""
+    else
+      IFS= read -r line || line=""
+    fi
+    mine_holder=""
+    { IFS= read -r mine_holder < "$lockdir/holder.json"; } 2>/dev/null
+    case $line in
+      "{"*"}")
+        if [ -z "$lock_once" ] || [ "$mine_holder" = "$lock_once" ]; then
+          state="" history=$line
+          record || echo "cannot write the history line in $dir"
+        fi
+        ;;
+    esac
   fi
   finish flipped "recorded=$recorded"
 fi

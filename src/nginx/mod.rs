@@ -530,7 +530,7 @@ impl<'a> Nginx<'a> {
 }
 
 /// `state::SCHEMA` as the script takes it.
-const SCHEMA_ARG: &str = "3";
+const SCHEMA_ARG: &str = "4";
 
 fn push_record<'a>(args: &mut Vec<(&'a str, &'a str)>, record: Option<&'a RecordWrite>) {
     if let Some(r) = record {
