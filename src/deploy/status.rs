@@ -93,44 +93,30 @@ pub async fn status(host: &Host<'_>) -> Result<StatusReport> {
         }
     };
     let all: Vec<&ContainerInfo> = obs.containers.iter().collect();
+    let ((routes_to, served_generation, presented), images) =
+        tokio::join!(serving, image_defaults(host.docker, &all));
+    let images = images?;
+    let file_generation = obs.header().map(|h| h.generation);
     let views = Views {
         host,
         obs: &obs,
+        images: &images,
         lb_running,
     };
-    // both colors' replicas are probed beside those reads
-    let live_replicas = async {
+    // both colors' replicas are probed at once
+    let live_view = async {
         match &obs.state.live {
-            Some(l) => Some(views.replicas(l).await),
+            Some(l) => Some(views.of(l).await),
             None => None,
         }
     };
-    let idle_replicas = async {
+    let idle_view = async {
         match &obs.state.idle {
-            Some(i) => Some(views.replicas(&i.release).await),
+            Some(i) => Some((i.role, views.of(&i.release).await)),
             None => None,
         }
     };
-    let ((routes_to, served_generation, presented), images, live_replicas, idle_replicas) = tokio::join!(
-        serving,
-        image_defaults(host.docker, &all),
-        live_replicas,
-        idle_replicas
-    );
-    let images = images?;
-    let file_generation = obs.header().map(|h| h.generation);
-    let live = obs
-        .state
-        .live
-        .as_ref()
-        .zip(live_replicas)
-        .map(|(l, replicas)| views.of(l, replicas, &images));
-    let idle = obs
-        .state
-        .idle
-        .as_ref()
-        .zip(idle_replicas)
-        .map(|(i, replicas)| (i.role, views.of(&i.release, replicas, &images)));
+    let (live, idle) = tokio::join!(live_view, idle_view);
     let mut warnings = warnings(host, &obs);
     let tls = match &host.config.lb.tls {
         Some(_) if lb_running => Some(tls_view(host, &obs, presented, &mut warnings).await),
@@ -246,29 +232,17 @@ async fn served(host: &Host<'_>) -> (Option<String>, Option<u64>, Option<crate::
 struct Views<'a> {
     host: &'a Host<'a>,
     obs: &'a Observed,
+    images: &'a HashMap<String, ImageDefaults>,
     lb_running: bool,
 }
 
 impl Views<'_> {
-    /// A release's containers, each probed, all at once.
-    async fn replicas(&self, release: &Release) -> Vec<Replica> {
+    async fn of(&self, release: &Release) -> ColorView {
         let containers = self.obs.containers_of(release);
         let checks = containers.iter().map(|c| self.replica(release, c));
-        futures_util::future::join_all(checks).await
-    }
-
-    /// A release as status shows it: its `replicas` and how its containers drift from
-    /// bgd.yaml (`images`: what their images contribute).
-    fn of(
-        &self,
-        release: &Release,
-        replicas: Vec<Replica>,
-        images: &HashMap<String, ImageDefaults>,
-    ) -> ColorView {
-        let containers = self.obs.containers_of(release);
         ColorView {
-            replicas,
-            drift: drift::color_drift(self.host.config, release, &containers, images),
+            replicas: futures_util::future::join_all(checks).await,
+            drift: drift::color_drift(self.host.config, release, &containers, self.images),
             release: release.clone(),
         }
     }
