@@ -43,6 +43,28 @@ struct Report {
 }
 
 impl Report {
+    /// What a script's exec printed, read: its last line must be the outcome.
+    fn of(out: &std::process::Output) -> Report {
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = output.lines().last().unwrap_or_default();
+        let rest = last
+            .strip_prefix("BGD_OUTCOME ")
+            .unwrap_or_else(|| panic!("no outcome line last: {output}"));
+        let mut words = rest.split_whitespace();
+        Report {
+            outcome: words.next().unwrap_or_default().to_string(),
+            fields: words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            output,
+        }
+    }
+
     fn field(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -106,24 +128,7 @@ impl NginxBox {
             cmd.args([k, v]);
         }
         let out = cmd.output().unwrap();
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let last = output.lines().last().unwrap_or_default();
-        let rest = last
-            .strip_prefix("BGD_OUTCOME ")
-            .unwrap_or_else(|| panic!("no outcome line last: {output}"));
-        let mut words = rest.split_whitespace();
-        Report {
-            outcome: words.next().unwrap_or_default().to_string(),
-            fields: words
-                .filter_map(|w| w.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            output,
-        }
+        Report::of(&out)
     }
 
     /// install.sh for the app "site" with `version`'s config, the usual bounds, and `extra`.
@@ -185,24 +190,7 @@ impl NginxBox {
             .write_all(input.as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let last = output.lines().last().unwrap_or_default();
-        let rest = last
-            .strip_prefix("BGD_OUTCOME ")
-            .unwrap_or_else(|| panic!("no outcome line last: {output}"));
-        let mut words = rest.split_whitespace();
-        Report {
-            outcome: words.next().unwrap_or_default().to_string(),
-            fields: words
-                .filter_map(|w| w.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            output,
-        }
+        Report::of(&out)
     }
 
     /// The nginx worker processes' pids.
