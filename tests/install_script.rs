@@ -43,14 +43,12 @@ struct Report {
 }
 
 impl Report {
-    /// What a script's exec printed, read: its last line must be the outcome.
+    /// What a script's exec printed, read: the last line of its standard output must be the
+    /// outcome (a shell's own complaints go to standard error).
     fn of(out: &std::process::Output) -> Report {
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let last = output.lines().last().unwrap_or_default();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let output = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let last = stdout.lines().last().unwrap_or_default();
         let rest = last
             .strip_prefix("BGD_OUTCOME ")
             .unwrap_or_else(|| panic!("no outcome line last: {output}"));
@@ -647,6 +645,31 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
         b.sh(&format!("cat {DIR}/history.jsonl")),
         "{\"run\":\"r1\",\"n\":\"given\"}\n"
     );
+
+    // the record cannot be written: the flag moved all the same, and the caller is still asked
+    // (it must learn that the flag moved), but its line is not taken
+    b.sh(&format!("mkdir {DIR}/history.jsonl.bgd-tmp"));
+    let r = b.flip(
+        &flag,
+        "on",
+        &[&record[..], &[("--await-history", "1")]].concat(),
+        Some("{\"run\":\"r1\",\"n\":\"amended\"}\n"),
+    );
+    assert_eq!(
+        (r.outcome.as_str(), r.field("recorded")),
+        ("flipped", Some("0")),
+        "{r:?}"
+    );
+    assert!(r.output.contains("BGD_AWAIT"), "{r:?}");
+    assert!(r.output.contains("cannot write the record"), "{r:?}");
+    assert_eq!(b.serves(), "on");
+    assert_eq!(
+        b.sh(&format!("cat {DIR}/history.jsonl")),
+        "{\"run\":\"r1\",\"n\":\"given\"}\n"
+    );
+    b.sh(&format!("rmdir {DIR}/history.jsonl.bgd-tmp"));
+    let r = b.flip(&flag, "off", &record, None);
+    assert_eq!(r.outcome, "flipped", "{r:?}");
 
     // raised again, then a config that does not route by it: the flag goes with the old workers
     let r = b.flip(&flag, "on", &record, None);

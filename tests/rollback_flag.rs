@@ -151,6 +151,35 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
         .filter(|e| e["command"] == "rollback" && e["outcome"] == "ok")
         .count();
     assert_eq!(rollbacks, 4, "{h:?}");
+
+    // the history cannot be written: the flag moves all the same, and the run says so and
+    // what to do (exit 7); `bgd repair` mends the record from what nginx routes
+    let blocker = format!("/etc/nginx/bgd/{}/history.jsonl.bgd-tmp", t.app);
+    docker(&["exec", &t.lb(), "mkdir", &blocker]);
+    let serving = workers(&t);
+    let r = t.bgd(&["rollback"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("could not be written (cannot write the record")
+            && r.stderr.contains("bgd repair"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("internal"), "{r:?}");
+    assert_eq!(t.live_version(), "v3");
+    assert_eq!(workers(&t), serving, "nginx reloaded");
+    let gone = docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        &format!("ls -la {blocker} 2>&1; rmdir {blocker} 2>&1 && echo gone"),
+    ]);
+    assert!(gone.ends_with("gone\n"), "{gone}");
+    let r = t.bgd(&["repair"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(routing(&t), ("green".to_string(), false));
+    assert_eq!(record(&t)["live"]["image"], "bgd-demo:v3");
 }
 
 /// A custom template that does not route by the flag: the rollback reloads, as before.

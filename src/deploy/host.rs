@@ -163,10 +163,10 @@ impl<'a> Host<'a> {
         match self.nginx().flip(flag, on, record, lock, amend).await {
             Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
             Err(e) => Err(self.nginx_failure(e, what)),
-            Ok(recorded) => Ok(Installed {
+            Ok(unrecorded) => Ok(Installed {
                 took: started.elapsed(),
                 old_workers_stopped: 0,
-                recorded,
+                unrecorded,
                 reloaded: false,
             }),
         }

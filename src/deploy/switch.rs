@@ -148,8 +148,8 @@ async fn flip_live(
     });
     let Err(unconfirmed) = confirmed else {
         run.state = after;
-        if !installed.recorded {
-            return Err(unrecorded(run, "the switch"));
+        if let Some(why) = &installed.unrecorded {
+            return Err(unrecorded(run, "the switch", why));
         }
         // the exec recorded the entry with its window: nothing to write again
         run.window_recorded = sent;
@@ -304,8 +304,8 @@ async fn switch_live(
     run.journal.recorded = Some(entry.outcome.clone());
     let Err(unconfirmed) = host.confirm_live(live_color, run.state.generation).await else {
         run.state = after;
-        if !installed.recorded {
-            return Err(unrecorded(run, what));
+        if let Some(why) = &installed.unrecorded {
+            return Err(unrecorded(run, what, why));
         }
         return Ok((installed, window));
     };
@@ -443,8 +443,8 @@ pub async fn reroute(run: &mut Run<'_>) -> Result<String> {
         )
         .await?;
     run.journal.recorded = Some(entry.outcome.clone());
-    if !installed.recorded {
-        return Err(unrecorded(run, what));
+    if let Some(why) = &installed.unrecorded {
+        return Err(unrecorded(run, what, why));
     }
     host.confirm_live(Some(live.color), run.state.generation)
         .await
@@ -484,12 +484,12 @@ fn record_of(state: &AppState, entry: &HistoryEntry) -> Result<RecordWrite> {
 
 /// nginx took the switch but bgd's record could not be written: the record now says the
 /// wrong color is live, so the run stops with exit 7 and says how to mend it.
-fn unrecorded(run: &Run<'_>, what: &str) -> anyhow::Error {
+fn unrecorded(run: &Run<'_>, what: &str, why: &str) -> anyhow::Error {
     let live = run.state.live.as_ref().map_or("nothing".into(), |l| {
         format!("{} ({}, release {})", l.color, l.image, l.release)
     });
     error::unsafe_state(format!(
-        "{what} happened: nginx routes live traffic to {live}, but bgd's record on the host could not be written (see the warning above). Run `bgd repair` to rebuild it from nginx and the containers (it changes no routing), then `bgd status`"
+        "{what} happened: nginx routes live traffic to {live}, but bgd's record on the host could not be written ({why}). Run `bgd repair` to rebuild it from nginx and the containers (it changes no routing), then `bgd status`"
     ))
 }
 

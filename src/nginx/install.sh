@@ -351,8 +351,9 @@ if [ -n "$flip" ]; then
   fi
   # The caller watched live traffic across the flag and may send the history line that says
   # what it saw: that line replaces this run's, if the lock is still ours. The wait is
-  # bounded (an ssh connection that died silently never closes our input).
-  if [ "$await_history" = 1 ] && [ "$recorded" = 1 ]; then
+  # bounded (an ssh connection that died silently never closes our input). Asked even when
+  # the record could not be written: the caller needs to know the flag moved either way.
+  if [ "$await_history" = 1 ]; then
     echo "BGD_AWAIT"
     line=""
     if command -v timeout > /dev/null 2>&1; then
@@ -362,8 +363,8 @@ if [ -n "$flip" ]; then
     fi
     mine_holder=""
     { IFS= read -r mine_holder < "$lockdir/holder.json"; } 2>/dev/null
-    case $line in
-      "{"*"}")
+    case $recorded:$line in
+      "1:{"*"}")
         if [ -z "$lock_once" ] || [ "$mine_holder" = "$lock_once" ]; then
           state="" history=$line
           record || echo "cannot write the history line in $dir"

@@ -38,8 +38,9 @@ pub struct Installed {
     pub took: Duration,
     /// Old workers still busy when the drain bound ran out, and so stopped
     pub old_workers_stopped: u32,
-    /// The record asked for was written (true when none was asked for)
-    pub recorded: bool,
+    /// Why the record asked for could not be written (the exec's own words); `None` when it
+    /// was, or when none was asked for
+    pub unrecorded: Option<String>,
     /// nginx reloaded; false when a rollback flag moved live traffic instead
     pub reloaded: bool,
 }
@@ -422,7 +423,7 @@ impl<'a> Nginx<'a> {
     /// the next request, with no reload. With `amend`, the exec waits once the flag moved
     /// (`amend.0` fires) for the history line to record instead of `record`'s (`amend.1`;
     /// dropped: `record`'s). `Stale` when the active config does not route by `flag` or the
-    /// flag already is so. Returns whether the record was written.
+    /// flag already is so. Returns why the record was not written (`None`: it was).
     pub async fn flip(
         &self,
         flag: &str,
@@ -430,7 +431,7 @@ impl<'a> Nginx<'a> {
         record: &RecordWrite,
         lock: &LockUse,
         amend: Option<Amend>,
-    ) -> Result<bool, NginxError> {
+    ) -> Result<Option<String>, NginxError> {
         let keep = crate::state::HISTORY_LIMIT.to_string();
         let mut args = vec![
             ("--app", self.app.as_str()),
@@ -461,7 +462,7 @@ impl<'a> Nginx<'a> {
             )
             .await?;
         match report.outcome.as_str() {
-            "flipped" => Ok(report.field::<u8>("recorded") != Some(0)),
+            "flipped" => Ok(report.unrecorded()),
             "flip-stale" => Err(NginxError::Stale(report.detail)),
             "record-untrusted" => Err(NginxError::Untrusted(report.detail)),
             "locked" => Err(NginxError::Locked(report.holder())),
@@ -504,7 +505,7 @@ impl<'a> Nginx<'a> {
             "applied" => Ok(Installed {
                 took: started.elapsed(),
                 old_workers_stopped: report.field("stopped").unwrap_or(0),
-                recorded: report.field::<u8>("recorded") != Some(0),
+                unrecorded: report.unrecorded(),
                 reloaded: true,
             }),
             "invalid" => Err(NginxError::Invalid(detail)),

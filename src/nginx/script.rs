@@ -98,6 +98,24 @@ impl Report {
             .and_then(|(_, v)| v.parse().ok())
     }
 
+    /// Why the record asked for was not written (`recorded=0`): the exec's `cannot write`
+    /// lines, or a general word when it gave none. `None` when it was written.
+    pub fn unrecorded(&self) -> Option<String> {
+        if self.field::<u8>("recorded") != Some(0) {
+            return None;
+        }
+        let said: Vec<&str> = self
+            .detail
+            .lines()
+            .filter(|l| l.starts_with("cannot "))
+            .collect();
+        Some(if said.is_empty() {
+            "the script could not write it".to_string()
+        } else {
+            said.join("; ")
+        })
+    }
+
     /// The lock holder it named, when readable.
     pub fn holder(&self) -> Option<Box<Holder>> {
         serde_json::from_str(self.holder.as_deref()?).ok()
