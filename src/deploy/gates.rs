@@ -39,7 +39,12 @@ pub async fn readiness(run: &mut Run<'_>, passes: u32) -> Result<String> {
         count: AtomicUsize::new(0),
         last_failures: Mutex::new(Vec::new()),
     };
-    let result = ready.wait().await;
+    // a fast rollback probed each parked replica once already, while it listed them
+    let early = run.early_ready.take();
+    let result = match early {
+        Some(early) if passes == 1 && ready.all_answered(&early) => Ok(()),
+        _ => ready.wait().await,
+    };
     match result {
         Err(e) if rollback && !error::is_interrupted(&e) => {
             // the parked release is not healthy: traffic stays where it is
@@ -72,6 +77,28 @@ struct Ready<'a> {
 }
 
 impl Ready<'_> {
+    /// Whether `verdicts` (replica number, verdict) hold a passing answer of every replica of
+    /// the pool, each from its current address.
+    fn all_answered(&self, verdicts: &[(u32, crate::probe::Verdict)]) -> bool {
+        self.pool.servers.iter().all(|server| {
+            let expect = self.expect(server);
+            verdicts
+                .iter()
+                .any(|(n, v)| *n == server.replica && v.check(&expect).is_ok())
+        })
+    }
+
+    /// A ready replica's answer: the status readiness expects, from the pool's color, and
+    /// from the replica's current address.
+    fn expect<'s>(&'s self, server: &'s Server) -> Expect<'s> {
+        Expect {
+            status: std::slice::from_ref(&self.config.readiness.expect_status),
+            color: Some(self.pool.color),
+            upstream: Some(&server.addr),
+            ..Default::default()
+        }
+    }
+
     async fn wait(&self) -> Result<()> {
         let all = futures_util::future::try_join_all(self.pool.servers.iter().map(|s| self.one(s)));
         match tokio::time::timeout(self.config.readiness.deadline, all).await {
@@ -84,12 +111,7 @@ impl Ready<'_> {
     async fn one(&self, server: &Server) -> Result<()> {
         let r = &self.config.readiness;
         let preview = &self.config.lb.preview_url;
-        let expect = Expect {
-            status: std::slice::from_ref(&r.expect_status),
-            color: Some(self.pool.color),
-            upstream: Some(&server.addr),
-            ..Default::default()
-        };
+        let expect = self.expect(server);
         let mut streak = 0;
         loop {
             let verdict = self

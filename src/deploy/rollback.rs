@@ -14,11 +14,11 @@ use crate::docker::ContainerInfo;
 use crate::error::{self, is_locked};
 use crate::lock::Holder;
 use crate::model::{
-    replica_alias, Color, Pool, Release, Role, LABEL_APP, LABEL_COLOR, LABEL_MANAGED,
+    replica_alias, Color, Pool, Release, Role, Server, LABEL_APP, LABEL_COLOR, LABEL_MANAGED,
 };
 use crate::nginx::render::{self, Features};
 use crate::nginx::LockUse;
-use crate::probe::{Answer, Request};
+use crate::probe::{Answer, Request, Verdict};
 use crate::state::{self, AppState, Idle, NginxInfo};
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -100,6 +100,8 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Rol
 
 /// What the fast path learned for a rollback.
 struct FastView {
+    /// The parked replicas' readiness probes, sent beside the container list
+    ready: Option<Vec<(u32, Verdict)>>,
     state: AppState,
     parked: Release,
     containers: Vec<ContainerInfo>,
@@ -126,6 +128,7 @@ impl FastView {
         run.live_pool = Some(self.live_pool);
         run.pool = Some(self.parked_pool);
         run.lock = LockUse::Once(Holder::me("bgd rollback"));
+        run.early_ready = self.ready;
         let by_flag = self.flip.is_some();
         run.flip = self.flip;
         run.journal.active = true;
@@ -147,9 +150,18 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
     let config = host.config;
     let url = format!("{}/__bgd", config.lb.preview_url);
     let request = Request::get(url, Duration::from_millis(1000));
-    let ask = host.prober.probe(&request);
+    // nginx's answer names the parked color and its upstream's servers: their probes go out
+    // at once, beside the container list, and are judged once it says where each replica is
+    let ask = async {
+        let verdict = host.prober.probe(&request).await;
+        let early = match &verdict.answer {
+            Ok(answer) => early_probes(host, answer).await,
+            Err(_) => Early::new(),
+        };
+        (verdict, early)
+    };
     let labels = [(LABEL_MANAGED, "true"), (LABEL_APP, config.app.as_str())];
-    let (brief, lb, verdict) = tokio::join!(
+    let (brief, lb, (verdict, early)) = tokio::join!(
         host.docker.list_brief(&labels),
         host.docker.inspect(&config.lb.container),
         ask
@@ -166,12 +178,50 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
     let by_flag = answer.header("x-bgd-flip").is_some()
         && brief.iter().all(|c| !c.image.starts_with("sha256:"));
     if by_flag {
-        if let Some(view) = view_of(host, &answer, &lb, brief, true).await {
+        if let Some(view) = view_of(host, &answer, &lb, brief, Some(early)).await {
             return Ok(Some(view));
         }
     }
     let containers = list_containers(host.docker, config).await?;
-    Ok(view_of(host, &answer, &lb, containers, false).await)
+    Ok(view_of(host, &answer, &lb, containers, None).await)
+}
+
+/// The parked replicas' readiness probes, sent as soon as nginx's `/__bgd` answer says what
+/// the flag switch would route to: one per replica, numbered 1 to as many servers as the
+/// parked upstream has (replica number, verdict).
+type Early = Vec<(u32, Verdict)>;
+
+async fn early_probes(host: &Host<'_>, answer: &Answer) -> Early {
+    let (Some(color), Some(servers)) = (
+        answer.color().and_then(Color::parse),
+        answer.header("x-bgd-idle-servers"),
+    ) else {
+        return Early::new();
+    };
+    if answer.header("x-bgd-flip").is_none() || answer.header("x-bgd-idle-role") != Some("parked") {
+        return Early::new();
+    }
+    let n = servers.split(',').filter(|s| !s.is_empty()).count() as u32;
+    let r = &host.config.readiness;
+    let ready = (1..=n).map(|replica| async move {
+        let server = Server {
+            replica,
+            name: String::new(),
+            addr: String::new(),
+            dns: None,
+        };
+        let verdict = host
+            .prober
+            .probe_replica(
+                &host.config.lb.preview_url,
+                &r.path,
+                (color, &server),
+                r.timeout,
+            )
+            .await;
+        (replica, verdict)
+    });
+    futures_util::future::join_all(ready).await
 }
 
 /// The fast view from nginx's `/__bgd` answer and the app's containers; with `by_flag`,
@@ -181,8 +231,9 @@ async fn view_of(
     answer: &Answer,
     lb: &ContainerInfo,
     containers: Vec<ContainerInfo>,
-    by_flag: bool,
+    early: Option<Early>,
 ) -> Option<FastView> {
+    let by_flag = early.is_some();
     let (parked_color, generation, version) = nginx_says(answer)?;
     let of = |color: Color| -> Vec<&ContainerInfo> {
         containers
@@ -205,7 +256,13 @@ async fn view_of(
         Some((f, false)) => Some(f),
         // nginx resolves names now and then: a replica that restarted with another address
         // may still be reached at its old one (another container's now) for a moment
-        Some((f, true)) if upstream_reaches_only(host, &parked_pool).await => Some(f),
+        // (unless every parked replica has run at its address for longer than nginx takes
+        // to ask again)
+        Some((f, true)) if parked_cs.iter().all(|c| resolved_since(c)) => Some(f),
+        Some((f, true)) => {
+            let verdicts = upstream_probes(host, parked_pool.servers.len()).await;
+            reaches_only(&verdicts, &parked_pool).then_some(f)
+        }
         _ => None,
     };
     if by_flag && flip.is_none() {
@@ -236,6 +293,7 @@ async fn view_of(
         updated_at: state::now(),
     };
     Some(FastView {
+        ready: early,
         state,
         parked,
         containers: containers.clone(),
@@ -307,25 +365,38 @@ fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
         })
 }
 
-/// What nginx's upstream of the parked color reaches now, when it routes by names: as many
-/// probes as replicas through the preview listener's default route (that upstream), at
-/// once; every one must be answered by a parked replica at its current address. An upstream
-/// that resolves names has a shared zone, whose round robin gives consecutive requests
-/// different servers, so each server is asked once.
-async fn upstream_reaches_only(host: &Host<'_>, pool: &Pool) -> bool {
+/// How long a replica must have run (at one address: Docker keeps a running container's)
+/// for nginx to have resolved its name to that address: the built-in template's upstreams
+/// ask again every second or two, and retry a failed lookup after one.
+const RESOLVED_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether nginx's upstream has resolved `c`'s name to its address now: it has run for
+/// `RESOLVED_AFTER` at least, as the container list says (unknown: no).
+fn resolved_since(c: &ContainerInfo) -> bool {
+    c.up_for.is_some_and(|up| up >= RESOLVED_AFTER)
+}
+
+/// `n` probes through the preview listener's default route (the parked color's upstream),
+/// at once. An upstream that resolves names has a shared zone, whose round robin gives
+/// consecutive requests different servers, so with as many probes as servers each is asked
+/// once.
+async fn upstream_probes(host: &Host<'_>, n: usize) -> Vec<Verdict> {
     let r = &host.config.readiness;
     let url = format!("{}{}", host.config.lb.preview_url, r.path);
-    let probes = (0..pool.servers.len()).map(|_| {
+    let probes = (0..n).map(|_| {
         let request = Request::get(url.clone(), r.timeout);
         async move { host.prober.probe(&request).await }
     });
-    futures_util::future::join_all(probes)
-        .await
-        .iter()
-        .all(|verdict| {
-            let upstream = verdict.answer.as_ref().ok().and_then(Answer::upstream);
-            upstream.is_some_and(|u| pool.servers.iter().any(|s| s.addr == u))
-        })
+    futures_util::future::join_all(probes).await
+}
+
+/// Whether what the parked color's upstream reached (`upstream_probes`), when it routes by
+/// names, is the parked replicas alone, each at its current address.
+fn reaches_only(verdicts: &[Verdict], pool: &Pool) -> bool {
+    verdicts.iter().all(|verdict| {
+        let upstream = verdict.answer.as_ref().ok().and_then(Answer::upstream);
+        upstream.is_some_and(|u| pool.servers.iter().any(|s| s.addr == u))
+    })
 }
 
 /// nginx routes a probe of each replica to the replica's current address (all replicas at

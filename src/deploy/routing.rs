@@ -231,6 +231,7 @@ mod tests {
             exit_code: None,
             image_id: "sha".into(),
             restart_count: 0,
+            up_for: None,
             settings: RunSettings::default(),
         }
     }

@@ -176,6 +176,10 @@ pub struct Run<'a> {
     pub flip: Option<RollbackFlag>,
     /// The switch's exec recorded the history entry with its window
     pub window_recorded: bool,
+    /// A fast rollback's readiness probes of the parked replicas, sent while the containers
+    /// were listed (replica number, verdict): the readiness step takes them when every
+    /// replica's answer is what it expects, and probes as ever otherwise
+    pub early_ready: Option<Vec<(u32, crate::probe::Verdict)>>,
 }
 
 /// A switch by the active config's rollback flag: raise it (`on`) or lower it.
@@ -232,6 +236,7 @@ impl<'a> Run<'a> {
             canary_routed: false,
             flip: None,
             window_recorded: false,
+            early_ready: None,
         }
     }
 

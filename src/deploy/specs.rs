@@ -368,6 +368,7 @@ mod tests {
             exit_code: None,
             image_id: "sha256:x".into(),
             restart_count: 0,
+            up_for: None,
             settings: Default::default(),
         }
     }

@@ -262,8 +262,8 @@ impl Docker {
     }
 
     /// Containers (any state) with all of `labels`, as one list call describes them: name,
-    /// id, image, labels, state and each network's address, but no settings, aliases,
-    /// health or restart count (`inspect` has those). The image is the reference it was
+    /// id, image, labels, state, how long it has run and each network's address, but no
+    /// settings, aliases, health or restart count (`inspect` has those). The image is the reference it was
     /// created from, or its image's ID when that reference has moved to another image.
     pub async fn list_brief(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
         let list = self.list_labelled(labels).await?;
@@ -288,6 +288,7 @@ impl Docker {
                     .map(|(k, v)| (k, v.ip_address.unwrap_or_default()))
                     .collect(),
                 image_id: c.image_id.unwrap_or_default(),
+                up_for: c.status.as_deref().and_then(super::types::up_for),
                 ..Default::default()
             })
             .collect())

@@ -25,6 +25,9 @@ pub struct ContainerInfo {
     pub image_id: String,
     /// How often Docker restarted it (restart policy)
     pub restart_count: i64,
+    /// How long it has run since it last started, at least, as the daemon's own clock says
+    /// (from a container list's status: `None` from an inspect, or when not running)
+    pub up_for: Option<Duration>,
     /// What it runs with, as Docker reports it (for drift checks)
     pub settings: RunSettings,
 }
@@ -55,6 +58,36 @@ pub struct ImageDefaults {
     pub env: Vec<String>,
     pub cmd: Option<Vec<String>>,
     pub labels: HashMap<String, String>,
+}
+
+/// How long a running container has run at least, read from the status a container list
+/// gives it ("Up 5 seconds (healthy)", in Docker's human units: go-units `HumanDuration`);
+/// `None` when the status is not one of a running container, or reads otherwise.
+pub fn up_for(status: &str) -> Option<Duration> {
+    let up = status.strip_prefix("Up ")?;
+    let up = up.split(" (").next().unwrap_or(up);
+    let secs = match up {
+        "Less than a second" => 0,
+        "1 second" => 1,
+        "About a minute" => 60,
+        "About an hour" => 3600,
+        _ => {
+            let (n, unit) = up.split_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            let each = match unit {
+                "seconds" => 1,
+                "minutes" => 60,
+                "hours" => 3600,
+                "days" => 86_400,
+                "weeks" => 7 * 86_400,
+                "months" => 30 * 86_400,
+                "years" => 365 * 86_400,
+                _ => return None,
+            };
+            n * each
+        }
+    };
+    Some(Duration::from_secs(secs))
 }
 
 impl ContainerInfo {
@@ -172,7 +205,38 @@ impl From<bollard::models::ContainerInspectResponse> for ContainerInfo {
             exit_code: state.and_then(|s| s.exit_code),
             image_id: c.image.clone().unwrap_or_default(),
             restart_count: c.restart_count.unwrap_or(0),
+            // an inspect says when it started by the daemon's clock, which may not be ours
+            up_for: None,
             settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::up_for;
+    use std::time::Duration;
+
+    #[test]
+    fn a_list_status_reads_as_how_long_it_ran_at_least() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(up_for("Up Less than a second"), s(0));
+        assert_eq!(up_for("Up 1 second"), s(1));
+        assert_eq!(up_for("Up 9 seconds (healthy)"), s(9));
+        assert_eq!(up_for("Up About a minute"), s(60));
+        assert_eq!(up_for("Up 12 minutes (unhealthy)"), s(720));
+        assert_eq!(up_for("Up About an hour"), s(3600));
+        assert_eq!(up_for("Up 3 days (Paused)"), s(3 * 86_400));
+        for other in [
+            "Exited (0) 2 minutes ago",
+            "Created",
+            "Restarting (1) 2 seconds ago",
+            "Up",
+            "Up a while",
+            "Up 5 fortnights",
+            "",
+        ] {
+            assert_eq!(up_for(other), None, "{other}");
         }
     }
 }

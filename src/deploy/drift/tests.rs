@@ -57,6 +57,7 @@ fn created(spec: &ContainerSpec, image: &ImageDefaults) -> ContainerInfo {
         exit_code: None,
         image_id: "sha256:img".into(),
         restart_count: 0,
+        up_for: None,
         settings: RunSettings {
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cmd: spec.cmd.clone().or(image.cmd.clone()),
