@@ -421,6 +421,48 @@ fn install_waits_for_the_guard_takes_over_a_stale_one_and_honours_the_lock() {
         !b.sh(&format!("ls {DIR}")).contains("lock"),
         "the lock is released after the exec"
     );
+
+    // record mode, a run's last write: --release-lock lets the lock go with the record, only
+    // the caller's own
+    let record = |token: &str| {
+        b.run(
+            "bgd-install",
+            INSTALL_SH,
+            &[
+                ("--app", "site"),
+                ("--conf-dir", "/etc/nginx/conf.d"),
+                ("--root", "/etc/nginx/bgd"),
+                ("--state", r#"{"app":"site","generation":9,"schema":2}"#),
+                ("--record-schema", "3"),
+                ("--history", r#"{"run":"r9"}"#),
+                ("--history-run", "r9"),
+                ("--lock-token", token),
+                ("--release-lock", "1"),
+            ],
+        )
+    };
+    b.sh(&format!(
+        "mkdir -p {DIR}/lock && printf '%s' '{holder}' > {DIR}/lock/holder.json"
+    ));
+    let r = record("me");
+    assert_eq!(r.outcome, "lock-lost", "{r:?}");
+    assert!(b.sh(&format!("ls {DIR}")).contains("lock"));
+    assert!(!b
+        .sh(&format!("cat {DIR}/state.json"))
+        .contains("\"generation\":9"));
+    let r = record("other-run");
+    assert_eq!(
+        (r.outcome.as_str(), r.field("unlocked")),
+        ("recorded", Some("1")),
+        "{r:?}"
+    );
+    assert!(b
+        .sh(&format!("cat {DIR}/state.json"))
+        .contains("\"generation\":9"));
+    assert!(
+        !b.sh(&format!("ls {DIR}")).contains("lock"),
+        "the lock went with the record"
+    );
 }
 
 #[test]

@@ -68,8 +68,9 @@ pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
     ))
 }
 
-/// `start`: the candidate's replicas are created (one by one, each recorded for the undo
-/// path) and started together.
+/// `start`: the candidate's replicas are created and started, all at once (as the daemon's
+/// own floor, that many `docker run`s, does), each one created recorded for the undo path
+/// whether or not the others were.
 pub async fn start(run: &mut Run<'_>) -> Result<String> {
     let host = run.host;
     // the idle color is the candidate's from here: a candidate left waiting there goes
@@ -77,12 +78,26 @@ pub async fn start(run: &mut Run<'_>) -> Result<String> {
     run.state.idle = None;
     run.state.candidate_failed = false;
     let specs = replica_specs(host.config, run.target()?);
-    for spec in &specs {
-        host.docker.create(spec).await?;
-        run.undo.candidates.push(spec.name.clone());
-        crate::interrupt::check("while starting the candidate")?;
+    let each = specs.iter().map(|spec| async move {
+        if let Err(e) = host.docker.create(spec).await {
+            return (false, Err(e));
+        }
+        (true, host.docker.start(&spec.name).await)
+    });
+    let done = futures_util::future::join_all(each).await;
+    let mut failed = None;
+    for (spec, (created, started)) in specs.iter().zip(done) {
+        if created {
+            run.undo.candidates.push(spec.name.clone());
+        }
+        if let Err(e) = started {
+            failed.get_or_insert(e);
+        }
     }
-    futures_util::future::try_join_all(specs.iter().map(|s| host.docker.start(&s.name))).await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    crate::interrupt::check("while starting the candidate")?;
     Ok(format!("started {}", run.undo.candidates.join(", ")))
 }
 
@@ -168,10 +183,8 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
 async fn new_candidate_pool(run: &Run<'_>) -> Result<Pool> {
     let host = run.host;
     let target = run.target()?;
-    let mut candidates: Vec<ContainerInfo> = Vec::new();
-    for name in &run.undo.candidates {
-        candidates.push(host.inspect_required(name).await?);
-    }
+    let inspected = run.undo.candidates.iter().map(|n| host.inspect_required(n));
+    let candidates: Vec<ContainerInfo> = futures_util::future::try_join_all(inspected).await?;
     let refs: Vec<&ContainerInfo> = candidates.iter().collect();
     let pool = pool_of(host.config, target, &refs);
     if pool.servers.len() == candidates.len() {

@@ -216,17 +216,18 @@ pub async fn image_defaults(
 /// files come back in one archive read (each costs a container-filesystem operation).
 pub async fn observe(host: &Host<'_>) -> Result<Observed> {
     let (docker, config) = (host.docker, host.config);
+    // the nginx container and bgd's files in it are read at once (a missing container
+    // simply has no files)
     let files = async {
-        // a missing nginx container simply has no files
-        match docker.inspect(&config.lb.container).await? {
-            Some(lb) => {
-                let files = host
-                    .nginx()
-                    .read_files()
-                    .await
-                    .map_err(|e| host.nginx_failure(e, "reading bgd's record"))?;
-                Ok::<_, anyhow::Error>((Some(lb), files))
-            }
+        let read = async {
+            host.nginx()
+                .read_files()
+                .await
+                .map_err(|e| host.nginx_failure(e, "reading bgd's record"))
+        };
+        let (lb, files) = tokio::join!(docker.inspect(&config.lb.container), read);
+        match lb? {
+            Some(lb) => Ok::<_, anyhow::Error>((Some(lb), files?)),
             None => Ok((None, Vec::new())),
         }
     };

@@ -298,10 +298,16 @@ fn url_host(url: &str) -> Option<&str> {
 /// under the lock, and nginx's version is known. From here the outcome is recorded.
 pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
-    check_lb(run).await?;
-    let holder = lock::acquire(host, &command_line(&run.command)).await?;
-    run.lock = crate::nginx::LockUse::Held(holder.token.clone());
-    run.holder = Some(holder);
+    // the nginx container's checks and the lock at once: a check that refuses after the
+    // lock was taken lets it go with the run
+    let command = command_line(&run.command);
+    let (checked, holder) = tokio::join!(check_lb(run), lock::acquire(host, &command));
+    if let Ok(holder) = holder.as_ref() {
+        run.lock = crate::nginx::LockUse::Held(holder.token.clone());
+        run.holder = Some(holder.clone());
+    }
+    checked?;
+    holder?;
     run.obs = observe(host).await?;
     trust_the_record(&run.obs)?;
     run.features = host.features(&mut run.obs).await?;
@@ -358,12 +364,24 @@ async fn check_lb(run: &Run<'_>) -> Result<()> {
                 )));
             }
             let own = lb.label(LABEL_ROLE) == Some("lb");
-            if own {
-                // bgd's own container: its image's stock server is bgd's to disable
-                disable_clashing_default_server(run, &lb.name).await?;
-            }
-            refuse_clashes(run, &lb, own).await?;
-            super::tls::check(host).await
+            // bgd's own container: its image's stock server is bgd's to disable (what the
+            // clash check reads is other apps' servers, and in a container of the user's, the
+            // user's: the two run at once)
+            let stock = async {
+                if own {
+                    disable_clashing_default_server(run, &lb.name).await
+                } else {
+                    Ok(())
+                }
+            };
+            let (stock, clashes, tls) = tokio::join!(
+                stock,
+                refuse_clashes(run, &lb, own),
+                super::tls::check(host)
+            );
+            stock?;
+            clashes?;
+            tls
         }
         Command::TlsReload => {
             // turning lb.tls on changes which ports bgd serves: the same checks as a deploy

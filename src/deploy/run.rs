@@ -431,7 +431,11 @@ impl<'a> Run<'a> {
                 .as_ref()
                 .err()
                 .is_some_and(|e| matches!(error::failure(e), Some(Failure::Unsafe(_))));
-            self.record(entry, !unsafe_).await;
+            // the run's last write releases its lock in the same exec
+            if self.record(entry, !unsafe_, true).await {
+                self.holder = None;
+                self.lock = LockUse::None;
+            }
         }
         if let Some(holder) = self.holder.take() {
             self.lock = LockUse::None;
@@ -440,12 +444,14 @@ impl<'a> Run<'a> {
     }
 
     /// Writes the state (with `with_state`) and the run's history line, atomically, under
-    /// the lock (the fast rollback, which holds none, takes it for this write).
-    async fn record(&mut self, entry: HistoryEntry, with_state: bool) {
+    /// the lock (the fast rollback, which holds none, takes it for this write); with `last`,
+    /// releases the lock held in the same exec. Returns whether it did.
+    async fn record(&mut self, entry: HistoryEntry, with_state: bool, last: bool) -> bool {
         let mut state = self.state.clone();
         state.updated_at = state::now();
         let lock = match (&self.lock, &self.holder) {
             (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
+            (LockUse::Held(token), Some(_)) if last => LockUse::Last(token.clone()),
             (lock, _) => lock.clone(),
         };
         let written = async {
@@ -466,13 +472,17 @@ impl<'a> Run<'a> {
                 .map_err(|e| self.host.nginx_failure(e, "recording the outcome"))
         };
         match written.await {
-            Ok(()) => {
+            Ok(unlocked) => {
                 self.journal.recorded = Some(entry.outcome);
                 self.journal.amended = false;
+                unlocked
             }
-            Err(e) => self.host.out.warn(&format!(
-                "could not record the outcome on the Docker host: {e:#}; `bgd status` shows what is live"
-            )),
+            Err(e) => {
+                self.host.out.warn(&format!(
+                    "could not record the outcome on the Docker host: {e:#}; `bgd status` shows what is live"
+                ));
+                false
+            }
         }
     }
 

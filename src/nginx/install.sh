@@ -23,6 +23,8 @@
 #                        that is not whole or is of a newer schema (nothing changes) [none]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
+#   --release-lock 1     record mode, with --lock-token: release the lock once the record
+#                        is written (`recorded unlocked=1`), if it is still the caller's
 #   --flip PATH          flip mode (no --config): raise (--flip-to on: create) or lower (off:
 #                        remove) the rollback flag PATH, which the active config routes by,
 #                        then record; no reload                                  [none]
@@ -39,7 +41,9 @@
 #                     the new config serves and no old worker remains; N old workers were
 #                     still busy after --drain-ms and were stopped; recorded=0: the state or
 #                     history asked for could not be written
-# recorded            record mode: the state and history line are written
+# recorded [unlocked=1]
+#                     record mode: the state and history line are written; unlocked=1: and
+#                     the lock released (--release-lock)
 # flipped recorded=1|0
 #                     flip mode: the flag is as asked, so live traffic follows it at every
 #                     request from now on; recorded=0: the record could not be written
@@ -74,7 +78,7 @@ finish() {
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
-record_schema="" flip="" flip_to="" await_history=""
+record_schema="" flip="" flip_to="" await_history="" release_lock=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -91,6 +95,7 @@ while [ $# -gt 0 ]; do
     --history-keep) history_keep=$2 ;;
     --record-schema) record_schema=$2 ;;
     --lock-token) lock_token=$2 ;;
+    --release-lock) release_lock=$2 ;;
     --lock-once) lock_once=$2 ;;
     --flip) flip=$2 ;;
     --flip-to) flip_to=$2 ;;
@@ -375,7 +380,17 @@ if [ -n "$flip" ]; then
   finish flipped "recorded=$recorded"
 fi
 if [ "$have_config" = 0 ]; then
-  if record; then finish recorded; fi
+  if record; then
+    # the run's last write: its lock goes with it, if still its own
+    if [ "$release_lock" = 1 ] && [ -n "$lock_token" ]; then
+      holder=""
+      { IFS= read -r holder < "$lockdir/holder.json"; } 2>/dev/null
+      case $holder in
+        *"\"$lock_token\""*) rm -rf "$lockdir" && finish recorded unlocked=1 ;;
+      esac
+    fi
+    finish recorded
+  fi
   echo "cannot write the record in $dir"
   finish record-failed
 fi

@@ -114,6 +114,8 @@ pub enum LockUse {
     Held(String),
     /// Take the lock for this install alone, as this holder
     Once(Holder),
+    /// As `Held`, for the run's last write (a record): the lock is released with it
+    Last(String),
 }
 
 /// What to install.
@@ -390,8 +392,9 @@ impl<'a> Nginx<'a> {
     }
 
     /// Writes bgd's record (the state and a history line), atomically, under the deploy lock
-    /// as `lock` says; changes no routing.
-    pub async fn record(&self, record: &RecordWrite, lock: &LockUse) -> Result<(), NginxError> {
+    /// as `lock` says; changes no routing. Returns whether the lock was released with it
+    /// (`LockUse::Last`).
+    pub async fn record(&self, record: &RecordWrite, lock: &LockUse) -> Result<bool, NginxError> {
         let keep = crate::state::HISTORY_LIMIT.to_string();
         let mut args = vec![
             ("--app", self.app.as_str()),
@@ -406,7 +409,7 @@ impl<'a> Nginx<'a> {
             .run(self.docker, &self.container, &args, Duration::from_secs(20))
             .await?;
         match report.outcome.as_str() {
-            "recorded" => Ok(()),
+            "recorded" => Ok(report.field::<u8>("unlocked") == Some(1)),
             "record-untrusted" => Err(NginxError::Untrusted(report.detail)),
             "record-failed" => Err(NginxError::Broken(format!(
                 "bgd's record in {} could not be written: {}",
@@ -551,6 +554,10 @@ fn lock_args(lock: &LockUse) -> Result<Vec<(&'static str, String)>, NginxError> 
     Ok(match lock {
         LockUse::None => Vec::new(),
         LockUse::Held(token) => vec![("--lock-token", token.clone())],
+        LockUse::Last(token) => vec![
+            ("--lock-token", token.clone()),
+            ("--release-lock", "1".to_string()),
+        ],
         LockUse::Once(holder) => vec![(
             "--lock-once",
             serde_json::to_string(holder).map_err(anyhow::Error::from)?,
