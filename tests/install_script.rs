@@ -624,6 +624,14 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
         ("--history-run", "r1"),
     ];
 
+    // flipped with --await-history, `line` sent once it asks
+    const AMENDED: &str = "{\"run\":\"r1\",\"n\":\"amended\"}\n";
+    let answering = |to: &str, line: &str| {
+        let with_await = [&record[..], &[("--await-history", "1")]].concat();
+        b.flip(&flag, to, &with_await, Some(line))
+    };
+    let history = || b.sh(&format!("cat {DIR}/history.jsonl"));
+
     // a flag the active config does not route by (a prefix of its own), or bad input
     let r = b.flip(&format!("{DIR}/flip-7"), "on", &record, None);
     assert_eq!(r.outcome, "flip-stale", "{r:?}");
@@ -646,12 +654,7 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     b.lock(&[("--op", "release"), ("--token", "")]);
 
     // raised, with the history line the caller sends once it moved
-    let r = b.flip(
-        &flag,
-        "on",
-        &[&record[..], &[("--await-history", "1")]].concat(),
-        Some("{\"run\":\"r1\",\"n\":\"amended\"}\n"),
-    );
+    let r = answering("on", AMENDED);
     assert_eq!(
         (r.outcome.as_str(), r.field("recorded")),
         ("flipped", Some("1")),
@@ -660,10 +663,7 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     assert!(r.output.contains("BGD_AWAIT"), "{r:?}");
     assert_eq!(b.serves(), "on");
     assert_eq!(b.workers(), workers, "no reload");
-    assert_eq!(
-        b.sh(&format!("cat {DIR}/history.jsonl")),
-        "{\"run\":\"r1\",\"n\":\"amended\"}\n"
-    );
+    assert_eq!(history(), AMENDED);
     assert!(b
         .sh(&format!("cat {DIR}/state.json"))
         .contains("\"generation\":70"));
@@ -675,28 +675,15 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     // already on: stale; lowered with no answer (the caller died): --history is recorded
     let r = b.flip(&flag, "on", &record, None);
     assert_eq!(r.outcome, "flip-stale", "{r:?}");
-    let r = b.flip(
-        &flag,
-        "off",
-        &[&record[..], &[("--await-history", "1")]].concat(),
-        Some(""),
-    );
+    let r = answering("off", "");
     assert_eq!(r.outcome, "flipped", "{r:?}");
     assert_eq!(b.serves(), "off");
-    assert_eq!(
-        b.sh(&format!("cat {DIR}/history.jsonl")),
-        "{\"run\":\"r1\",\"n\":\"given\"}\n"
-    );
+    assert_eq!(history(), "{\"run\":\"r1\",\"n\":\"given\"}\n");
 
     // the record cannot be written: the flag moved all the same, and the caller is still asked
     // (it must learn that the flag moved), but its line is not taken
     b.sh(&format!("mkdir {DIR}/history.jsonl.bgd-tmp"));
-    let r = b.flip(
-        &flag,
-        "on",
-        &[&record[..], &[("--await-history", "1")]].concat(),
-        Some("{\"run\":\"r1\",\"n\":\"amended\"}\n"),
-    );
+    let r = answering("on", AMENDED);
     assert_eq!(
         (r.outcome.as_str(), r.field("recorded")),
         ("flipped", Some("0")),
@@ -705,10 +692,7 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     assert!(r.output.contains("BGD_AWAIT"), "{r:?}");
     assert!(r.output.contains("cannot write the record"), "{r:?}");
     assert_eq!(b.serves(), "on");
-    assert_eq!(
-        b.sh(&format!("cat {DIR}/history.jsonl")),
-        "{\"run\":\"r1\",\"n\":\"given\"}\n"
-    );
+    assert_eq!(history(), "{\"run\":\"r1\",\"n\":\"given\"}\n");
     b.sh(&format!("rmdir {DIR}/history.jsonl.bgd-tmp"));
     let r = b.flip(&flag, "off", &record, None);
     assert_eq!(r.outcome, "flipped", "{r:?}");

@@ -65,14 +65,10 @@ impl Docker {
             if let StartExecResults::Attached {
                 mut output,
                 mut input,
-            } = self
-                .api
-                .start_exec(&created.id, None)
-                .await
-                .map_err(|e| describe(&e))?
+            } = self.api.start_exec(&created.id, None).await?
             {
                 while let Some(chunk) = output.next().await {
-                    match chunk.map_err(|e| describe(&e))? {
+                    match chunk? {
                         LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
                         LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
                         _ => {}
@@ -84,7 +80,12 @@ impl Docker {
                     });
                     if let Some(r) = reply.take_if(|_| asked) {
                         let _ = r.prompted.send(());
-                        let io = |e: std::io::Error| format!("writing to its input: {e}");
+                        let io = |e: std::io::Error| bollard::errors::Error::IOError {
+                            err: std::io::Error::new(
+                                e.kind(),
+                                format!("writing to its input: {e}"),
+                            ),
+                        };
                         if let Ok(line) = r.answer.await {
                             input
                                 .write_all(format!("{line}\n").as_bytes())
@@ -95,15 +96,12 @@ impl Docker {
                     }
                 }
             }
-            Ok::<_, String>((stdout, stderr))
+            Ok::<_, bollard::errors::Error>((stdout, stderr))
         };
         let (stdout, stderr) = self
-            .call_within(&what, limit, async {
-                Ok::<_, bollard::errors::Error>(run.await)
-            })
+            .call_within(&what, limit, run)
             .await?
-            .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?
-            .map_err(|e| error::environment(format!("{}: {e}", what())))?;
+            .map_err(|e| error::environment(format!("{}: {}", what(), describe(&e))))?;
         // The exit code comes from inspecting the exec, not from starting it. The output is
         // what matters most (bgd's scripts end with their outcome), so a failed inspect is an
         // unknown code, not a lost output.
