@@ -4,13 +4,13 @@
 //! `Verdict::check`, color included.
 
 use super::drift;
-use super::observe::{image_defaults, list_containers};
+use super::observe::image_defaults;
 use super::run::{Command, Run};
 use super::specs::{migration_spec, pool_of};
 use crate::config::Config;
 use crate::docker::ContainerInfo;
 use crate::error;
-use crate::model::{Color, Pool, Release, Server};
+use crate::model::{Color, Pool, Release, Server, LABEL_APP, LABEL_MANAGED};
 use crate::output::fmt_duration;
 use crate::probe::{Expect, Prober, Request};
 use anyhow::Result;
@@ -593,7 +593,18 @@ pub async fn smoke_probes(
 pub async fn drift(run: &mut Run<'_>) -> Result<String> {
     let (host, target) = (run.host, run.target()?.clone());
     let pool = run.pool()?;
-    let all = list_containers(host.docker, host.config).await?;
+    // the release's containers as the daemon has them now: listed, and only they inspected
+    let labels = [(LABEL_MANAGED, "true"), (LABEL_APP, host.config.app.as_str())];
+    let listed = host.docker.list_brief(&labels).await?;
+    let inspected = listed
+        .iter()
+        .filter(|c| c.is_of(&target))
+        .map(|c| host.docker.inspect(&c.name));
+    let all: Vec<ContainerInfo> = futures_util::future::try_join_all(inspected)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let now: Vec<&ContainerInfo> = all.iter().filter(|c| c.is_of(&target)).collect();
     let mut problems = moved_or_restarted(host.config, &target, pool, &now);
     let images = image_defaults(host.docker, &now).await?;
