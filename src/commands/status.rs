@@ -5,7 +5,7 @@ use crate::deploy::status::{status, ColorView, Replica, StatusReport};
 use crate::deploy::Host;
 use crate::docker::Docker;
 use crate::error::Failure;
-use crate::model::Role;
+use crate::model::{Role, LABEL_APP};
 use crate::output::Output;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -14,8 +14,7 @@ pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
     let host = Host::new(config, docker, out, std::time::Duration::ZERO)?;
     // the other apps behind the same nginx (host-based routing), for whoever shares it: asked
     // beside the rest (an nginx that is not there or not running has none)
-    let nginx = host.nginx();
-    let (report, apps) = tokio::join!(status(&host), nginx.apps());
+    let (report, apps) = tokio::join!(status(&host), apps_behind(&host));
     let report = report?;
     let others: Vec<String> = match report.observed.lb.as_ref().filter(|l| l.running()) {
         Some(_) => apps
@@ -38,6 +37,25 @@ pub async fn run(config: &Config, docker: &Docker, out: &Output) -> Result<()> {
     }
     out.result(false, 7, fields(config, &report, &others));
     Err(Failure::Reported(7).into())
+}
+
+/// The apps bgd deploys behind this app's nginx (a record each in bgd's directory there),
+/// this one included. Reading that directory costs an exec; an nginx on no network but this
+/// app's, where no container of another bgd app runs, has no other app to list, which one
+/// inspect and one container list say.
+async fn apps_behind(host: &Host<'_>) -> Result<Vec<String>> {
+    let config = host.config;
+    let ours = &config.network;
+    if let Some(lb) = host.docker.inspect(&config.lb.container).await? {
+        let alone = lb.networks.keys().all(|n| n == ours || n == "bridge");
+        if alone {
+            let on_ours = host.docker.label_values_on(ours, LABEL_APP).await?;
+            if on_ours.iter().all(|a| *a == config.app) {
+                return Ok(vec![config.app.clone()]);
+            }
+        }
+    }
+    Ok(host.nginx().apps().await?)
 }
 
 fn fields(config: &Config, r: &StatusReport, others: &[String]) -> Map<String, Value> {

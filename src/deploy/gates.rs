@@ -594,7 +594,10 @@ pub async fn drift(run: &mut Run<'_>) -> Result<String> {
     let (host, target) = (run.host, run.target()?.clone());
     let pool = run.pool()?;
     // the release's containers as the daemon has them now: listed, and only they inspected
-    let labels = [(LABEL_MANAGED, "true"), (LABEL_APP, host.config.app.as_str())];
+    let labels = [
+        (LABEL_MANAGED, "true"),
+        (LABEL_APP, host.config.app.as_str()),
+    ];
     let listed = host.docker.list_brief(&labels).await?;
     let inspected = listed
         .iter()

@@ -311,6 +311,32 @@ impl Docker {
         .await
     }
 
+    /// The values of label `key` on the containers (any state) attached to `network` that
+    /// have it, sorted, each once.
+    pub async fn label_values_on(&self, network: &str, key: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([
+            ("label".to_string(), vec![key.to_string()]),
+            ("network".to_string(), vec![network.to_string()]),
+        ]);
+        let list = self
+            .call(
+                || format!("list the containers on {network}"),
+                self.api.list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters,
+                    ..Default::default()
+                })),
+            )
+            .await?;
+        let mut values: Vec<String> = list
+            .into_iter()
+            .filter_map(|c| c.labels?.get(key).cloned())
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+
     /// Every container on the host (any state, any app): its name, the image reference it
     /// was created from, and that image's ID.
     pub async fn image_users(&self) -> Result<Vec<(String, String, String)>> {
