@@ -697,6 +697,30 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     let r = b.flip(&flag, "off", &record, None);
     assert_eq!(r.outcome, "flipped", "{r:?}");
 
+    // raised, then the caller could not confirm it: BGD_UNDO puts the flag back in the same
+    // exec, with the record from before it, and the lock goes with the exec
+    let undo = [
+        (
+            "--undo-state",
+            r#"{"app":"site","generation":70,"schema":2,"undone":1}"#,
+        ),
+        ("--undo-history", r#"{"run":"r1","n":"failed"}"#),
+    ];
+    let with_undo = [&record[..], &[("--await-history", "1")], &undo[..]].concat();
+    let r = b.flip(&flag, "on", &with_undo, Some("BGD_UNDO\n"));
+    assert_eq!(
+        (r.outcome.as_str(), r.field("recorded")),
+        ("flipped-back", Some("1")),
+        "{r:?}"
+    );
+    assert_eq!(b.serves(), "off");
+    assert_eq!(b.workers(), workers, "no reload");
+    assert_eq!(history(), "{\"run\":\"r1\",\"n\":\"failed\"}\n");
+    assert!(b
+        .sh(&format!("cat {DIR}/state.json"))
+        .contains("\"undone\":1"));
+    assert!(b.sh(&format!("ls -d {DIR}/lock 2>/dev/null")).is_empty());
+
     // raised again, then a config that does not route by it: the flag goes with the old workers
     let r = b.flip(&flag, "on", &record, None);
     assert_eq!(r.outcome, "flipped", "{r:?}");

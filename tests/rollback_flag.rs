@@ -208,3 +208,49 @@ fn a_template_without_the_flag_rolls_back_by_reload() {
     assert_eq!(t.live_version(), "v1");
     assert_eq!(routing(&t), ("blue".to_string(), false));
 }
+
+/// A flip that `lb.url` cannot confirm is put back by the exec that made it, still holding the
+/// lock (no second exec, no moment without the lock): the record from before it, the failed
+/// rollback in the history, no reload.
+#[test]
+fn an_unconfirmable_flip_is_put_back_by_its_own_exec() {
+    let t = TestApp::new("flipundo");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    let before = workers(&t);
+    // lb.url answers nothing: neither the flip nor the flag put back can be confirmed
+    let closed = claim_port();
+    t.write(
+        &t.config()
+            .set("lb.url", format!("http://127.0.0.1:{}", closed.port)),
+    );
+    let r = t.bgd(&["rollback"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the previous routing was put back, but it could not be confirmed either"),
+        "{r:?}"
+    );
+    assert_eq!(workers(&t), before, "nginx reloaded");
+    assert!(flags(&t).is_empty(), "{:?}", flags(&t));
+    assert_eq!(t.live_version(), "v2");
+    t.write(&t.config());
+    assert_eq!(routing(&t), ("green".to_string(), false));
+    let rec = record(&t);
+    assert_eq!(rec["live"]["color"], "green", "{rec}");
+    assert!(rec.get("flipped_at").is_none(), "{rec}");
+    let h = t.bgd(&["--json", "history"]);
+    let entries = h.result()["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = entries.last().cloned().unwrap_or_default();
+    assert_eq!(last["command"], "rollback", "{h:?}");
+    assert_ne!(last["outcome"], "ok", "{h:?}");
+    // the lock went with the exec: the next rollback goes through, by the flag
+    let r = t.bgd(&["--json", "rollback"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.result()["reloaded"], false, "{r:?}");
+    assert_eq!(t.live_version(), "v1");
+}

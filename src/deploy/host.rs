@@ -163,11 +163,12 @@ impl<'a> Host<'a> {
         match self.nginx().flip(flag, on, record, lock, amend).await {
             Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
             Err(e) => Err(self.nginx_failure(e, what)),
-            Ok(unrecorded) => Ok(Installed {
+            Ok(flipped) => Ok(Installed {
                 took: started.elapsed(),
                 old_workers_stopped: 0,
-                unrecorded,
+                unrecorded: flipped.unrecorded,
                 reloaded: false,
+                undone: flipped.undone,
             }),
         }
     }

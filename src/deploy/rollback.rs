@@ -224,8 +224,8 @@ async fn early_probes(host: &Host<'_>, answer: &Answer) -> Early {
     futures_util::future::join_all(ready).await
 }
 
-/// The fast view from nginx's `/__bgd` answer and the app's containers; with `by_flag`,
-/// only when the switch can move the rollback flag.
+/// The fast view from nginx's `/__bgd` answer and the app's containers; with `early` (the
+/// readiness probes sent beside the list), only when the switch can move the rollback flag.
 async fn view_of(
     host: &Host<'_>,
     answer: &Answer,

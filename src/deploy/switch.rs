@@ -91,8 +91,8 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
 /// lowering it (and recording `to`'s state and `entry` in the same exec) moves live traffic at
 /// the next request, kept-alive connections included; no worker is replaced, nothing drains.
 /// Watched like a reload, from just before the flag moves until `lb.url` confirms the new
-/// color; if it does not, the flag is put back with the state before it (exit 6), or exit 7
-/// when that fails as well.
+/// color; if it does not, the same exec, still holding the lock, puts the flag back with the
+/// state before it (exit 6), or exit 7 when that cannot be confirmed either.
 async fn flip_live(
     run: &mut Run<'_>,
     flip: &RollbackFlag,
@@ -104,12 +104,22 @@ async fn flip_live(
     let mut after = state_after(&run.state, &to);
     after.flipped_at = flip.on.then_some(after.generation);
     let record = record_of(&after, &entry)?;
+    // what the exec records if the switch cannot be confirmed and it puts the flag back
+    let mut failed = entry.clone();
+    failed.outcome = "failed".into();
+    failed.exit_code = 6;
+    failed.message =
+        "the switch could not be confirmed through lb.url; the previous routing was put back"
+            .into();
+    let undo = record_of(&before, &failed)?;
     let live_color = to.live.as_ref().map(|p| p.color);
+    let back_color = before.live.as_ref().map(|l| l.color);
     let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
     let url = format!("{}{}", config.lb.url, config.readiness.path);
     let window = Window::watch(&host.prober, url, config.readiness.expect_status, false);
-    // The exec waits, the flag moved, for the history line with what the window saw: one
-    // exec records the switch and its window (a dropped line leaves the entry without it)
+    // The exec waits, the flag moved, for bgd's word: the history line with what the window
+    // saw (one exec records the switch and its window; a dropped line leaves the entry
+    // without it), or, unconfirmed, to put the flag back
     let (moved_tx, moved) = tokio::sync::oneshot::channel();
     let (line_tx, line) = tokio::sync::oneshot::channel();
     let flipped = host.flip_routing(
@@ -118,7 +128,11 @@ async fn flip_live(
         &record,
         &run.lock,
         &live_after,
-        Some((moved_tx, line)),
+        Some(crate::nginx::Amend {
+            moved: moved_tx,
+            answer: line,
+            undo,
+        }),
     );
     let out = host.out;
     let watched = async {
@@ -128,24 +142,52 @@ async fn flip_live(
         };
         let window = window.end().await;
         let mut sent = false;
-        if let Some(Ok(())) = confirmed {
-            let mut amended = entry.clone();
-            amended.switch_window = Some(for_the_record(&window, out));
-            amended.duration_ms = run.elapsed().as_millis() as u64;
-            if let Ok(text) = serde_json::to_string(&amended) {
-                sent = line_tx.send(text).is_ok();
+        match &confirmed {
+            Some(Ok(())) => {
+                let mut amended = entry.clone();
+                amended.switch_window = Some(for_the_record(&window, out));
+                amended.duration_ms = run.elapsed().as_millis() as u64;
+                if let Ok(text) = serde_json::to_string(&amended) {
+                    sent = line_tx.send(text).is_ok();
+                }
             }
+            Some(Err(_)) => {
+                let _ = line_tx.send(crate::nginx::UNDO.to_string());
+            }
+            None => {}
         }
         (confirmed, window, sent)
     };
     let (flipped, (confirmed, window, sent)) = tokio::join!(flipped, watched);
     let installed = flipped?;
-    run.journal.recorded = Some(entry.outcome.clone());
     let confirmed = confirmed.unwrap_or_else(|| {
         Err(anyhow::anyhow!(
             "internal: the rollback flag moved but the exec did not say so"
         ))
     });
+    if installed.undone {
+        // the flag is back as it was, and the record before it with the failed entry
+        run.journal.recorded = Some(failed.outcome.clone());
+        run.state = before.clone();
+        let unconfirmed = confirmed
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("internal: a confirmed switch was put back"));
+        if let Some(why) = &installed.unrecorded {
+            return Err(error::unsafe_state(format!(
+                "{unconfirmed:#}\nthe previous routing was put back, but bgd's record on the host could not be written ({why}): run `bgd repair`, then `bgd status`"
+            )));
+        }
+        return match host.confirm_live(back_color, run.state.generation).await {
+            Ok(()) => Err(unconfirmed.context(
+                "the switch was undone: the previous routing is active again".to_string(),
+            )),
+            Err(e) => Err(error::unsafe_state(format!(
+                "{unconfirmed:#}\nthe previous routing was put back, but it could not be confirmed either: {e:#}\nCheck `bgd status` and `docker logs {}` now",
+                config.lb.container
+            ))),
+        };
+    }
+    run.journal.recorded = Some(entry.outcome.clone());
     let Err(unconfirmed) = confirmed else {
         run.state = after;
         if let Some(why) = &installed.unrecorded {
@@ -155,14 +197,8 @@ async fn flip_live(
         run.window_recorded = sent;
         return Ok((installed, window));
     };
-    // put the flag back, and the record with it
-    let mut failed = entry;
-    failed.outcome = "failed".into();
-    failed.exit_code = 6;
-    failed.message =
-        "the switch could not be confirmed through lb.url; the previous routing was put back"
-            .into();
-    let back_color = before.live.as_ref().map(|l| l.color);
+    // the exec did not take the word to put the flag back (it lost the lock meanwhile, or
+    // had stopped waiting): a second exec does it
     let restored = async {
         let record = record_of(&before, &failed)?;
         host.flip_routing(

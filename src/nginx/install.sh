@@ -23,6 +23,9 @@
 #                        that is not whole or is of a newer schema (nothing changes) [none]
 #   --lock-token TOKEN   the deploy lock the caller holds: refuse if it is gone  [none]
 #   --lock-once JSON     take the deploy lock as this holder for this exec only  [none]
+#   --undo-state JSON    flip mode with --await-history: the state to record if the caller
+#                        answers `BGD_UNDO` (the flag is then put back)
+#   --undo-history JSON  ... and the history line
 #   --release-lock 1     record mode, with --lock-token: release the lock once the record
 #                        is written (`recorded unlocked=1`), if it is still the caller's
 #   --flip PATH          flip mode (no --config): raise (--flip-to on: create) or lower (off:
@@ -33,7 +36,7 @@
 #                        `BGD_AWAIT` and read one line from stdin (15 s at most): a history
 #                        line that replaces --history's, while the lock is still this exec's
 #                        (an empty line, no line, or the end of input, as when bgd dies:
-#                        --history's stays)
+#                        --history's stays), or `BGD_UNDO`: put the flag back (--undo-*)
 #
 # Output: detail lines (nginx's own messages; `BGD_HOLDER <json>`), then one last line
 #   BGD_OUTCOME <outcome> [key=value ...]
@@ -47,6 +50,9 @@
 # flipped recorded=1|0
 #                     flip mode: the flag is as asked, so live traffic follows it at every
 #                     request from now on; recorded=0: the record could not be written
+# flipped-back recorded=1|0
+#                     flip mode: the caller answered `BGD_UNDO`; the flag is as it was before
+#                     this exec, and the --undo-* record written (recorded=0: it could not be)
 # flip-stale          flip mode: the active config does not route by that flag, or the flag
 #                     is already as asked (another run changed the routing since the caller
 #                     looked); nothing changed
@@ -71,14 +77,14 @@ set -u
 
 finish() {
   echo "BGD_OUTCOME $*"
-  case $1 in applied | recorded | flipped) exit 0 ;; esac
+  case $1 in applied | recorded | flipped | flipped-back) exit 0 ;; esac
   exit 1
 }
 
 app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
-record_schema="" flip="" flip_to="" await_history="" release_lock=""
+record_schema="" flip="" flip_to="" await_history="" release_lock="" undo_state="" undo_history=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -96,6 +102,8 @@ while [ $# -gt 0 ]; do
     --record-schema) record_schema=$2 ;;
     --lock-token) lock_token=$2 ;;
     --release-lock) release_lock=$2 ;;
+    --undo-state) undo_state=$2 ;;
+    --undo-history) undo_history=$2 ;;
     --lock-once) lock_once=$2 ;;
     --flip) flip=$2 ;;
     --flip-to) flip_to=$2 ;;
@@ -374,6 +382,27 @@ if [ -n "$flip" ]; then
           state="" history=$line
           record || echo "cannot write the history line in $dir"
         fi
+        ;;
+      *:BGD_UNDO)
+        # the caller could not confirm the routing the flag gives: the flag goes back, with
+        # the record from before it (--undo-state, --undo-history), in this exec, while the
+        # lock is still ours
+        if [ -n "$lock_once" ] && [ "$mine_holder" != "$lock_once" ]; then
+          echo "the flag stays: the deploy lock was released or taken over by another run"
+          finish flipped "recorded=$recorded"
+        fi
+        if [ "$flip_to" = on ]; then
+          rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
+        else
+          : > "$flip" || { echo "cannot create $flip"; finish write-failed; }
+        fi
+        state=$undo_state history=$undo_history
+        recorded=1
+        if [ -z "$state" ] || ! record; then
+          recorded=0
+          echo "cannot write the record in $dir"
+        fi
+        finish flipped-back "recorded=$recorded"
         ;;
     esac
   fi

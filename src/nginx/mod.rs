@@ -43,6 +43,8 @@ pub struct Installed {
     pub unrecorded: Option<String>,
     /// nginx reloaded; false when a rollback flag moved live traffic instead
     pub reloaded: bool,
+    /// A flip its caller could not confirm, put back in the same exec (`Flipped::undone`)
+    pub undone: bool,
 }
 
 /// What to record on the host: the state, and one history line of a run (an earlier line
@@ -98,11 +100,25 @@ pub enum NginxError {
     Docker(#[from] anyhow::Error),
 }
 
-/// A flip's history line sent once the flag moved: the signal that it moved, and the line.
-pub type Amend = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::sync::oneshot::Receiver<String>,
-);
+/// What a flip's caller says once the flag moved: `moved` fires then; `answer` brings the
+/// history line to record instead of the one given, or `UNDO`: put the flag back and record
+/// `undo` (nothing: the given line stays).
+pub struct Amend {
+    pub moved: tokio::sync::oneshot::Sender<()>,
+    pub answer: tokio::sync::oneshot::Receiver<String>,
+    pub undo: RecordWrite,
+}
+
+/// What a flip did.
+pub struct Flipped {
+    /// Why the record was not written (`None`: it was)
+    pub unrecorded: Option<String>,
+    /// The caller answered `UNDO`: the flag is back as it was, `Amend::undo` recorded
+    pub undone: bool,
+}
+
+/// A flip's answer that puts the flag back (see `Amend`).
+pub const UNDO: &str = "BGD_UNDO";
 
 /// How an install relates to the deploy lock.
 #[derive(Debug, Clone, Default)]
@@ -423,10 +439,9 @@ impl<'a> Nginx<'a> {
 
     /// Raises (`on`) or lowers the active config's rollback flag `flag` under the deploy lock
     /// as `lock` says, and writes `record` in the same exec: live traffic follows the flag at
-    /// the next request, with no reload. With `amend`, the exec waits once the flag moved
-    /// (`amend.0` fires) for the history line to record instead of `record`'s (`amend.1`;
-    /// dropped: `record`'s). `Stale` when the active config does not route by `flag` or the
-    /// flag already is so. Returns why the record was not written (`None`: it was).
+    /// the next request, with no reload. With `amend`, the exec waits once the flag moved for
+    /// the caller's word (see `Amend`), still holding the lock. `Stale` when the active config
+    /// does not route by `flag` or the flag already is so.
     pub async fn flip(
         &self,
         flag: &str,
@@ -434,7 +449,7 @@ impl<'a> Nginx<'a> {
         record: &RecordWrite,
         lock: &LockUse,
         amend: Option<Amend>,
-    ) -> Result<Option<String>, NginxError> {
+    ) -> Result<Flipped, NginxError> {
         let keep = crate::state::HISTORY_LIMIT.to_string();
         let mut args = vec![
             ("--app", self.app.as_str()),
@@ -447,14 +462,24 @@ impl<'a> Nginx<'a> {
         push_record(&mut args, Some(record));
         let once = lock_args(lock)?;
         args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));
-        let reply = amend.map(|(prompted, answer)| {
+        let (reply, undo) = match amend {
+            Some(a) => (
+                Some(crate::docker::Reply {
+                    prompt: "BGD_AWAIT",
+                    prompted: a.moved,
+                    answer: a.answer,
+                }),
+                Some(a.undo),
+            ),
+            None => (None, None),
+        };
+        if let Some(undo) = &undo {
             args.push(("--await-history", "1"));
-            crate::docker::Reply {
-                prompt: "BGD_AWAIT",
-                prompted,
-                answer,
+            if let Some(state) = &undo.state {
+                args.push(("--undo-state", state));
             }
-        });
+            args.push(("--undo-history", &undo.history));
+        }
         let report = Script::Install
             .run_answering(
                 self.docker,
@@ -465,7 +490,14 @@ impl<'a> Nginx<'a> {
             )
             .await?;
         match report.outcome.as_str() {
-            "flipped" => Ok(report.unrecorded()),
+            "flipped" => Ok(Flipped {
+                unrecorded: report.unrecorded(),
+                undone: false,
+            }),
+            "flipped-back" => Ok(Flipped {
+                unrecorded: report.unrecorded(),
+                undone: true,
+            }),
             "flip-stale" => Err(NginxError::Stale(report.detail)),
             "record-untrusted" => Err(NginxError::Untrusted(report.detail)),
             "locked" => Err(NginxError::Locked(report.holder())),
@@ -510,6 +542,7 @@ impl<'a> Nginx<'a> {
                 old_workers_stopped: report.field("stopped").unwrap_or(0),
                 unrecorded: report.unrecorded(),
                 reloaded: true,
+                undone: false,
             }),
             "invalid" => Err(NginxError::Invalid(detail)),
             "record-untrusted" => Err(NginxError::Untrusted(detail)),
