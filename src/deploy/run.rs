@@ -432,7 +432,7 @@ impl<'a> Run<'a> {
                 .err()
                 .is_some_and(|e| matches!(error::failure(e), Some(Failure::Unsafe(_))));
             // the run's last write releases its lock in the same exec
-            if self.record(entry, !unsafe_, true).await {
+            if self.record(entry, !unsafe_).await {
                 self.holder = None;
                 self.lock = LockUse::None;
             }
@@ -444,14 +444,15 @@ impl<'a> Run<'a> {
     }
 
     /// Writes the state (with `with_state`) and the run's history line, atomically, under
-    /// the lock (the fast rollback, which holds none, takes it for this write); with `last`,
-    /// releases the lock held in the same exec. Returns whether it did.
-    async fn record(&mut self, entry: HistoryEntry, with_state: bool, last: bool) -> bool {
+    /// the lock (the fast rollback, which holds none, takes it for this write). It is the
+    /// run's last write: a lock the run holds is released in the same exec. Returns whether
+    /// it was.
+    async fn record(&mut self, entry: HistoryEntry, with_state: bool) -> bool {
         let mut state = self.state.clone();
         state.updated_at = state::now();
         let lock = match (&self.lock, &self.holder) {
             (LockUse::None, None) => LockUse::Once(Holder::me("bgd rollback")),
-            (LockUse::Held(token), Some(_)) if last => LockUse::Last(token.clone()),
+            (LockUse::Held(token), Some(_)) => LockUse::Last(token.clone()),
             (lock, _) => lock.clone(),
         };
         let written = async {

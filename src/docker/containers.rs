@@ -263,8 +263,9 @@ impl Docker {
 
     /// Containers (any state) with all of `labels`, as one list call describes them: name,
     /// id, image, labels, state, how long it has run and each network's address, but no
-    /// settings, aliases, health or restart count (`inspect` has those). The image is the reference it was
-    /// created from, or its image's ID when that reference has moved to another image.
+    /// settings, aliases, health or restart count (`inspect` has those). The image is the
+    /// reference it was created from, or its image's ID when that reference has moved to
+    /// another image.
     pub async fn list_brief(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
         let list = self.list_labelled(labels).await?;
         Ok(list
