@@ -22,8 +22,10 @@ use std::time::Duration;
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `readiness`: every replica of the pool, `passes` times in a row each, one by one through
-/// the preview listener. A candidate that fails is rejected (exit 3); a rollback's parked
-/// release that fails is not sent traffic (exit 6: traffic stays where it is).
+/// the preview listener (all replicas at once). A candidate that fails is rejected (exit 3); a
+/// rollback's parked release that fails is not sent traffic (exit 6: traffic stays where it
+/// is). A fast rollback's early probes (`Run::early_ready`) stand for its one pass when every
+/// replica's answer passes.
 pub async fn readiness(run: &mut Run<'_>, passes: u32) -> Result<String> {
     let host = run.host;
     let pool = run.pool()?.clone();

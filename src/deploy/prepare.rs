@@ -299,9 +299,15 @@ fn url_host(url: &str) -> Option<&str> {
 pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
     // the nginx container's checks and the lock at once: a check that refuses after the
-    // lock was taken lets it go with the run
+    // lock was taken lets it go with the run (with --lock-wait, the checks first: a refusal
+    // does not wait for another run's lock)
     let command = command_line(&run.command);
-    let (checked, holder) = tokio::join!(check_lb(run), lock::acquire(host, &command));
+    let (checked, holder) = if host.lock_wait.is_zero() {
+        tokio::join!(check_lb(run), lock::acquire(host, &command))
+    } else {
+        check_lb(run).await?;
+        (Ok(()), lock::acquire(host, &command).await)
+    };
     if let Ok(holder) = holder.as_ref() {
         run.lock = crate::nginx::LockUse::Held(holder.token.clone());
         run.holder = Some(holder.clone());

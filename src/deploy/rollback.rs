@@ -258,7 +258,11 @@ async fn view_of(
         // may still be reached at its old one (another container's now) for a moment
         // (unless every parked replica has run at its address for longer than nginx takes
         // to ask again)
-        Some((f, true)) if parked_cs.iter().all(|c| resolved_since(c)) => Some(f),
+        Some((f, true))
+            if host.config.lb.template.is_none() && parked_cs.iter().all(|c| resolved_since(c)) =>
+        {
+            Some(f)
+        }
         Some((f, true)) => {
             let verdicts = upstream_probes(host, parked_pool.servers.len()).await;
             reaches_only(&verdicts, &parked_pool).then_some(f)
@@ -367,7 +371,8 @@ fn one_release(cs: &[&ContainerInfo]) -> Option<Release> {
 
 /// How long a replica must have run (at one address: Docker keeps a running container's)
 /// for nginx to have resolved its name to that address: the built-in template's upstreams
-/// ask again every second or two, and retry a failed lookup after one.
+/// ask again every second or two, and retry a failed lookup after one (an `lb.template` may
+/// ask less often, or as Docker's DNS answers say: 600 s; then the upstream is probed).
 const RESOLVED_AFTER: Duration = Duration::from_secs(10);
 
 /// Whether nginx's upstream has resolved `c`'s name to its address now: it has run for

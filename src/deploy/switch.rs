@@ -166,8 +166,11 @@ async fn flip_live(
         ))
     });
     if installed.undone {
-        // the flag is back as it was, and the record before it with the failed entry
-        run.journal.recorded = Some(failed.outcome.clone());
+        // the flag is back as it was, and (unless it could not be written) the record before
+        // it with the failed entry
+        if installed.unrecorded.is_none() {
+            run.journal.recorded = Some(failed.outcome.clone());
+        }
         run.state = before.clone();
         let unconfirmed = confirmed
             .err()

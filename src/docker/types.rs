@@ -25,7 +25,7 @@ pub struct ContainerInfo {
     pub image_id: String,
     /// How often Docker restarted it (restart policy)
     pub restart_count: i64,
-    /// How long it has run since it last started, at least, as the daemon's own clock says
+    /// How long it has run since it last started (see `up_for`), as the daemon's own clock says
     /// (from a container list's status: `None` from an inspect, or when not running)
     pub up_for: Option<Duration>,
     /// What it runs with, as Docker reports it (for drift checks)
@@ -60,9 +60,10 @@ pub struct ImageDefaults {
     pub labels: HashMap<String, String>,
 }
 
-/// How long a running container has run at least, read from the status a container list
-/// gives it ("Up 5 seconds (healthy)", in Docker's human units: go-units `HumanDuration`);
-/// `None` when the status is not one of a running container, or reads otherwise.
+/// How long a running container has run, read from the status a container list gives it
+/// ("Up 5 seconds (healthy)", in Docker's human units: go-units `HumanDuration`): at least
+/// that in seconds and minutes; hours and longer are rounded. `None` when the status is not
+/// one of a running container, or reads otherwise.
 pub fn up_for(status: &str) -> Option<Duration> {
     let up = status.strip_prefix("Up ")?;
     let up = up.split(" (").next().unwrap_or(up);

@@ -391,10 +391,11 @@ if [ -n "$flip" ]; then
           echo "the flag stays: the deploy lock was released or taken over by another run"
           finish flipped "recorded=$recorded"
         fi
+        # a flag that cannot be put back stays as it is, and the caller is told so
         if [ "$flip_to" = on ]; then
-          rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
+          rm -f "$flip" || { echo "the flag stays: cannot remove $flip"; finish flipped "recorded=$recorded"; }
         else
-          : > "$flip" || { echo "cannot create $flip"; finish write-failed; }
+          : > "$flip" || { echo "the flag stays: cannot create $flip"; finish flipped "recorded=$recorded"; }
         fi
         state=$undo_state history=$undo_history
         recorded=1
