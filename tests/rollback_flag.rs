@@ -248,6 +248,10 @@ fn an_unconfirmable_flip_is_put_back_by_its_own_exec() {
     let last = entries.last().cloned().unwrap_or_default();
     assert_eq!(last["command"], "rollback", "{h:?}");
     assert_ne!(last["outcome"], "ok", "{h:?}");
+    assert_eq!(
+        last["exit_code"], 7,
+        "the history says what the run said: {h:?}"
+    );
     // the lock went with the exec: the next rollback goes through, by the flag
     let r = t.bgd(&["--json", "rollback"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -184,10 +184,14 @@ async fn flip_live(
             Ok(()) => Err(unconfirmed.context(
                 "the switch was undone: the previous routing is active again".to_string(),
             )),
-            Err(e) => Err(error::unsafe_state(format!(
+            Err(e) => {
+                // the history says so, not the exec's "put back" line (exit 6)
+                run.journal.amended = true;
+                Err(error::unsafe_state(format!(
                 "{unconfirmed:#}\nthe previous routing was put back, but it could not be confirmed either: {e:#}\nCheck `bgd status` and `docker logs {}` now",
                 config.lb.container
-            ))),
+            )))
+            }
         };
     }
     run.journal.recorded = Some(entry.outcome.clone());
