@@ -129,36 +129,45 @@ impl NginxBox {
         Report::of(&out)
     }
 
+    /// The arguments of install.sh for the app "site", then `args`.
+    fn site_args<'a>(args: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = vec![
+            ("--app", "site"),
+            ("--conf-dir", "/etc/nginx/conf.d"),
+            ("--root", "/etc/nginx/bgd"),
+        ];
+        all.extend_from_slice(args);
+        all
+    }
+
+    /// install.sh for the app "site" with `args`.
+    fn site(&self, args: &[(&str, &str)]) -> Report {
+        self.run("bgd-install", INSTALL_SH, &Self::site_args(args))
+    }
+
     /// install.sh for the app "site" with `version`'s config, the usual bounds, and `extra`.
     fn install(&self, version: &str, extra: &[(&str, &str)]) -> Report {
         let text = config(version);
         let mut args = vec![
-            ("--app", "site"),
-            ("--conf-dir", "/etc/nginx/conf.d"),
-            ("--root", "/etc/nginx/bgd"),
             ("--config", text.as_str()),
             ("--handover-ms", "1500"),
             ("--drain-ms", "2000"),
             ("--guard-ms", "500"),
         ];
         args.extend_from_slice(extra);
-        self.run("bgd-install", INSTALL_SH, &args)
+        self.site(&args)
     }
 
     /// install.sh in flip mode for the app "site", with `extra`; `input`: what its stdin gets
     /// (None: nothing attached).
     fn flip(&self, flag: &str, to: &str, extra: &[(&str, &str)], input: Option<&str>) -> Report {
-        let mut args = vec![
-            ("--app", "site"),
-            ("--conf-dir", "/etc/nginx/conf.d"),
-            ("--root", "/etc/nginx/bgd"),
-            ("--flip", flag),
-            ("--flip-to", to),
-        ];
+        let mut args = vec![("--flip", flag), ("--flip-to", to)];
         args.extend_from_slice(extra);
         match input {
-            None => self.run("bgd-install", INSTALL_SH, &args),
-            Some(text) => self.run_with_input("bgd-install", INSTALL_SH, &args, text),
+            None => self.site(&args),
+            Some(text) => {
+                self.run_with_input("bgd-install", INSTALL_SH, &Self::site_args(&args), text)
+            }
         }
     }
 
@@ -290,17 +299,7 @@ fn install_applies_records_and_restores_on_every_refusal() {
 
     // nginx -t rejects it (real nginx): the previous config is active, nothing recorded
     let bad = format!("{}this_is_not_a_directive on;\n", config("v2"));
-    let r = b.run(
-        "bgd-install",
-        INSTALL_SH,
-        &[
-            ("--app", "site"),
-            ("--conf-dir", "/etc/nginx/conf.d"),
-            ("--root", "/etc/nginx/bgd"),
-            ("--config", &bad),
-            ("--state", "{\"broken\":true}"),
-        ],
-    );
+    let r = b.site(&[("--config", &bad), ("--state", "{\"broken\":true}")]);
     assert_eq!(r.outcome, "invalid", "{r:?}");
     assert!(r.output.contains("this_is_not_a_directive"), "{r:?}");
     assert_eq!(b.active(), v1);
@@ -425,21 +424,14 @@ fn install_waits_for_the_guard_takes_over_a_stale_one_and_honours_the_lock() {
     // record mode, a run's last write: --release-lock lets the lock go with the record, only
     // the caller's own
     let record = |token: &str| {
-        b.run(
-            "bgd-install",
-            INSTALL_SH,
-            &[
-                ("--app", "site"),
-                ("--conf-dir", "/etc/nginx/conf.d"),
-                ("--root", "/etc/nginx/bgd"),
-                ("--state", r#"{"app":"site","generation":9,"schema":2}"#),
-                ("--record-schema", "3"),
-                ("--history", r#"{"run":"r9"}"#),
-                ("--history-run", "r9"),
-                ("--lock-token", token),
-                ("--release-lock", "1"),
-            ],
-        )
+        b.site(&[
+            ("--state", r#"{"app":"site","generation":9,"schema":2}"#),
+            ("--record-schema", "3"),
+            ("--history", r#"{"run":"r9"}"#),
+            ("--history-run", "r9"),
+            ("--lock-token", token),
+            ("--release-lock", "1"),
+        ])
     };
     b.sh(&format!(
         "mkdir -p {DIR}/lock && printf '%s' '{holder}' > {DIR}/lock/holder.json"
@@ -563,17 +555,7 @@ fn two_apps_answering_one_name_on_one_port_is_refused() {
     // another app on the same nginx already answers dup.test on 8090
     b.sh("mkdir -p /etc/nginx/bgd/other && printf 'server { listen 8090; server_name dup.test; return 200 \"other\\\\n\"; }\\n' > /etc/nginx/bgd/other/active.conf && printf 'include /etc/nginx/bgd/other/active.conf;' > /etc/nginx/conf.d/bgd-other.conf && nginx -s reload");
     let mine = "server {\n    listen 8090;\n    server_name dup.test;\n    location / { return 200 \"site\\n\"; }\n}\n";
-    let r = b.run(
-        "bgd-install",
-        INSTALL_SH,
-        &[
-            ("--app", "site"),
-            ("--conf-dir", "/etc/nginx/conf.d"),
-            ("--root", "/etc/nginx/bgd"),
-            ("--config", mine),
-            ("--guard-ms", "500"),
-        ],
-    );
+    let r = b.site(&[("--config", mine), ("--guard-ms", "500")]);
     assert_eq!(r.outcome, "invalid", "{r:?}");
     assert!(r.output.contains("conflicting server name"), "{r:?}");
     // nothing of site's stays active: the other app keeps its name
@@ -601,17 +583,7 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     let routed = format!(
         "server {{\n    listen 8090;\n    set $side off;\n    if (-e {flag}) {{\n        set $side on;\n    }}\n    location / {{ return 200 \"$side\\n\"; }}\n}}\n"
     );
-    let r = b.run(
-        "bgd-install",
-        INSTALL_SH,
-        &[
-            ("--app", "site"),
-            ("--conf-dir", "/etc/nginx/conf.d"),
-            ("--root", "/etc/nginx/bgd"),
-            ("--config", &routed),
-            ("--guard-ms", "500"),
-        ],
-    );
+    let r = b.site(&[("--config", &routed), ("--guard-ms", "500")]);
     assert_eq!(r.outcome, "applied", "{r:?}");
     assert_eq!(b.serves(), "off");
     let workers = b.workers();
