@@ -46,11 +46,7 @@ fn leftovers(t: &TestApp) -> (String, String) {
 }
 
 fn last_entry(t: &TestApp) -> Value {
-    let h = t.bgd(&["--json", "history"]);
-    h.result()["entries"]
-        .as_array()
-        .and_then(|e| e.last().cloned())
-        .unwrap_or(Value::Null)
+    t.history().last().cloned().unwrap_or(Value::Null)
 }
 
 fn migrating(t: &TestApp, volume: &str, schema: &str, rehearse: Value) -> Cfg {

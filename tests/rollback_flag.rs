@@ -141,16 +141,12 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     assert!(summary["requests"].as_u64().unwrap() > 500, "{summary}");
     assert_eq!(t.live_version(), "v1");
     // the history has every rollback, as ever
-    let h = t.bgd(&["--json", "history"]);
-    let entries = h.result()["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let entries = t.history();
     let rollbacks = entries
         .iter()
         .filter(|e| e["command"] == "rollback" && e["outcome"] == "ok")
         .count();
-    assert_eq!(rollbacks, 4, "{h:?}");
+    assert_eq!(rollbacks, 4, "{entries:?}");
 
     // the history cannot be written: the flag moves all the same, and the run says so and
     // what to do (exit 7); `bgd repair` mends the record from what nginx routes
@@ -240,17 +236,12 @@ fn an_unconfirmable_flip_is_put_back_by_its_own_exec() {
     let rec = record(&t);
     assert_eq!(rec["live"]["color"], "green", "{rec}");
     assert!(rec.get("flipped_at").is_none(), "{rec}");
-    let h = t.bgd(&["--json", "history"]);
-    let entries = h.result()["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let last = entries.last().cloned().unwrap_or_default();
-    assert_eq!(last["command"], "rollback", "{h:?}");
-    assert_ne!(last["outcome"], "ok", "{h:?}");
+    let last = t.history().last().cloned().unwrap_or_default();
+    assert_eq!(last["command"], "rollback", "{last}");
+    assert_ne!(last["outcome"], "ok", "{last}");
     assert_eq!(
         last["exit_code"], 7,
-        "the history says what the run said: {h:?}"
+        "the history says what the run said: {last}"
     );
     // the lock went with the exec: the next rollback goes through, by the flag
     let r = t.bgd(&["--json", "rollback"]);

@@ -5,16 +5,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
-
-fn history(t: &TestApp) -> Vec<Value> {
-    let h = t.bgd(&["--json", "history"]);
-    assert_eq!(h.code, 0, "{h:?}");
-    h.result()["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[test]
 fn every_switch_is_watched_from_the_live_listener() {
@@ -38,7 +28,7 @@ fn every_switch_is_watched_from_the_live_listener() {
         "{human:?}"
     );
     // the history keeps each switch's window
-    let entries = history(&t);
+    let entries = t.history();
     let last = entries.last().unwrap();
     assert_eq!(last["command"], "rollback", "{last}");
     assert_eq!(last["switch_window"]["failed"], 0, "{last}");
@@ -77,7 +67,7 @@ fn a_switch_that_fails_live_requests_is_switched_back() {
         "{error}"
     );
     assert_eq!(t.live_version(), "v1");
-    let entries = history(&t);
+    let entries = t.history();
     let last = entries.last().unwrap();
     assert_eq!(last["outcome"], "rolled-back", "{last}");
     assert!(
@@ -114,7 +104,7 @@ fn the_rollback_drill_flips_back_and_forth_losslessly_within_the_rto() {
     }
     assert_eq!(d["rto_ms"], 60_000);
     assert_eq!(t.live_version(), "v2");
-    let entries = history(&t);
+    let entries = t.history();
     let last = entries.last().unwrap();
     assert_eq!(last["command"], "drill", "{last}");
     assert_eq!(last["outcome"], "ok", "{last}");
@@ -125,7 +115,7 @@ fn the_rollback_drill_flips_back_and_forth_losslessly_within_the_rto() {
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("over drill.rto"), "{r:?}");
     assert_eq!(t.live_version(), "v2");
-    let entries = history(&t);
+    let entries = t.history();
     assert_eq!(entries.last().unwrap()["outcome"], "failed");
 }
 

@@ -202,6 +202,16 @@ impl TestApp {
         bgd_in(&self.dir, args)
     }
 
+    /// `bgd --json history`'s entries, oldest first (it must exit 0).
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let h = self.bgd(&["--json", "history"]);
+        assert_eq!(h.code, 0, "{h:?}");
+        h.result()["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// `bgd --json ARGS` in the background, its events read as they come.
     pub fn watch(&self, args: &[&str]) -> Watched {
         watch(&self.dir, &[], args)
