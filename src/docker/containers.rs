@@ -300,7 +300,15 @@ impl Docker {
         labels: &[(&str, &str)],
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
         let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let filters = HashMap::from([("label".to_string(), filter)]);
+        self.list_filtered(HashMap::from([("label".to_string(), filter)]))
+            .await
+    }
+
+    /// The containers (any state) that pass Docker's list `filters` (none: every one).
+    async fn list_filtered(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
         self.call(
             || "list containers".to_string(),
             self.api.list_containers(Some(ListContainersOptions {
@@ -315,19 +323,11 @@ impl Docker {
     /// The values of label `key` on the containers (any state) attached to `network` that
     /// have it, sorted, each once.
     pub async fn label_values_on(&self, network: &str, key: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([
-            ("label".to_string(), vec![key.to_string()]),
-            ("network".to_string(), vec![network.to_string()]),
-        ]);
         let list = self
-            .call(
-                || format!("list the containers on {network}"),
-                self.api.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters,
-                    ..Default::default()
-                })),
-            )
+            .list_filtered(HashMap::from([
+                ("label".to_string(), vec![key.to_string()]),
+                ("network".to_string(), vec![network.to_string()]),
+            ]))
             .await?;
         let mut values: Vec<String> = list
             .into_iter()
@@ -341,16 +341,7 @@ impl Docker {
     /// Every container on the host (any state, any app): its name, the image reference it
     /// was created from, and that image's ID.
     pub async fn image_users(&self) -> Result<Vec<(String, String, String)>> {
-        let list = self
-            .call(
-                || "list containers".to_string(),
-                self.api
-                    .list_containers(Some(ListContainersOptions::<String> {
-                        all: true,
-                        ..Default::default()
-                    })),
-            )
-            .await?;
+        let list = self.list_filtered(HashMap::new()).await?;
         Ok(list
             .into_iter()
             .map(|c| {
