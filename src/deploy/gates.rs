@@ -81,7 +81,7 @@ struct Ready<'a> {
 impl Ready<'_> {
     /// Whether `verdicts` (replica number, verdict) hold a passing answer of every replica of
     /// the pool, each from its current address.
-    fn all_answered(&self, verdicts: &[(u32, crate::probe::Verdict)]) -> bool {
+    fn all_answered(&self, verdicts: &super::run::EarlyReady) -> bool {
         self.pool.servers.iter().all(|server| {
             let expect = self.expect(server);
             verdicts

@@ -7,7 +7,7 @@
 use super::host::Host;
 use super::observe::list_containers;
 use super::plan;
-use super::run::{CanaryReport, Command, RollbackFlag, Run, SwitchReport};
+use super::run::{CanaryReport, Command, EarlyReady, RollbackFlag, Run, SwitchReport};
 use super::specs::pool_of;
 use super::step::Step;
 use crate::docker::ContainerInfo;
@@ -101,7 +101,7 @@ async fn rollback_with(host: &Host<'_>, verify: bool, drill: bool) -> Result<Rol
 /// What the fast path learned for a rollback.
 struct FastView {
     /// The parked replicas' readiness probes, sent beside the container list
-    ready: Option<Vec<(u32, Verdict)>>,
+    ready: Option<EarlyReady>,
     state: AppState,
     parked: Release,
     containers: Vec<ContainerInfo>,
@@ -156,7 +156,7 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
         let verdict = host.prober.probe(&request).await;
         let early = match &verdict.answer {
             Ok(answer) => early_probes(host, answer).await,
-            Err(_) => Early::new(),
+            Err(_) => EarlyReady::new(),
         };
         (verdict, early)
     };
@@ -188,18 +188,16 @@ async fn fast_view(host: &Host<'_>) -> Result<Option<FastView>> {
 
 /// The parked replicas' readiness probes, sent as soon as nginx's `/__bgd` answer says what
 /// the flag switch would route to: one per replica, numbered 1 to as many servers as the
-/// parked upstream has (replica number, verdict).
-type Early = Vec<(u32, Verdict)>;
-
-async fn early_probes(host: &Host<'_>, answer: &Answer) -> Early {
+/// parked upstream has.
+async fn early_probes(host: &Host<'_>, answer: &Answer) -> EarlyReady {
     let (Some(color), Some(servers)) = (
         answer.color().and_then(Color::parse),
         answer.header("x-bgd-idle-servers"),
     ) else {
-        return Early::new();
+        return EarlyReady::new();
     };
     if answer.header("x-bgd-flip").is_none() || answer.header("x-bgd-idle-role") != Some("parked") {
-        return Early::new();
+        return EarlyReady::new();
     }
     let n = servers.split(',').filter(|s| !s.is_empty()).count() as u32;
     let r = &host.config.readiness;
@@ -231,7 +229,7 @@ async fn view_of(
     answer: &Answer,
     lb: &ContainerInfo,
     containers: Vec<ContainerInfo>,
-    early: Option<Early>,
+    early: Option<EarlyReady>,
 ) -> Option<FastView> {
     let by_flag = early.is_some();
     let (parked_color, generation, version) = nginx_says(answer)?;

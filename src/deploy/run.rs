@@ -179,8 +179,12 @@ pub struct Run<'a> {
     /// A fast rollback's readiness probes of the parked replicas, sent while the containers
     /// were listed (replica number, verdict): the readiness step takes them when every
     /// replica's answer is what it expects, and probes as ever otherwise
-    pub early_ready: Option<Vec<(u32, crate::probe::Verdict)>>,
+    pub early_ready: Option<EarlyReady>,
 }
+
+/// Readiness probes of a pool's replicas sent before the readiness step, one per replica:
+/// (replica number, verdict).
+pub type EarlyReady = Vec<(u32, crate::probe::Verdict)>;
 
 /// A switch by the active config's rollback flag: raise it (`on`) or lower it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -131,7 +131,7 @@ async fn flip_live(
         Some(crate::nginx::Amend {
             moved: moved_tx,
             answer: line,
-            undo,
+            undo: undo.clone(),
         }),
     );
     let out = host.out;
@@ -207,11 +207,10 @@ async fn flip_live(
     // the exec did not take the word to put the flag back (it lost the lock meanwhile, or
     // had stopped waiting): a second exec does it
     let restored = async {
-        let record = record_of(&before, &failed)?;
         host.flip_routing(
             &flip.flag,
             !flip.on,
-            &record,
+            &undo,
             &run.lock,
             &format!(
                 "{live_after} or {}",
