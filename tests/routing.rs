@@ -258,3 +258,31 @@ fn a_deploy_while_the_live_replicas_are_down_keeps_them_live() {
     assert_eq!(t.live_version(), "v1");
     assert_eq!(t.bgd(&["status"]).code, 0);
 }
+
+/// A deploy while every live replica is gone (removed by hand) ends the outage: live traffic
+/// failed before the switch touched anything, so those failed checks are reported apart
+/// (`failing_before`) and are not the switch's: the deploy succeeds, and is not sent back to
+/// a release with nothing running.
+#[test]
+fn a_deploy_that_ends_a_live_outage_is_not_failed_for_it() {
+    let t = TestApp::new("mends");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    let mut rm = vec!["rm", "-f"];
+    let blue = t.containers("blue");
+    rm.extend(blue.iter().map(String::as_str));
+    docker(&rm);
+    let d = t.bgd(&["deploy", "bgd-demo:v2"]);
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(d.stderr.contains("no running replicas"), "warned: {d:?}");
+    assert!(
+        d.stderr.contains("failing before the switch"),
+        "the outage is reported: {d:?}"
+    );
+    assert_eq!(t.live_version(), "v2");
+    let last = t.history().last().cloned().unwrap();
+    assert_eq!(last["outcome"], "ok", "{last}");
+    let window = &last["switch_window"];
+    assert_eq!(window["failed"], 0, "{last}");
+    assert!(window["failing_before"].as_u64().unwrap_or(0) > 0, "{last}");
+}

@@ -35,13 +35,31 @@ pub struct WindowReport {
     /// The window made its most checks before it ended (the rest went unwatched)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capped: bool,
+    /// Failed checks that were the outage live traffic had before the switch: the window's
+    /// first check (sent before the switch could touch anything) got a failed answer from
+    /// the config then (its `X-Bgd-Color` and `X-Bgd-Generation`), and these got the same
+    /// answer from the same config (before the switch took, or from an old nginx worker on
+    /// a kept-alive connection). Not in `failed`, as long as live traffic answered well
+    /// once the switch took
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failing_before: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl WindowReport {
     /// "812 checks, 0 failed, longest gap 14 ms"
     pub fn summary(&self) -> String {
+        let before = match self.failing_before {
+            0 => String::new(),
+            n => format!(
+                " ({n} more failed before live traffic first answered: it was failing before the switch)"
+            ),
+        };
         format!(
-            "{} checks, {} failed, longest gap {} ms{}",
+            "{} checks, {} failed{before}, longest gap {} ms{}",
             self.checks,
             self.failed,
             self.longest_gap_ms,
@@ -71,6 +89,13 @@ fn keeps_connection(verdict: &Verdict) -> bool {
 struct Tally {
     started: Instant,
     last_good: Instant,
+    /// The config that answered the window's first check with a failure, (color,
+    /// generation): live traffic was failing before the switch
+    outage: Option<(Option<String>, Option<u64>)>,
+    /// A good answer came
+    answered: bool,
+    /// What the first check that failed as before the switch saw
+    first_before: Option<String>,
     report: WindowReport,
 }
 
@@ -91,6 +116,9 @@ impl Window {
         let tally = Arc::new(Mutex::new(Tally {
             started: now,
             last_good: now,
+            outage: None,
+            answered: false,
+            first_before: None,
             report: WindowReport::default(),
         }));
         let loops = [false, true]
@@ -127,15 +155,35 @@ impl Window {
                             }
                             Err(e) => Some(e.clone()),
                         };
+                        // which config answered (an answer failed as before the switch
+                        // comes from the config then)
+                        let config = verdict
+                            .answer
+                            .as_ref()
+                            .ok()
+                            .map(|a| (a.color().map(String::from), a.generation()));
                         let full = {
                             let Ok(mut t) = tally.lock() else { return };
                             let now = Instant::now();
                             t.report.checks += 1;
+                            if t.report.checks == 1 && failure.is_some() {
+                                t.outage = config.clone();
+                            }
                             match failure {
                                 None => {
-                                    let gap = now.duration_since(t.last_good).as_millis() as u64;
-                                    t.report.longest_gap_ms = t.report.longest_gap_ms.max(gap);
+                                    // gaps count from the first good answer when live
+                                    // traffic was failing before the switch
+                                    if t.answered || t.outage.is_none() {
+                                        let gap =
+                                            now.duration_since(t.last_good).as_millis() as u64;
+                                        t.report.longest_gap_ms = t.report.longest_gap_ms.max(gap);
+                                    }
+                                    t.answered = true;
                                     t.last_good = now;
+                                }
+                                Some(why) if t.outage.is_some() && t.outage == config => {
+                                    t.report.failing_before += 1;
+                                    t.first_before.get_or_insert(why);
                                 }
                                 Some(why) => {
                                     t.report.failed += 1;
@@ -167,6 +215,12 @@ impl Window {
         let now = Instant::now();
         let mut report = t.report.clone();
         report.capped = report.checks >= MAX_CHECKS;
+        // an outage there before the switch that never ended is not told apart: the switch
+        // did not end it
+        if !t.answered {
+            report.failed += std::mem::take(&mut report.failing_before);
+            report.first_failure = t.first_before.clone().or(report.first_failure);
+        }
         // after the cap nothing was watched: no gap is known there
         if !report.capped {
             let tail = now.duration_since(t.last_good).as_millis() as u64;
@@ -190,6 +244,7 @@ mod tests {
             span_ms: 1200,
             first_failure: None,
             capped: false,
+            failing_before: 0,
         };
         assert_eq!(r.summary(), "812 checks, 0 failed, longest gap 14 ms");
         assert!(r.lossless());
@@ -304,5 +359,109 @@ mod tests {
         assert!(r.first_failure.is_some(), "{r:?}");
         assert!(r.longest_gap_ms >= 200, "{r:?}");
         assert!(r.span_ms >= 400, "{r:?}");
+    }
+
+    /// A listener whose answers `answer` picks by the time since it started.
+    async fn answering(
+        answer: fn(Duration) -> &'static [u8],
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let started = Instant::now();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let _ = s.write_all(answer(started.elapsed())).await;
+                    }
+                });
+            }
+        });
+        (addr, serve)
+    }
+
+    async fn watched(answer: fn(Duration) -> &'static [u8], ms: u64) -> WindowReport {
+        let (addr, serve) = answering(answer).await;
+        let prober = Prober::new(None, Vec::new(), None, Default::default()).unwrap();
+        let w = Window::watch(&prober, format!("http://{addr}/health"), 200, false);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let r = w.end().await;
+        serve.abort();
+        r
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nx-bgd-color: green\r\nx-bgd-generation: 2\r\ncontent-length: 0\r\n\r\n";
+    /// nginx's answer while the live color's replicas are gone (generation 1)
+    const DOWN_BEFORE: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nx-bgd-color: blue\r\nx-bgd-generation: 1\r\ncontent-length: 0\r\n\r\n";
+    /// the new config failing
+    const DOWN_AFTER: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nx-bgd-color: green\r\nx-bgd-generation: 2\r\ncontent-length: 0\r\n\r\n";
+
+    /// Live failing from the window's first check until the switch mends it, and the old
+    /// config's failure again now and then (an old worker on a kept-alive connection): that
+    /// outage was there before, and is reported apart, not as the switch's failures.
+    #[tokio::test]
+    async fn an_outage_before_the_switch_is_not_the_switchs() {
+        let r = watched(
+            |t| match t.as_millis() {
+                0..150 => DOWN_BEFORE,
+                n if n % 40 < 5 => DOWN_BEFORE,
+                _ => OK,
+            },
+            400,
+        )
+        .await;
+        assert!(r.failing_before > 0, "{r:?}");
+        assert_eq!(r.failed, 0, "{r:?}");
+        assert!(r.lossless(), "{r:?}");
+        assert!(r.longest_gap_ms < 150, "{r:?}");
+        assert!(r.summary().contains("failing before the switch"), "{r:?}");
+    }
+
+    /// A failure from another config than the one failing before the switch is the switch's.
+    #[tokio::test]
+    async fn a_new_failure_after_an_outage_is_the_switchs() {
+        let r = watched(
+            |t| match t.as_millis() {
+                0..100 => DOWN_BEFORE,
+                100..200 => OK,
+                _ => DOWN_AFTER,
+            },
+            300,
+        )
+        .await;
+        assert!(r.failing_before > 0, "{r:?}");
+        assert!(r.failed > 0, "{r:?}");
+        assert!(!r.lossless(), "{r:?}");
+        assert!(
+            r.first_failure
+                .as_deref()
+                .is_some_and(|f| f.contains("502")),
+            "{r:?}"
+        );
+    }
+
+    /// An outage the switch never ends is the switch's failure, all of it.
+    #[tokio::test]
+    async fn an_outage_that_never_ends_is_failed() {
+        let r = watched(|_| DOWN_BEFORE, 200).await;
+        assert!(r.failed > 0, "{r:?}");
+        assert_eq!(r.failing_before, 0, "{r:?}");
+        assert!(!r.lossless(), "{r:?}");
+        assert!(
+            r.first_failure
+                .as_deref()
+                .is_some_and(|f| f.contains("502")),
+            "{r:?}"
+        );
+        assert!(r.longest_gap_ms >= 200, "{r:?}");
     }
 }
