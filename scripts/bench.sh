@@ -42,7 +42,7 @@ if [ "$QUICK" = 1 ]; then
 else
   ROLLBACKS=20
   DEPLOYS=3
-  SAMPLES=7
+  SAMPLES=11
   REPLICAS=(1 8 32)
   APPS=20
   MANY=7
@@ -322,17 +322,36 @@ part2() {
     python3 "$REPORT" maxrss "$d/rss_kb" "${b[@]}" -v deploy "bgd-demo:$next" > "$d/v_deploy.err" 2>&1 || log "bgd -v deploy failed"
   fi
   api_count "$d/v_deploy.err" > "$d/api_deploy" || true
-  log "2. $n replicas: status and rollback, $SAMPLES each"
-  for i in $(seq 1 "$SAMPLES"); do timed "$d/status.ms" "${b[@]}" -q status; done
-  "${b[@]}" -v status > "$d/v_status.err" 2>&1 || true
-  api_count "$d/v_status.err" > "$d/api_status" || true
+}
+
+# status and rollback of every replica count's app, the samples interleaved across the counts
+# (1, 8, 32, 1, 8, 32, ...): each count meets the same host (a burst of container removals
+# leaves the daemon busy for a while), and the ratios compare like with like
+part2_views() {
+  local n i d
+  log "2. status and rollback, $SAMPLES each, interleaved across ${REPLICAS[*]} replicas"
+  sleep 5
   for i in $(seq 1 "$SAMPLES"); do
-    timed "$d/rollback.ms" "${b[@]}" -q rollback
-    sleep 0.3
+    for n in "${REPLICAS[@]}"; do
+      d=$work/p2/$n
+      timed "$d/status.ms" "$BGD" -f "$d/bgd.yaml" -q status
+    done
   done
-  "${b[@]}" -v rollback > "$d/v_rollback.err" 2>&1 || true
-  api_count "$d/v_rollback.err" > "$d/api_rollback" || true
-  remove_all "$app-"
+  for i in $(seq 1 "$SAMPLES"); do
+    for n in "${REPLICAS[@]}"; do
+      d=$work/p2/$n
+      timed "$d/rollback.ms" "$BGD" -f "$d/bgd.yaml" -q rollback
+      sleep 0.3
+    done
+  done
+  for n in "${REPLICAS[@]}"; do
+    d=$work/p2/$n
+    "$BGD" -f "$d/bgd.yaml" -v status > "$d/v_status.err" 2>&1 || true
+    api_count "$d/v_status.err" > "$d/api_status" || true
+    "$BGD" -f "$d/bgd.yaml" -v rollback > "$d/v_rollback.err" 2>&1 || true
+    api_count "$d/v_rollback.err" > "$d/api_rollback" || true
+    remove_all "$P-r$n-"
+  done
 }
 
 # --- 3. many apps on one nginx --------------------------------------------------------------
@@ -410,6 +429,7 @@ driver=$(docker info --format '{{.Driver}}' 2>/dev/null || echo unknown)
 
 part1
 for n in "${REPLICAS[@]}"; do part2 "$n"; done
+part2_views
 part3
 
 echo "seconds=$((SECONDS - T0))" >> "$work/meta"

@@ -480,8 +480,10 @@ def report(work, doc, imgdir):
       "them, switches and removes the N parked ones), each followed by the daemon's floor: N "
       "parallel `docker run -d` of the same image on the app's network, then N parallel "
       "`docker rm -f` of them, then the same create+start through the Engine API directly "
-      f"(threads, no CLI). Then one more deploy with `-v` (API requests) under a peak-RSS meter, "
-      f"{meta['samples']} `bgd status` and {meta['samples']} `bgd rollback`. Medians in ms.")
+      f"(threads, no CLI). Then one more deploy with `-v` (API requests) under a peak-RSS meter. "
+      f"Once every replica count's app is up: after 5 s idle, {meta['samples']} `bgd status` and "
+      f"then {meta['samples']} `bgd rollback` of each, interleaved across the replica counts "
+      "(1, 8, 32, 1, 8, 32, ...), so that every count meets the same host. Medians in ms.")
     A("")
     A("| replicas per color | `bgd deploy` | floor: N× `docker run -d` | deploy / floor | floor + N× `docker rm -f` | deploy / (floor + rm) | Engine API floor: N× create+start | `bgd status` | `bgd rollback` | rollback / rollback with %d |" % nmin)
     A("|---|---|---|---|---|---|---|---|---|---|")
