@@ -36,25 +36,38 @@ pub async fn tidy(run: &mut Run<'_>) -> Result<String> {
 }
 
 /// `set-aside`: the parked release is renamed and keeps running, so a rejected candidate
-/// gives it back. Recorded as it goes, so that a rename failing half way is undone too.
+/// gives it back. Its replicas are renamed all at once, each one's name now recorded whether
+/// or not the others' renames worked, so that a set-aside failing half way is undone too.
 pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
     let host = run.host;
     let Some((release, replicas)) = run.freeing.set_aside.clone() else {
         return Ok("nothing to set aside".into());
     };
+    let renames = replicas.iter().map(|r| async move {
+        if r.now == r.aside {
+            Ok(())
+        } else {
+            host.docker.rename(&r.now, &r.aside).await
+        }
+    });
+    let renamed = futures_util::future::join_all(renames).await;
     let set_aside = run.undo.set_aside.insert(SetAside {
         release,
         containers: Vec::new(),
     });
-    for r in replicas {
-        let renamed = if r.now == r.aside {
-            Ok(())
-        } else {
-            host.docker.rename(&r.now, &r.aside).await
+    let mut failed = None;
+    for (r, renamed) in replicas.into_iter().zip(renamed) {
+        let now = match renamed {
+            Ok(()) => r.aside,
+            Err(e) => {
+                failed.get_or_insert(e);
+                r.now
+            }
         };
-        let now = if renamed.is_ok() { r.aside } else { r.now };
         set_aside.containers.push((now, r.own));
-        renamed?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     let names: Vec<&str> = set_aside
         .containers

@@ -298,23 +298,28 @@ fn url_host(url: &str) -> Option<&str> {
 /// under the lock, and nginx's version is known. From here the outcome is recorded.
 pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
     let (host, config) = (run.host, run.host.config);
-    // the nginx container's checks and the lock at once: a check that refuses after the
-    // lock was taken lets it go with the run (with --lock-wait, the checks first: a refusal
-    // does not wait for another run's lock)
+    // the nginx container's checks and the lock at once, and the host read as soon as the
+    // lock is taken: a check that refuses after the lock was taken lets it go with the run
+    // (with --lock-wait, the checks first: a refusal does not wait for another run's lock)
     let command = command_line(&run.command);
-    let (checked, holder) = if host.lock_wait.is_zero() {
-        tokio::join!(check_lb(run), lock::acquire(host, &command))
+    let locked_and_read = async {
+        let holder = lock::acquire(host, &command).await?;
+        let observed = observe(host).await;
+        Ok::<_, anyhow::Error>((holder, observed))
+    };
+    let (checked, locked) = if host.lock_wait.is_zero() {
+        tokio::join!(check_lb(run), locked_and_read)
     } else {
         check_lb(run).await?;
-        (Ok(()), lock::acquire(host, &command).await)
+        (Ok(()), locked_and_read.await)
     };
-    if let Ok(holder) = holder.as_ref() {
+    if let Ok((holder, _)) = locked.as_ref() {
         run.lock = crate::nginx::LockUse::Held(holder.token.clone());
         run.holder = Some(holder.clone());
     }
     checked?;
-    holder?;
-    run.obs = observe(host).await?;
+    let (_, observed) = locked?;
+    run.obs = observed?;
     trust_the_record(&run.obs)?;
     run.features = host.features(&mut run.obs).await?;
     run.state = run.obs.state.clone();
