@@ -58,6 +58,54 @@ fn describe(e: &bollard::errors::Error) -> String {
     }
 }
 
+/// The API version the daemon at unix socket `path` speaks, from the `Api-Version` header of
+/// its `/_ping` answer, or bollard's own when that is newer; `None` when the ping fails or
+/// does not say (then bollard negotiates through `/version`).
+async fn ping_api_version(path: &str) -> Option<bollard::ClientVersion> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ping = async {
+        let mut socket = tokio::net::UnixStream::connect(path).await.ok()?;
+        socket
+            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .await
+            .ok()?;
+        // HTTP/1.0: the daemon closes the connection after its short answer
+        let mut answer = Vec::new();
+        socket.take(16 * 1024).read_to_end(&mut answer).await.ok()?;
+        Some(answer)
+    };
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, ping).await.ok()??;
+    let version = api_version_of(&String::from_utf8_lossy(&answer))?;
+    let newest = bollard::API_DEFAULT_VERSION;
+    let ours = (newest.major_version, newest.minor_version);
+    Some(if (version.major_version, version.minor_version) < ours {
+        version
+    } else {
+        *newest
+    })
+}
+
+/// The `Api-Version` of an HTTP answer's head (`1.41`), if it is a 200 that says one.
+fn api_version_of(answer: &str) -> Option<bollard::ClientVersion> {
+    let head = answer.split("\r\n\r\n").next()?;
+    let mut lines = head.lines();
+    let status = lines.next()?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        return None;
+    }
+    let value = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("api-version")
+            .then(|| value.trim())
+    })?;
+    let (major, minor) = value.split_once('.')?;
+    Some(bollard::ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
+}
+
 /// A `tcp://` or `http://` host that is not this machine's loopback.
 fn in_clear(host: &str) -> bool {
     let Some(name) = host
@@ -117,6 +165,7 @@ impl Docker {
         } else {
             None
         };
+        let mut pinged = None;
         let api = match &tunnel {
             Some((t, _)) => ssh::pooled(t, CALL_TIMEOUT),
             None => match (&endpoint.tls, host.split_once("://")) {
@@ -133,11 +182,14 @@ impl Docker {
                     CALL_TIMEOUT.as_secs(),
                     bollard::API_DEFAULT_VERSION,
                 ),
-                (_, Some(("unix", path))) => bollard::Docker::connect_with_unix(
-                    path,
-                    CALL_TIMEOUT.as_secs(),
-                    bollard::API_DEFAULT_VERSION,
-                ),
+                (_, Some(("unix", path))) => {
+                    // the daemon's API version from `/_ping` (well under a millisecond; the
+                    // `/version` that bollard's negotiation asks takes ~10 ms: the daemon runs
+                    // runc and docker-init to say their versions), or negotiated below
+                    pinged = ping_api_version(path).await;
+                    let version = pinged.as_ref().unwrap_or(bollard::API_DEFAULT_VERSION);
+                    bollard::Docker::connect_with_unix(path, CALL_TIMEOUT.as_secs(), version)
+                }
                 _ => {
                     return Err(error::config(format!(
                         "{host:?} (from {source}) is not a Docker host bgd can reach: use unix://, tcp:// (TLS with DOCKER_TLS_VERIFY or a context's certificates) or ssh://"
@@ -147,17 +199,19 @@ impl Docker {
         }
         .map_err(|e| unreachable(describe(&e)))?
         .with_timeout(CALL_TIMEOUT);
+        let connected = |api| Docker {
+            api,
+            host: host.clone(),
+            tunnel: tunnel.as_ref().map(|(t, _)| t.clone()),
+            config_dir: None,
+            in_clear: endpoint.tls.is_none() && in_clear(&endpoint.host),
+            calls: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        };
+        if pinged.is_some() {
+            return Ok(connected(api));
+        }
         let why = match tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version()).await {
-            Ok(Ok(api)) => {
-                return Ok(Docker {
-                    api,
-                    host,
-                    tunnel: tunnel.map(|(t, _)| t),
-                    config_dir: None,
-                    in_clear: endpoint.tls.is_none() && in_clear(&endpoint.host),
-                    calls: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
-                })
-            }
+            Ok(Ok(api)) => return Ok(connected(api)),
             Ok(Err(e)) => describe(&e),
             Err(_) => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         };
@@ -287,5 +341,28 @@ mod tests {
         assert!(!super::in_clear("tcp://[::1]:2375"));
         assert!(!super::in_clear("unix:///var/run/docker.sock"));
         assert!(!super::in_clear("ssh://deploy@host"));
+    }
+
+    #[test]
+    fn the_api_version_comes_from_a_pings_answer() {
+        let v = |answer: &str| {
+            super::api_version_of(answer).map(|v| (v.major_version, v.minor_version))
+        };
+        let ping = "HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nServer: Docker/20.10.24 (linux)\r\nContent-Length: 2\r\n\r\nOK";
+        assert_eq!(v(ping), Some((1, 41)));
+        assert_eq!(
+            v(&ping.replace("Api-Version", "api-version")),
+            Some((1, 41))
+        );
+        // not a 200, no header, not a version: bollard negotiates through /version
+        assert_eq!(
+            v(&ping.replace("200 OK", "500 Internal Server Error")),
+            None
+        );
+        assert_eq!(v("HTTP/1.0 200 OK\r\nServer: Docker\r\n\r\nOK"), None);
+        assert_eq!(v(&ping.replace("1.41", "one")), None);
+        // a header in the body is not the answer's
+        assert_eq!(v("HTTP/1.0 200 OK\r\n\r\nApi-Version: 1.41"), None);
+        assert_eq!(v(""), None);
     }
 }
