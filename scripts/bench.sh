@@ -6,11 +6,13 @@
 #  1. Rollback latency with 2 replicas per color, idle: `bgd rollback` against the naive recipe
 #     (an upstream file naming the other color's IPs, `docker cp` into nginx, `docker exec
 #     nginx nginx -s reload`), the samples interleaved (naive, bgd, naive, ...); `bgd status`.
-#  2. Against replicas (1, 8, 32 per color): `bgd deploy` of a second release, `bgd status`,
-#     `bgd rollback`; the daemon's floor (N parallel `docker run -d` on the app's network, and
-#     N parallel `docker rm -f`; also N parallel create+start through the Engine API), taken
-#     between the deploys; the Engine API requests each command makes (`bgd -v`); bgd's peak
-#     RSS during a deploy.
+#  2. Against replicas (1, 8, 32 per color, one app each): `bgd deploy` of a second release;
+#     the daemon's floor (N parallel `docker run -d` on the app's network, and N parallel
+#     `docker rm -f`; also N parallel create+start through the Engine API), taken between the
+#     deploys; the Engine API requests each command makes (`bgd -v`); bgd's peak RSS during a
+#     deploy. The apps stay up (a smaller count's app idles while a larger one is measured);
+#     once all are deployed, `bgd status` and `bgd rollback` of each, the samples interleaved
+#     across the counts.
 #  3. Many apps on one nginx (lb.hosts): one app's `bgd rollback` with 1 app on the nginx,
 #     with 20, and with 20 while bgd-load runs against each of the other 19 host names (their
 #     failed requests counted).
@@ -18,7 +20,7 @@
 # The demo app (bgd-demo:v1/v2) behind bgd-nginx:1.30, both built locally by
 # scripts/build-images.sh. Loopback ports only. Every container, network and volume it makes
 # is named (or labelled) bench-all-*, and is removed at the end, on failure too.
-# Medians everywhere; the full run takes 5 to 7 minutes on 2 cores.
+# Medians everywhere; the full run takes 5 to 8 minutes on 2 cores.
 # Usage: scripts/bench.sh [--quick]     (--quick: few samples, small counts, to debug it)
 #        BENCH_KEEP=DIR scripts/bench.sh  also copies every raw sample into DIR
 set -euo pipefail

@@ -481,6 +481,8 @@ def report(work, doc, imgdir):
       "parallel `docker run -d` of the same image on the app's network, then N parallel "
       "`docker rm -f` of them, then the same create+start through the Engine API directly "
       f"(threads, no CLI). Then one more deploy with `-v` (API requests) under a peak-RSS meter. "
+      "Each replica count has its own app; they stay up (a smaller count's app idles while a larger "
+      "one is measured). "
       f"Once every replica count's app is up: after 5 s idle, {meta['samples']} `bgd status` and "
       f"then {meta['samples']} `bgd rollback` of each, interleaved across the replica counts "
       "(1, 8, 32, 1, 8, 32, ...), so that every count meets the same host. Medians in ms.")

@@ -180,6 +180,8 @@ struct SwitchWindow {
     span_ms: u64,
     first_failure: Option<String>,
     capped: Option<bool>,
+    failing_before: Option<u64>,
+    first_failing_before: Option<String>,
 }
 result!(CandidateLeft {
     candidate: Release,

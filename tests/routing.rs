@@ -276,7 +276,7 @@ fn a_deploy_that_ends_a_live_outage_is_not_failed_for_it() {
     assert_eq!(d.code, 0, "{d:?}");
     assert!(d.stderr.contains("no running replicas"), "warned: {d:?}");
     assert!(
-        d.stderr.contains("failing before the switch"),
+        d.stderr.contains("as live traffic did before the switch"),
         "the outage is reported: {d:?}"
     );
     assert_eq!(t.live_version(), "v2");
@@ -285,4 +285,10 @@ fn a_deploy_that_ends_a_live_outage_is_not_failed_for_it() {
     let window = &last["switch_window"];
     assert_eq!(window["failed"], 0, "{last}");
     assert!(window["failing_before"].as_u64().unwrap_or(0) > 0, "{last}");
+    assert!(
+        window["first_failing_before"]
+            .as_str()
+            .is_some_and(|f| f.contains("502")),
+        "{last}"
+    );
 }

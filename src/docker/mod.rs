@@ -63,18 +63,26 @@ fn describe(e: &bollard::errors::Error) -> String {
 /// does not say (then bollard negotiates through `/version`).
 async fn ping_api_version(path: &str) -> Option<bollard::ClientVersion> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PING_TIMEOUT: Duration = Duration::from_secs(1);
     let ping = async {
         let mut socket = tokio::net::UnixStream::connect(path).await.ok()?;
         socket
-            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\nConnection: close\r\n\r\n")
             .await
             .ok()?;
-        // HTTP/1.0: the daemon closes the connection after its short answer
+        // the head is all it takes (a proxy in front may keep the connection open)
         let mut answer = Vec::new();
-        socket.take(16 * 1024).read_to_end(&mut answer).await.ok()?;
+        let mut chunk = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() < 16 * 1024 {
+            match socket.read(&mut chunk).await.ok()? {
+                0 => break,
+                n => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
         Some(answer)
     };
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, ping).await.ok()??;
+    // a daemon that does not answer this at once gets the usual negotiation (and its limit)
+    let answer = tokio::time::timeout(PING_TIMEOUT, ping).await.ok()??;
     let version = api_version_of(&String::from_utf8_lossy(&answer))?;
     let newest = bollard::API_DEFAULT_VERSION;
     let ours = (newest.major_version, newest.minor_version);
@@ -87,7 +95,8 @@ async fn ping_api_version(path: &str) -> Option<bollard::ClientVersion> {
 
 /// The `Api-Version` of an HTTP answer's head (`1.41`), if it is a 200 that says one.
 fn api_version_of(answer: &str) -> Option<bollard::ClientVersion> {
-    let head = answer.split("\r\n\r\n").next()?;
+    // a head cut short (the connection ended in it) says nothing
+    let (head, _) = answer.split_once("\r\n\r\n")?;
     let mut lines = head.lines();
     let status = lines.next()?;
     if status.split_whitespace().nth(1) != Some("200") {
@@ -205,13 +214,23 @@ impl Docker {
             tunnel: tunnel.as_ref().map(|(t, _)| t.clone()),
             config_dir: None,
             in_clear: endpoint.tls.is_none() && in_clear(&endpoint.host),
+            // the version's request (a ping, or /version)
             calls: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
         };
         if pinged.is_some() {
             return Ok(connected(api));
         }
         let why = match tokio::time::timeout(CONNECT_TIMEOUT, api.negotiate_version()).await {
-            Ok(Ok(api)) => return Ok(connected(api)),
+            Ok(Ok(api)) => {
+                let docker = connected(api);
+                if host.starts_with("unix://") {
+                    // the ping that did not say, before /version
+                    docker
+                        .calls
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Ok(docker);
+            }
             Ok(Err(e)) => describe(&e),
             Err(_) => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         };
@@ -361,8 +380,9 @@ mod tests {
         );
         assert_eq!(v("HTTP/1.0 200 OK\r\nServer: Docker\r\n\r\nOK"), None);
         assert_eq!(v(&ping.replace("1.41", "one")), None);
-        // a header in the body is not the answer's
+        // a header in the body is not the answer's; a head cut short says nothing
         assert_eq!(v("HTTP/1.0 200 OK\r\n\r\nApi-Version: 1.41"), None);
+        assert_eq!(v("HTTP/1.0 200 OK\r\nApi-Version: 1.4"), None);
         assert_eq!(v(""), None);
     }
 }

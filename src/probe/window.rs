@@ -25,7 +25,7 @@ pub struct WindowReport {
     pub checks: u64,
     pub failed: u64,
     /// The longest time without a good answer, in ms (from the window's start, between good
-    /// answers, and up to its end)
+    /// answers, and up to its end; with `failing_before`, from the first good answer)
     pub longest_gap_ms: u64,
     /// How long the window lasted, in ms
     pub span_ms: u64,
@@ -36,13 +36,17 @@ pub struct WindowReport {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capped: bool,
     /// Failed checks that were the outage live traffic had before the switch: the window's
-    /// first check (sent before the switch could touch anything) got a failed answer from
-    /// the config then (its `X-Bgd-Color` and `X-Bgd-Generation`), and these got the same
-    /// answer from the same config (before the switch took, or from an old nginx worker on
-    /// a kept-alive connection). Not in `failed`, as long as live traffic answered well
-    /// once the switch took
+    /// baseline check (`Window::baseline`, finished before the switch began) got a failed
+    /// answer from bgd's config then, and these got that same answer (status, `X-Bgd-Color`,
+    /// `X-Bgd-Generation`): before the switch took, or from an old nginx worker on a
+    /// kept-alive connection. Not in `failed`, unless live traffic never answered well in
+    /// the window or that config answered well at some point (then live traffic was not
+    /// simply down before the switch, and every failure counts)
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failing_before: u64,
+    /// What the first of those saw
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failing_before: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -55,7 +59,7 @@ impl WindowReport {
         let before = match self.failing_before {
             0 => String::new(),
             n => format!(
-                " ({n} more failed before live traffic first answered: it was failing before the switch)"
+                " ({n} more failed as live traffic did before the switch: the same answer from the config then)"
             ),
         };
         format!(
@@ -86,17 +90,34 @@ fn keeps_connection(verdict: &Verdict) -> bool {
     })
 }
 
+/// Which of bgd's configs gave an answer: its status, `X-Bgd-Color` and `X-Bgd-Generation`
+/// (an answer without both headers is not known to be bgd's).
+type Answered = (u16, String, u64);
+
 struct Tally {
     started: Instant,
     last_good: Instant,
-    /// The config that answered the window's first check with a failure, (color,
-    /// generation): live traffic was failing before the switch
-    outage: Option<(Option<String>, Option<u64>)>,
+    /// Checks that finish now are the baseline (before the switch begins)
+    baseline: bool,
+    /// The failed answer the baseline check got: live traffic was failing before the switch
+    /// (None as well once that config answered well)
+    outage: Option<Answered>,
     /// A good answer came
     answered: bool,
-    /// What the first check that failed as before the switch saw
-    first_before: Option<String>,
     report: WindowReport,
+}
+
+impl Tally {
+    /// Live traffic was not simply down before the switch after all: what was told apart
+    /// counts as failed.
+    fn no_outage(&mut self) {
+        self.outage = None;
+        let r = &mut self.report;
+        r.failed += std::mem::take(&mut r.failing_before);
+        if let Some(first) = r.first_failing_before.take() {
+            r.first_failure.get_or_insert(first);
+        }
+    }
 }
 
 /// A window being watched; `end` stops it and says what it saw.
@@ -116,9 +137,9 @@ impl Window {
         let tally = Arc::new(Mutex::new(Tally {
             started: now,
             last_good: now,
+            baseline: true,
             outage: None,
             answered: false,
-            first_before: None,
             report: WindowReport::default(),
         }));
         let loops = [false, true]
@@ -155,22 +176,29 @@ impl Window {
                             }
                             Err(e) => Some(e.clone()),
                         };
-                        // which config answered (an answer failed as before the switch
-                        // comes from the config then)
-                        let config = verdict
-                            .answer
-                            .as_ref()
-                            .ok()
-                            .map(|a| (a.color().map(String::from), a.generation()));
+                        // which of bgd's configs answered
+                        let answered: Option<Answered> =
+                            verdict.answer.as_ref().ok().and_then(|a| {
+                                Some((a.status, a.color()?.to_string(), a.generation()?))
+                            });
                         let full = {
                             let Ok(mut t) = tally.lock() else { return };
                             let now = Instant::now();
                             t.report.checks += 1;
-                            if t.report.checks == 1 && failure.is_some() {
-                                t.outage = config.clone();
+                            if t.baseline && t.report.checks == 1 && failure.is_some() {
+                                t.outage = answered.clone();
                             }
+                            let same_config = |t: &Tally| {
+                                t.outage
+                                    .as_ref()
+                                    .zip(answered.as_ref())
+                                    .is_some_and(|((_, c, g), (_, ac, ag))| c == ac && g == ag)
+                            };
                             match failure {
                                 None => {
+                                    if same_config(&t) {
+                                        t.no_outage();
+                                    }
                                     // gaps count from the first good answer when live
                                     // traffic was failing before the switch
                                     if t.answered || t.outage.is_none() {
@@ -181,9 +209,9 @@ impl Window {
                                     t.answered = true;
                                     t.last_good = now;
                                 }
-                                Some(why) if t.outage.is_some() && t.outage == config => {
+                                Some(why) if t.outage.is_some() && t.outage == answered => {
                                     t.report.failing_before += 1;
-                                    t.first_before.get_or_insert(why);
+                                    t.report.first_failing_before.get_or_insert(why);
                                 }
                                 Some(why) => {
                                     t.report.failed += 1;
@@ -203,24 +231,41 @@ impl Window {
         Window { stop, tally, loops }
     }
 
+    /// Waits (up to one check's time limit) for the window's first check to finish, and
+    /// closes the baseline: call it before the switch begins. A failed answer there is live
+    /// traffic failing before the switch, which the window tells apart (`failing_before`);
+    /// a window whose baseline is never closed tells nothing apart.
+    pub async fn baseline(&self) {
+        let until = Instant::now() + CHECK_TIMEOUT;
+        loop {
+            {
+                let Ok(mut t) = self.tally.lock() else { return };
+                if t.report.checks > 0 || Instant::now() >= until {
+                    t.baseline = false;
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Stops watching (the checks in flight finish) and reports.
     pub async fn end(self) -> WindowReport {
         self.stop.store(true, Ordering::Relaxed);
         for l in self.loops {
             let _ = l.await;
         }
-        let Ok(t) = self.tally.lock() else {
+        let Ok(mut t) = self.tally.lock() else {
             return WindowReport::default();
         };
-        let now = Instant::now();
-        let mut report = t.report.clone();
-        report.capped = report.checks >= MAX_CHECKS;
         // an outage there before the switch that never ended is not told apart: the switch
         // did not end it
         if !t.answered {
-            report.failed += std::mem::take(&mut report.failing_before);
-            report.first_failure = t.first_before.clone().or(report.first_failure);
+            t.no_outage();
         }
+        let now = Instant::now();
+        let mut report = t.report.clone();
+        report.capped = report.checks >= MAX_CHECKS;
         // after the cap nothing was watched: no gap is known there
         if !report.capped {
             let tail = now.duration_since(t.last_good).as_millis() as u64;
@@ -245,6 +290,7 @@ mod tests {
             first_failure: None,
             capped: false,
             failing_before: 0,
+            first_failing_before: None,
         };
         assert_eq!(r.summary(), "812 checks, 0 failed, longest gap 14 ms");
         assert!(r.lossless());
@@ -393,6 +439,7 @@ mod tests {
         let (addr, serve) = answering(answer).await;
         let prober = Prober::new(None, Vec::new(), None, Default::default()).unwrap();
         let w = Window::watch(&prober, format!("http://{addr}/health"), 200, false);
+        w.baseline().await;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         let r = w.end().await;
         serve.abort();
@@ -404,6 +451,11 @@ mod tests {
     const DOWN_BEFORE: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nx-bgd-color: blue\r\nx-bgd-generation: 1\r\ncontent-length: 0\r\n\r\n";
     /// the new config failing
     const DOWN_AFTER: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nx-bgd-color: green\r\nx-bgd-generation: 2\r\ncontent-length: 0\r\n\r\n";
+    /// the config before the switch answering well
+    const UP_BEFORE: &[u8] =
+        b"HTTP/1.1 200 OK\r\nx-bgd-color: blue\r\nx-bgd-generation: 1\r\ncontent-length: 0\r\n\r\n";
+    /// a 502 that is not known to be bgd's config's (an outer proxy's, another server's)
+    const BARE_502: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n";
 
     /// Live failing from the window's first check until the switch mends it, and the old
     /// config's failure again now and then (an old worker on a kept-alive connection): that
@@ -422,8 +474,18 @@ mod tests {
         assert!(r.failing_before > 0, "{r:?}");
         assert_eq!(r.failed, 0, "{r:?}");
         assert!(r.lossless(), "{r:?}");
-        assert!(r.longest_gap_ms < 150, "{r:?}");
-        assert!(r.summary().contains("failing before the switch"), "{r:?}");
+        assert!(
+            r.first_failing_before
+                .as_deref()
+                .is_some_and(|f| f.contains("502")),
+            "{r:?}"
+        );
+        assert!(r.first_failure.is_none(), "{r:?}");
+        assert!(
+            r.summary()
+                .contains("as live traffic did before the switch"),
+            "{r:?}"
+        );
     }
 
     /// A failure from another config than the one failing before the switch is the switch's.
@@ -447,6 +509,42 @@ mod tests {
                 .is_some_and(|f| f.contains("502")),
             "{r:?}"
         );
+    }
+
+    /// A first failure from a config that answers well at other times was not an outage
+    /// (a replica restarting, a busy app): every failure counts.
+    #[tokio::test]
+    async fn a_transient_first_failure_excuses_nothing() {
+        let r = watched(
+            |t| match t.as_millis() {
+                0..60 => DOWN_BEFORE,
+                60..120 => UP_BEFORE,
+                n if n % 40 < 5 => DOWN_BEFORE,
+                _ => OK,
+            },
+            300,
+        )
+        .await;
+        assert!(r.failed > 0, "{r:?}");
+        assert_eq!(r.failing_before, 0, "{r:?}");
+        assert!(!r.lossless(), "{r:?}");
+    }
+
+    /// A failed answer without bgd's headers is not known to be the config's before the
+    /// switch: it is never told apart.
+    #[tokio::test]
+    async fn an_answer_not_known_to_be_bgds_is_never_told_apart() {
+        let r = watched(
+            |t| match t.as_millis() {
+                0..100 => BARE_502,
+                n if n % 40 < 5 => BARE_502,
+                _ => OK,
+            },
+            300,
+        )
+        .await;
+        assert!(r.failed > 0, "{r:?}");
+        assert_eq!(r.failing_before, 0, "{r:?}");
     }
 
     /// An outage the switch never ends is the switch's failure, all of it.
