@@ -7,7 +7,7 @@ use super::run::{Command, Run, SetAside};
 use super::specs::{pool_of, render_input, replica_specs};
 use crate::docker::ContainerInfo;
 use crate::error;
-use crate::model::{Pool, Role};
+use crate::model::{Pool, Role, LABEL_APP, LABEL_MANAGED};
 use crate::state::Idle;
 use anyhow::Result;
 
@@ -192,12 +192,31 @@ pub async fn preview(run: &mut Run<'_>) -> Result<String> {
     }
 }
 
-/// The candidate just started, inspected: every replica running with an address.
+/// The candidate just started, as one container list says (one call, however many
+/// replicas): every replica running with an address, and the alias bgd gave it.
 async fn new_candidate_pool(run: &Run<'_>) -> Result<Pool> {
     let host = run.host;
     let target = run.target()?;
-    let inspected = run.undo.candidates.iter().map(|n| host.inspect_required(n));
-    let candidates: Vec<ContainerInfo> = futures_util::future::try_join_all(inspected).await?;
+    let labels = [
+        (LABEL_MANAGED, "true"),
+        (LABEL_APP, host.config.app.as_str()),
+    ];
+    let listed = host.docker.list_brief(&labels).await?;
+    let specs = replica_specs(host.config, target);
+    let mut candidates: Vec<ContainerInfo> = Vec::new();
+    for name in &run.undo.candidates {
+        let mut c = listed
+            .iter()
+            .find(|c| &c.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                error::environment(format!("container {name} disappeared while bgd worked"))
+            })?;
+        if let Some(spec) = specs.iter().find(|s| &s.name == name) {
+            c.aliases.insert(spec.network.clone(), spec.aliases.clone());
+        }
+        candidates.push(c);
+    }
     let refs: Vec<&ContainerInfo> = candidates.iter().collect();
     let pool = pool_of(host.config, target, &refs);
     if pool.servers.len() == candidates.len() {
