@@ -117,8 +117,6 @@ async fn flip_live(
     let live_after = live_color.map_or("nothing".to_string(), |c| c.to_string());
     let url = format!("{}{}", config.lb.url, config.readiness.path);
     let window = Window::watch(&host.prober, url, config.readiness.expect_status, false);
-    // what live traffic got before anything moved
-    window.baseline().await;
     // The exec waits, the flag moved, for bgd's word: the history line with what the window
     // saw (one exec records the switch and its window; a dropped line leaves the entry
     // without it), or, unconfirmed, to put the flag back
@@ -317,8 +315,6 @@ async fn install_watched(
         config.readiness.expect_status,
         nothing_live,
     );
-    // what live traffic got before anything moved
-    window.baseline().await;
     let installed = host
         .install_routing(text, what, Some(record), &run.lock, live_after)
         .await;

@@ -36,12 +36,13 @@ pub struct WindowReport {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capped: bool,
     /// Failed checks that were the outage live traffic had before the switch: the window's
-    /// baseline check (`Window::baseline`, finished before the switch began) got a failed
-    /// answer from bgd's config then, and these got that same answer (status, `X-Bgd-Color`,
+    /// first check (sent as the switch starts, answered before it takes) got a failed answer
+    /// from bgd's config then, and these got that same answer (status, `X-Bgd-Color`,
     /// `X-Bgd-Generation`): before the switch took, or from an old nginx worker on a
     /// kept-alive connection. Not in `failed`, unless live traffic never answered well in
     /// the window or that config answered well at some point (then live traffic was not
-    /// simply down before the switch, and every failure counts)
+    /// simply down before the switch, and every failure counts: also when that first answer
+    /// came from the new config, which then failed and answered well by turns)
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failing_before: u64,
     /// What the first of those saw
@@ -97,9 +98,7 @@ type Answered = (u16, String, u64);
 struct Tally {
     started: Instant,
     last_good: Instant,
-    /// Checks that finish now are the baseline (before the switch begins)
-    baseline: bool,
-    /// The failed answer the baseline check got: live traffic was failing before the switch
+    /// The failed answer the first check got: live traffic was failing before the switch
     /// (None as well once that config answered well)
     outage: Option<Answered>,
     /// A good answer came
@@ -137,7 +136,6 @@ impl Window {
         let tally = Arc::new(Mutex::new(Tally {
             started: now,
             last_good: now,
-            baseline: true,
             outage: None,
             answered: false,
             report: WindowReport::default(),
@@ -185,7 +183,7 @@ impl Window {
                             let Ok(mut t) = tally.lock() else { return };
                             let now = Instant::now();
                             t.report.checks += 1;
-                            if t.baseline && t.report.checks == 1 && failure.is_some() {
+                            if t.report.checks == 1 && failure.is_some() {
                                 t.outage = answered.clone();
                             }
                             let same_config = |t: &Tally| {
@@ -229,24 +227,6 @@ impl Window {
             })
             .collect();
         Window { stop, tally, loops }
-    }
-
-    /// Waits (up to one check's time limit) for the window's first check to finish, and
-    /// closes the baseline: call it before the switch begins. A failed answer there is live
-    /// traffic failing before the switch, which the window tells apart (`failing_before`);
-    /// a window whose baseline is never closed tells nothing apart.
-    pub async fn baseline(&self) {
-        let until = Instant::now() + CHECK_TIMEOUT;
-        loop {
-            {
-                let Ok(mut t) = self.tally.lock() else { return };
-                if t.report.checks > 0 || Instant::now() >= until {
-                    t.baseline = false;
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
     }
 
     /// Stops watching (the checks in flight finish) and reports.
@@ -439,7 +419,6 @@ mod tests {
         let (addr, serve) = answering(answer).await;
         let prober = Prober::new(None, Vec::new(), None, Default::default()).unwrap();
         let w = Window::watch(&prober, format!("http://{addr}/health"), 200, false);
-        w.baseline().await;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         let r = w.end().await;
         serve.abort();
