@@ -364,9 +364,7 @@ fn rollback_ends_a_canary_whose_replicas_died() {
     assert_eq!(t.bgd(&["deploy", "--canary", "50", "bgd-demo:v2"]).code, 0);
     let green = t.containers("green");
     assert_eq!(green.len(), 2, "{green:?}");
-    let mut args = vec!["stop", "-t", "1"];
-    args.extend(green.iter().map(String::as_str));
-    docker(&args);
+    docker_on(&["stop", "-t", "1"], &green);
     // a share cannot go up on stopped replicas, and says what to do
     let up = t.bgd(&["canary", "80"]);
     assert_eq!(up.code, 3, "{up:?}");

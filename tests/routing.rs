@@ -206,10 +206,7 @@ fn an_nginx_that_routes_by_address_is_caught_by_status_and_fixed_by_reroute() {
 
     // with no live replica running, reroute refuses and leaves nginx as it is
     let before = t.active_config();
-    let mut stop = vec!["stop", "-t", "1"];
-    let green = t.containers("green");
-    stop.extend(green.iter().map(String::as_str));
-    docker(&stop);
+    docker_on(&["stop", "-t", "1"], &t.containers("green"));
     let none = t.bgd(&["reroute"]);
     eprintln!("{}", none.stderr);
     assert_eq!(none.code, 6, "{none:?}");
@@ -230,9 +227,7 @@ fn a_deploy_while_the_live_replicas_are_down_keeps_them_live() {
     t.write(&t.config().set("readiness.deadline", "3s"));
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let blue = t.containers("blue");
-    let mut stop = vec!["stop", "-t", "1"];
-    stop.extend(blue.iter().map(String::as_str));
-    docker(&stop);
+    docker_on(&["stop", "-t", "1"], &blue);
     let d = t.bgd(&["deploy", "bgd-demo:unhealthy"]);
     assert_eq!(d.code, 3, "{d:?}");
     assert!(d.stderr.contains("no running replicas"), "warned: {d:?}");
@@ -244,9 +239,7 @@ fn a_deploy_while_the_live_replicas_are_down_keeps_them_live() {
     let s = t.bgd(&["status", "--json"]);
     assert_eq!(s.code, 0, "nothing to fix while they are down: {s:?}");
 
-    let mut start = vec!["start"];
-    start.extend(blue.iter().map(String::as_str));
-    docker(&start);
+    docker_on(&["start"], &blue);
     let s = t.bgd(&["status", "--json"]);
     assert_eq!(s.code, 7, "{s:?}");
     assert!(
@@ -268,10 +261,7 @@ fn a_deploy_that_ends_a_live_outage_is_not_failed_for_it() {
     let t = TestApp::new("mends");
     t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
-    let mut rm = vec!["rm", "-f"];
-    let blue = t.containers("blue");
-    rm.extend(blue.iter().map(String::as_str));
-    docker(&rm);
+    docker_on(&["rm", "-f"], &t.containers("blue"));
     let d = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 0, "{d:?}");
     assert!(d.stderr.contains("no running replicas"), "warned: {d:?}");

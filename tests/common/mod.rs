@@ -121,6 +121,13 @@ pub fn bgd_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     }
 }
 
+/// `docker ARGS NAMES...`: a docker command on each of `names` (containers), e.g. a color's.
+pub fn docker_on(args: &[&str], names: &[String]) -> String {
+    let mut all = args.to_vec();
+    all.extend(names.iter().map(String::as_str));
+    docker(&all)
+}
+
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
