@@ -300,17 +300,22 @@ impl Docker {
         labels: &[(&str, &str)],
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
         let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        self.list_filtered(HashMap::from([("label".to_string(), filter)]))
-            .await
+        self.list_filtered(
+            "list containers",
+            HashMap::from([("label".to_string(), filter)]),
+        )
+        .await
     }
 
-    /// The containers (any state) that pass Docker's list `filters` (none: every one).
+    /// The containers (any state) that pass Docker's list `filters` (none: every one);
+    /// `what` names the request in an error.
     async fn list_filtered(
         &self,
+        what: &str,
         filters: HashMap<String, Vec<String>>,
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
         self.call(
-            || "list containers".to_string(),
+            || what.to_string(),
             self.api.list_containers(Some(ListContainersOptions {
                 all: true,
                 filters,
@@ -324,10 +329,13 @@ impl Docker {
     /// have it, sorted, each once.
     pub async fn label_values_on(&self, network: &str, key: &str) -> Result<Vec<String>> {
         let list = self
-            .list_filtered(HashMap::from([
-                ("label".to_string(), vec![key.to_string()]),
-                ("network".to_string(), vec![network.to_string()]),
-            ]))
+            .list_filtered(
+                &format!("list the containers on {network}"),
+                HashMap::from([
+                    ("label".to_string(), vec![key.to_string()]),
+                    ("network".to_string(), vec![network.to_string()]),
+                ]),
+            )
             .await?;
         let mut values: Vec<String> = list
             .into_iter()
@@ -341,7 +349,9 @@ impl Docker {
     /// Every container on the host (any state, any app): its name, the image reference it
     /// was created from, and that image's ID.
     pub async fn image_users(&self) -> Result<Vec<(String, String, String)>> {
-        let list = self.list_filtered(HashMap::new()).await?;
+        let list = self
+            .list_filtered("list containers", HashMap::new())
+            .await?;
         Ok(list
             .into_iter()
             .map(|c| {
