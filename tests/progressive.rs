@@ -351,9 +351,30 @@ fn a_window_too_quiet_to_judge_fails_only_when_asked() {
     assert!(r.stderr.contains("(inconclusive: fail)"), "{r:?}");
     assert_eq!(t.live_version(), "v1");
     t.write(&quiet);
-    let d = t.bgd(&["deploy", "bgd-demo:v2"]);
+    let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 0, "{d:?}");
-    assert!(d.stderr.contains("too little traffic to judge"), "{d:?}");
+    assert!(d.stdout.contains("too little traffic to judge"), "{d:?}");
+    // bgd's own checks through lb.url while the mirror was set (its switch window, its
+    // confirmation) are not the app's traffic: nothing was logged on either side
+    let nothing_judged = |d: &Run, phase: &str| {
+        let judged = d
+            .json_lines()
+            .into_iter()
+            .find(|l| l["event"] == "analysis")
+            .unwrap_or_else(|| panic!("no analysis event: {d:?}"));
+        assert_eq!(judged["phase"], phase, "{judged}");
+        assert_eq!(judged["candidate"]["requests"], 0, "{judged}");
+        assert_eq!(judged["stable"]["requests"], 0, "{judged}");
+    };
+    nothing_judged(&d, "mirror");
+    // a canary's too: its window's checks and its confirmation split like any client's
+    t.write(&t.config().set(
+        "canary",
+        json!({"steps": ["50%"], "step_for": "1s", "min_requests": 5}),
+    ));
+    let c = t.bgd(&["--json", "deploy", "bgd-demo:v3"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    nothing_judged(&c, "canary 50%");
 }
 
 #[test]

@@ -27,7 +27,9 @@
 //!   DEMO_IDLE_TIMEOUT_MS=N    close idle keep-alive connections after N ms (default 75000)
 //!   DEMO_ERROR_PERCENT=N      `/` answers 500 to N of every 100 requests, spread evenly
 //!                             (a flaky release)
-//!   DEMO_DELAY_MS=N           `/` waits N ms before answering (a slow release)
+//!   DEMO_DELAY_MS=N           `/` and `POST /echo` wait N ms before answering (a slow
+//!                             release: a canary judged on its p95 must see it on every
+//!                             client's requests, not only on the GETs)
 //!   DEMO_ECHO_VAR=A,B         print A=<its value> and B=... at start (tests that secrets in
 //!                             logs are redacted by bgd)
 //!
@@ -474,7 +476,12 @@ fn respond(req: &Request, s: &Settings) -> (&'static str, String) {
             thread::sleep(Duration::from_millis(ms));
             ("200 OK", hello())
         }
-        ("POST", "/echo") => ("200 OK", format!("received {} bytes\n", req.body_len)),
+        ("POST", "/echo") => {
+            if let Some(delay) = s.delay {
+                thread::sleep(delay);
+            }
+            ("200 OK", format!("received {} bytes\n", req.body_len))
+        }
         ("GET" | "HEAD", "/") => {
             if let Some(delay) = s.delay {
                 thread::sleep(delay);
