@@ -396,3 +396,103 @@ fn an_unconfirmable_switch_removes_nothing_that_may_serve() {
     assert_eq!(t.bgd(&["switch"]).code, 0);
     assert_eq!(t.live_version(), "v2");
 }
+
+/// A Docker API proxy on loopback TCP that relays to the local socket, and loses the answer
+/// to the first container rename it relays (the daemon renames; the client sees its
+/// connection cut): a rename that timed out or whose connection broke.
+fn proxy_losing_a_rename_answer() -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let once = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(daemon) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else {
+                continue;
+            };
+            let cut = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut c_out) = (client.try_clone().unwrap(), client);
+            let (mut d_in, mut d_out) = (daemon.try_clone().unwrap(), daemon);
+            let (once, cut_up) = (once.clone(), cut.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = String::from_utf8_lossy(&buf[..n]);
+                    if chunk.contains("/rename?") && !once.swap(true, Ordering::SeqCst) {
+                        cut_up.store(true, Ordering::SeqCst);
+                    }
+                    if d_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = d_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = d_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if cut.load(Ordering::SeqCst) {
+                        // the daemon did it; its answer never arrives
+                        let _ = c_out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// set-aside renames the parked release; the daemon does one rename but its answer is lost.
+/// The deploy fails (exit 6) and gives the parked release back under its own names, whatever
+/// name the daemon left it under.
+#[test]
+fn a_set_aside_rename_whose_answer_is_lost_is_given_back() {
+    let t = TestApp::new("lostren");
+    t.write(&t.config());
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+    assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+    let parked_before = t.containers("blue");
+    assert_eq!(parked_before.len(), 2, "{parked_before:?}");
+
+    let port = proxy_losing_a_rename_answer();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let r = bgd_env(
+        &t.dir,
+        &[("DOCKER_HOST", &host)],
+        &["deploy", "bgd-demo:v3"],
+    );
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stderr.contains("rename container"), "{r:?}");
+    assert!(!r.stderr.contains("could not give"), "{r:?}");
+    // the parked release is back under its own names, running; nothing is left aside
+    assert_eq!(t.containers("blue"), parked_before);
+    let aside = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={}-", t.app),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(!aside.contains("parked"), "{aside}");
+    let st = t.bgd(&["--json", "status"]).result();
+    assert_eq!(st["idle"]["role"], "parked", "{st}");
+    assert_eq!(st["idle"]["image"], "bgd-demo:v1", "{st}");
+    assert_eq!(t.live_version(), "v2");
+    // and both the next deploy and a rollback work
+    assert_eq!(t.bgd(&["rollback"]).code, 0);
+    assert_eq!(t.live_version(), "v1");
+}

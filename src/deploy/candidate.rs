@@ -51,21 +51,31 @@ pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
         }
     });
     let renamed = futures_util::future::join_all(renames).await;
-    let set_aside = run.undo.set_aside.insert(SetAside {
-        release,
-        containers: Vec::new(),
-    });
+    let mut containers = Vec::new();
     let mut failed = None;
     for (r, renamed) in replicas.into_iter().zip(renamed) {
         let now = match renamed {
             Ok(()) => r.aside,
             Err(e) => {
                 failed.get_or_insert(e);
-                r.now
+                // a rename whose answer was lost (a timeout, a cut connection) may still
+                // have happened at the daemon: the name it answers to now is the one kept
+                if r.now != r.aside
+                    && host.docker.inspect(&r.now).await.ok().flatten().is_none()
+                    && host.docker.inspect(&r.aside).await.ok().flatten().is_some()
+                {
+                    r.aside
+                } else {
+                    r.now
+                }
             }
         };
-        set_aside.containers.push((now, r.own));
+        containers.push((now, r.own));
     }
+    let set_aside = run.undo.set_aside.insert(SetAside {
+        release,
+        containers,
+    });
     if let Some(e) = failed {
         return Err(e);
     }
@@ -448,7 +458,12 @@ async fn give_back(run: &Run<'_>, aside: &SetAside) -> Result<Pool> {
     let mut containers = Vec::new();
     for (now, own) in &aside.containers {
         if now != own {
-            host.docker.rename(now, own).await?;
+            if let Err(e) = host.docker.rename(now, own).await {
+                // its answer lost, the rename may still have happened
+                if host.docker.inspect(now).await.ok().flatten().is_some() {
+                    return Err(e);
+                }
+            }
         }
         containers.push(host.inspect_required(own).await?);
     }
