@@ -726,6 +726,57 @@ mod tests {
         assert_eq!(read_header(&text).and_then(|h| h.canary), None);
     }
 
+    /// Apps share one nginx, and an app's variables are `$bgd_<ident>_<suffix>` with `-` in
+    /// its name made `_`: no suffix may end with `_` and another suffix, or the app named
+    /// `<app>-<x>` would define the variable `<app>` uses (nginx lets a later map replace it).
+    #[test]
+    fn no_variable_of_one_app_is_another_apps() {
+        let mut variants = Vec::new();
+        let mut i = input();
+        variants.push(render(BUILTIN_TEMPLATE, &i).unwrap());
+        i.hosts = vec!["shop.example.com".into()];
+        i.tls = Some(TlsRender {
+            listen: 443,
+            certificate: "/c.crt".into(),
+            key: "/c.key".into(),
+            redirect_http: true,
+            port_suffix: String::new(),
+            hsts: true,
+            http2: true,
+        });
+        variants.push(render(BUILTIN_TEMPLATE, &i).unwrap());
+        i.idle_role = Some("candidate".into());
+        i.canary = Some(25);
+        variants.push(render(BUILTIN_TEMPLATE, &i).unwrap());
+        i.canary = None;
+        i.mirror = Some(MirrorRender {
+            share: 10,
+            methods: vec!["GET".into()],
+            timeout: std::time::Duration::from_secs(5),
+        });
+        variants.push(render(BUILTIN_TEMPLATE, &i).unwrap());
+        let mut suffixes = std::collections::BTreeSet::new();
+        for text in &variants {
+            for part in text.split("$bgd_web_app_").skip(1) {
+                let suffix: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                suffixes.insert(suffix);
+            }
+        }
+        assert!(suffixes.len() > 10, "{suffixes:?}");
+        for a in &suffixes {
+            for b in &suffixes {
+                assert!(
+                    !a.ends_with(&format!("_{b}")),
+                    "$bgd_X_{a} is app X-{}'s $bgd_..._{b}",
+                    a.trim_end_matches(b.as_str()).trim_end_matches('_')
+                );
+            }
+        }
+    }
+
     #[test]
     fn canary_buckets_cover_exactly_the_share() {
         for share in 1..=100u8 {
