@@ -397,35 +397,46 @@ fn an_unconfirmable_switch_removes_nothing_that_may_serve() {
     assert_eq!(t.live_version(), "v2");
 }
 
-/// A Docker API proxy on loopback TCP that relays to the local socket, and loses the answer
-/// to the first container rename it relays (the daemon renames; the client sees its
-/// connection cut): a rename that timed out or whose connection broke.
-fn proxy_losing_a_rename_answer() -> u16 {
+/// A Docker API proxy on loopback TCP that relays to the local daemon's socket, and loses the
+/// answers to the container renames numbered in `cut` (1 = the first it relays): the daemon
+/// renames, the client sees its connection cut, as after a timeout. Returns its port and the
+/// count of renames it relayed.
+fn proxy_losing_rename_answers(
+    cut: &'static [usize],
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let once = Arc::new(AtomicBool::new(false));
+    let renames = Arc::new(AtomicUsize::new(0));
+    let counted = renames.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
-            let Ok(daemon) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else {
+            let Ok(daemon) = std::os::unix::net::UnixStream::connect(&socket) else {
                 continue;
             };
-            let cut = Arc::new(AtomicBool::new(false));
+            let cut_here = Arc::new(AtomicBool::new(false));
             let (mut c_in, mut c_out) = (client.try_clone().unwrap(), client);
             let (mut d_in, mut d_out) = (daemon.try_clone().unwrap(), daemon);
-            let (once, cut_up) = (once.clone(), cut.clone());
+            let (renames, cut_up) = (renames.clone(), cut_here.clone());
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 << 10];
                 while let Ok(n) = c_in.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    let chunk = String::from_utf8_lossy(&buf[..n]);
-                    if chunk.contains("/rename?") && !once.swap(true, Ordering::SeqCst) {
-                        cut_up.store(true, Ordering::SeqCst);
+                    // set before the request goes on: its answer comes after
+                    if String::from_utf8_lossy(&buf[..n]).contains("/rename?") {
+                        let nth = renames.fetch_add(1, Ordering::SeqCst) + 1;
+                        if cut.contains(&nth) {
+                            cut_up.store(true, Ordering::SeqCst);
+                        }
                     }
                     if d_out.write_all(&buf[..n]).is_err() {
                         break;
@@ -439,7 +450,7 @@ fn proxy_losing_a_rename_answer() -> u16 {
                     if n == 0 {
                         break;
                     }
-                    if cut.load(Ordering::SeqCst) {
+                    if cut_here.load(Ordering::SeqCst) {
                         // the daemon did it; its answer never arrives
                         let _ = c_out.shutdown(std::net::Shutdown::Both);
                         return;
@@ -452,12 +463,13 @@ fn proxy_losing_a_rename_answer() -> u16 {
             });
         }
     });
-    port
+    (port, counted)
 }
 
-/// set-aside renames the parked release; the daemon does one rename but its answer is lost.
-/// The deploy fails (exit 6) and gives the parked release back under its own names, whatever
-/// name the daemon left it under.
+/// set-aside renames the parked release's 2 replicas at once; the daemon does the first
+/// rename but its answer is lost, so the deploy fails (exit 6) and gives the release back;
+/// the daemon does the first give-back rename too, its answer lost as well. The parked
+/// release ends up under its own names, parked, whatever names the daemon left it under.
 #[test]
 fn a_set_aside_rename_whose_answer_is_lost_is_given_back() {
     let t = TestApp::new("lostren");
@@ -467,7 +479,8 @@ fn a_set_aside_rename_whose_answer_is_lost_is_given_back() {
     let parked_before = t.containers("blue");
     assert_eq!(parked_before.len(), 2, "{parked_before:?}");
 
-    let port = proxy_losing_a_rename_answer();
+    // renames 1 and 2: set aside; 3 and 4: given back
+    let (port, renames) = proxy_losing_rename_answers(&[1, 3]);
     let host = format!("tcp://127.0.0.1:{port}");
     let r = bgd_env(
         &t.dir,
@@ -477,6 +490,11 @@ fn a_set_aside_rename_whose_answer_is_lost_is_given_back() {
     assert_eq!(r.code, 6, "{r:?}");
     assert!(r.stderr.contains("rename container"), "{r:?}");
     assert!(!r.stderr.contains("could not give"), "{r:?}");
+    assert_eq!(
+        renames.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "both replicas set aside and given back: {r:?}"
+    );
     // the parked release is back under its own names, running; nothing is left aside
     assert_eq!(t.containers("blue"), parked_before);
     let aside = docker(&[
@@ -492,7 +510,7 @@ fn a_set_aside_rename_whose_answer_is_lost_is_given_back() {
     assert_eq!(st["idle"]["role"], "parked", "{st}");
     assert_eq!(st["idle"]["image"], "bgd-demo:v1", "{st}");
     assert_eq!(t.live_version(), "v2");
-    // and both the next deploy and a rollback work
+    // and a rollback to it works
     assert_eq!(t.bgd(&["rollback"]).code, 0);
     assert_eq!(t.live_version(), "v1");
 }

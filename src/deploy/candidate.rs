@@ -59,11 +59,19 @@ pub async fn set_aside(run: &mut Run<'_>) -> Result<String> {
             Err(e) => {
                 failed.get_or_insert(e);
                 // a rename whose answer was lost (a timeout, a cut connection) may still
-                // have happened at the daemon: the name it answers to now is the one kept
-                if r.now != r.aside
-                    && host.docker.inspect(&r.now).await.ok().flatten().is_none()
-                    && host.docker.inspect(&r.aside).await.ok().flatten().is_some()
-                {
+                // have happened at the daemon: then the container bgd listed answers to
+                // the new name, and its old one to nothing
+                let id = run
+                    .obs
+                    .containers
+                    .iter()
+                    .find(|c| c.name == r.now)
+                    .map(|c| &c.id);
+                let gone = matches!(host.docker.inspect(&r.now).await, Ok(None));
+                let moved = gone
+                    && matches!(host.docker.inspect(&r.aside).await,
+                        Ok(Some(c)) if Some(&c.id) == id);
+                if moved {
                     r.aside
                 } else {
                     r.now
@@ -459,13 +467,22 @@ async fn give_back(run: &Run<'_>, aside: &SetAside) -> Result<Pool> {
     for (now, own) in &aside.containers {
         if now != own {
             if let Err(e) = host.docker.rename(now, own).await {
-                // its answer lost, the rename may still have happened
-                if host.docker.inspect(now).await.ok().flatten().is_some() {
+                // its answer lost, the rename may still have happened: then nothing answers
+                // to the aside name any more, and the container under its own name is of
+                // the release given back
+                if !matches!(host.docker.inspect(now).await, Ok(None)) {
                     return Err(e);
                 }
             }
         }
-        containers.push(host.inspect_required(own).await?);
+        let c = host.inspect_required(own).await?;
+        if !c.is_of(&aside.release) {
+            return Err(error::environment(format!(
+                "{own} is not of the release {} set aside (another container took its name)",
+                aside.release.release
+            )));
+        }
+        containers.push(c);
     }
     let refs: Vec<&ContainerInfo> = containers.iter().collect();
     Ok(pool_of(host.config, &aside.release, &refs))
