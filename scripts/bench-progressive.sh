@@ -49,7 +49,7 @@ live=$(free_port)
 preview=$(free_port)
 
 # config [EXTRA_YAML] [DELAY_MS]: the app's bgd.yaml, with EXTRA_YAML appended; the releases it
-# starts answer `/` DELAY_MS late
+# starts answer `/` and `POST /echo` DELAY_MS late
 config() {
   cat > "$work/bgd.yaml" <<EOF
 app: $app

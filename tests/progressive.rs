@@ -351,11 +351,24 @@ fn a_window_too_quiet_to_judge_fails_only_when_asked() {
     assert!(r.stderr.contains("(inconclusive: fail)"), "{r:?}");
     assert_eq!(t.live_version(), "v1");
     t.write(&quiet);
+    // requests of bgd's own (its user agent: the switch window's checks, the confirmation)
+    // through lb.url are not the app's traffic: neither logged nor mirrored. A stand-in sends
+    // such requests all through the deploys below, beside bgd's own.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (port, stopped) = (t.live_port, stop.clone());
+    let checker = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            if http_get_with(port, "/", &[("User-Agent", "bgd/0.0.0")]).is_some() {
+                sent += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        sent
+    });
     let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 0, "{d:?}");
     assert!(d.stdout.contains("too little traffic to judge"), "{d:?}");
-    // bgd's own checks through lb.url while the mirror was set (its switch window, its
-    // confirmation) are not the app's traffic: nothing was logged on either side
     let nothing_judged = |d: &Run, phase: &str| {
         let judged = d
             .json_lines()
@@ -375,6 +388,9 @@ fn a_window_too_quiet_to_judge_fails_only_when_asked() {
     let c = t.bgd(&["--json", "deploy", "bgd-demo:v3"]);
     assert_eq!(c.code, 0, "{c:?}");
     nothing_judged(&c, "canary 50%");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = checker.join().unwrap();
+    assert!(sent > 50, "the stand-in sent {sent} requests");
 }
 
 #[test]
