@@ -389,3 +389,51 @@ fn plan_touches_nothing_and_shows_the_steps_specs_and_config_diff() {
     assert_eq!(t.live_version(), "v1");
     assert!(docker(&["ps", "--format", "{{.Names}}"]).contains(&blue1));
 }
+
+/// The "Docker API requests: N" that `bgd -v` ends with.
+fn api_requests(r: &Run) -> u64 {
+    r.stderr
+        .lines()
+        .filter_map(|l| l.split("Docker API requests: ").nth(1))
+        .filter_map(|n| n.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no API request count: {r:?}"))
+}
+
+/// `-v` says how many Engine API requests a command made; with more replicas, a deploy's
+/// count grows by a small constant per replica, `status`'s by one inspect per container, and
+/// a rollback's (one container list, no inspect) not at all.
+#[test]
+fn engine_api_requests_are_counted_and_grow_linearly_with_replicas() {
+    let mut counts = Vec::new();
+    for replicas in [1u64, 3] {
+        let t = TestApp::new(&format!("api{replicas}"));
+        t.write(&t.config().set("replicas", replicas));
+        assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
+        assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
+        // the steady state: a live release and a parked one, which this deploy replaces
+        let d = t.bgd(&["-v", "deploy", "bgd-demo:v3"]);
+        assert_eq!(d.code, 0, "{d:?}");
+        let s = t.bgd(&["-v", "status"]);
+        assert_eq!(s.code, 0, "{s:?}");
+        let r = t.bgd(&["-v", "rollback"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stderr.contains("by the rollback flag"), "{r:?}");
+        counts.push((api_requests(&d), api_requests(&s), api_requests(&r)));
+    }
+    let ((d1, s1, r1), (d3, s3, r3)) = (counts[0], counts[1]);
+    eprintln!(
+        "API requests, 1 and 3 replicas: deploy {d1}, {d3}; status {s1}, {s3}; rollback {r1}, {r3}"
+    );
+    // two more replicas per color
+    let per_replica = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 2.0;
+    assert!(
+        per_replica(d1, d3) <= 7.0 && d3 > d1,
+        "deploy: {d1} with 1 replica, {d3} with 3"
+    );
+    assert!(
+        per_replica(s1, s3) <= 2.0,
+        "status: {s1} with 1 replica, {s3} with 3"
+    );
+    assert_eq!(r1, r3, "rollback: {r1} with 1 replica, {r3} with 3");
+}
