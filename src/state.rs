@@ -240,7 +240,29 @@ pub fn now() -> String {
 
 /// A release id: UTC time of the deploy, sortable.
 pub fn new_release_id() -> String {
-    chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
+    release_id_at(chrono::Utc::now())
+}
+
+fn release_id_at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y%m%d-%H%M%S").to_string()
+}
+
+/// A release id no release on the host has (`taken`): the replicas' alias
+/// `<app>-<release>-<n>` must name one container, so a deploy that starts in the second the
+/// previous one did waits for the next second (at most one).
+pub async fn unique_release_id(taken: &std::collections::HashSet<String>) -> String {
+    loop {
+        let now = chrono::Utc::now();
+        let id = release_id_at(now);
+        if !taken.contains(&id) {
+            return id;
+        }
+        let into_second = u64::from(now.timestamp_subsec_millis());
+        tokio::time::sleep(std::time::Duration::from_millis(
+            1001 - into_second.min(1000),
+        ))
+        .await;
+    }
 }
 
 /// Who runs bgd: `user@host`, and the CI job when one of the usual CI variables is set.
@@ -308,6 +330,22 @@ fn ci_job() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A release id taken in this second (the previous deploy started in it) gives the next
+    /// second's: two releases never share their replicas' alias.
+    #[tokio::test]
+    async fn a_release_id_is_never_one_the_host_has() {
+        let mut taken = std::collections::HashSet::new();
+        taken.insert(new_release_id());
+        taken.insert(release_id_at(
+            chrono::Utc::now() - chrono::Duration::seconds(1),
+        ));
+        let before = new_release_id();
+        let id = unique_release_id(&taken).await;
+        assert!(!taken.contains(&id), "{id} {taken:?}");
+        assert!(id >= before && id.len() == "20261127-074744".len(), "{id}");
+    }
+
     use super::*;
 
     #[test]

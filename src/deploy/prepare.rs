@@ -339,11 +339,23 @@ pub async fn prepare(run: &mut Run<'_>) -> Result<String> {
         let candidate = Release {
             color: plan::target_color(&run.obs),
             image: request.image.clone(),
-            release: state::new_release_id(),
+            release: state::unique_release_id(&releases_on_host(&run.obs)).await,
         };
         run.set_target(candidate);
     }
     Ok(plan::situation(&run.obs))
+}
+
+/// Every release id the host knows: its containers' and the record's.
+fn releases_on_host(obs: &super::observe::Observed) -> std::collections::HashSet<String> {
+    let s = &obs.state;
+    obs.containers
+        .iter()
+        .filter_map(|c| c.label(crate::model::LABEL_RELEASE).map(str::to_string))
+        .chain(s.live.iter().map(|r| r.release.clone()))
+        .chain(s.idle.iter().map(|i| i.release.release.clone()))
+        .chain(s.set_aside.iter().map(|r| r.release.clone()))
+        .collect()
 }
 
 /// A record that cannot be read, or that disagrees with what nginx routes, is never acted
