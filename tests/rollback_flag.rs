@@ -73,63 +73,77 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     ]);
     let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 0, "{d:?}");
-    assert_eq!(d.result()["reloaded"], true, "a deploy reloads: {d:?}");
+    // the preview config routes by the flag: the deploy's switch raised it, no second reload
+    assert_eq!(d.result()["reloaded"], false, "{d:?}");
     assert!(
         t.active_config().contains("open_file_cache off;"),
         "the config routes by the flag"
     );
-    assert_eq!(routing(&t), ("green".to_string(), false));
+    // the deploy raised the preview config's flag: the record says so, in a schema a bgd
+    // that knows no flag refuses
+    assert_eq!(routing(&t), ("green".to_string(), true));
+    assert_eq!(flags(&t).len(), 1);
+    let rec = record(&t);
+    assert_eq!(rec["schema"], 4, "{rec}");
+    assert_eq!(rec["flipped_at"], rec["generation"], "{rec}");
+    assert_eq!(rec["live"]["color"], "green", "{rec}");
+    let human = t.bgd(&["status"]);
+    assert!(
+        human.stdout.contains("routes to green") && human.stdout.contains("by the rollback flag"),
+        "{human:?}"
+    );
 
     let load = Load::start(t.live_port, &t.dir);
     load.expect("green");
     let before = workers(&t);
     assert!(!before.is_empty());
 
-    // back to blue: the flag is raised, no worker replaced
+    // back to blue: the flag is lowered, no worker replaced
     let r = switch_under_load(&t, &load, &["rollback"]);
     assert_eq!(r["live"]["color"], "blue", "{r}");
     assert_eq!(r["reloaded"], false, "{r}");
     assert_eq!(r["switch_window"]["failed"], 0, "{r}");
     assert_eq!(workers(&t), before, "nginx reloaded");
     assert_eq!(t.live_version(), "v1");
-    assert_eq!(routing(&t), ("blue".to_string(), true));
-    assert_eq!(flags(&t).len(), 1);
-    // the record says the flag is raised, in a schema a bgd that knows no flag refuses
+    assert_eq!(routing(&t), ("blue".to_string(), false));
+    assert!(flags(&t).is_empty(), "{:?}", flags(&t));
     let rec = record(&t);
-    assert_eq!(rec["schema"], 4, "{rec}");
-    assert_eq!(rec["flipped_at"], rec["generation"], "{rec}");
+    assert_eq!(rec["schema"], 2, "{rec}");
+    assert!(rec.get("flipped_at").is_none(), "{rec}");
     assert_eq!(rec["live"]["color"], "blue", "{rec}");
-    let human = t.bgd(&["status"]);
-    assert!(
-        human.stdout.contains("routes to blue") && human.stdout.contains("by the rollback flag"),
-        "{human:?}"
-    );
     // the file cache did not keep a worker on the old answer
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..20 {
         assert_eq!(t.live_version(), "v1");
     }
 
-    // and forward again: the flag is lowered
+    // and forward again: the flag is raised (its marker says the idle release was live, so
+    // the flag keeps moving)
     let r = switch_under_load(&t, &load, &["rollback"]);
     assert_eq!(r["live"]["color"], "green", "{r}");
     assert_eq!(r["reloaded"], false, "{r}");
     assert_eq!(workers(&t), before, "nginx reloaded");
-    assert_eq!(routing(&t), ("green".to_string(), false));
+    assert_eq!(routing(&t), ("green".to_string(), true));
     assert_eq!(t.live_version(), "v2");
     let rec = record(&t);
-    assert_eq!(rec["schema"], 2, "{rec}");
-    assert!(rec.get("flipped_at").is_none(), "{rec}");
+    assert_eq!(rec["schema"], 4, "{rec}");
 
-    // raised again, then a deploy: it renders what the record says (blue live, v3 into
-    // green) and removes the flag once the old workers are gone
+    // back again, then a deploy: it renders what the record says (blue live, v3 into green),
+    // removes the old flag once the old workers are gone, and raises its own config's
     let r = switch_under_load(&t, &load, &["rollback"]);
     assert_eq!(r["live"]["color"], "blue", "{r}");
+    let old_flags = flags(&t);
     let d = switch_under_load(&t, &load, &["deploy", "bgd-demo:v3"]);
     assert_eq!(d["live"]["color"], "green", "{d}");
     assert_eq!(d["parked"]["image"], "bgd-demo:v1", "{d}");
-    assert!(flags(&t).is_empty(), "{:?}", flags(&t));
-    assert_eq!(routing(&t), ("green".to_string(), false));
+    assert_eq!(d["reloaded"], false, "{d}");
+    let new_flags = flags(&t);
+    assert_eq!(new_flags.len(), 1, "{new_flags:?}");
+    assert!(
+        !old_flags.contains(&new_flags[0]),
+        "{old_flags:?} {new_flags:?}"
+    );
+    assert_eq!(routing(&t), ("green".to_string(), true));
     // the new config's flag works the same way
     let r = switch_under_load(&t, &load, &["rollback"]);
     assert_eq!(r["live"]["image"], "bgd-demo:v1", "{r}");
@@ -174,7 +188,8 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     assert!(gone.ends_with("gone\n"), "{gone}");
     let r = t.bgd(&["repair"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(routing(&t), ("green".to_string(), false));
+    // the deploy's flag, lowered by a rollback, raised again by this one
+    assert_eq!(routing(&t), ("green".to_string(), true));
     assert_eq!(record(&t)["live"]["image"], "bgd-demo:v3");
 }
 
@@ -215,6 +230,10 @@ fn an_unconfirmable_flip_is_put_back_by_its_own_exec() {
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v2"]).code, 0);
     let before = workers(&t);
+    // as the deploy left them: its switch raised the preview config's flag
+    let (flags_before, routing_before) = (flags(&t), routing(&t));
+    let flipped_before = record(&t).get("flipped_at").cloned();
+    assert_eq!(routing_before, ("green".to_string(), true));
     // lb.url answers nothing: neither the flip nor the flag put back can be confirmed
     let closed = claim_port();
     t.write(
@@ -229,13 +248,13 @@ fn an_unconfirmable_flip_is_put_back_by_its_own_exec() {
         "{r:?}"
     );
     assert_eq!(workers(&t), before, "nginx reloaded");
-    assert!(flags(&t).is_empty(), "{:?}", flags(&t));
+    assert_eq!(flags(&t), flags_before);
     assert_eq!(t.live_version(), "v2");
     t.write(&t.config());
-    assert_eq!(routing(&t), ("green".to_string(), false));
+    assert_eq!(routing(&t), routing_before);
     let rec = record(&t);
     assert_eq!(rec["live"]["color"], "green", "{rec}");
-    assert!(rec.get("flipped_at").is_none(), "{rec}");
+    assert_eq!(rec.get("flipped_at").cloned(), flipped_before, "{rec}");
     let last = t.history().last().cloned().unwrap_or_default();
     assert_eq!(last["command"], "rollback", "{last}");
     assert_ne!(last["outcome"], "ok", "{last}");

@@ -51,8 +51,10 @@ fn a_switch_that_fails_live_requests_is_switched_back() {
     let live = builtin.find("# live listener").unwrap();
     let at =
         live + builtin[live..].find("    location / {\n").unwrap() + "    location / {\n".len();
+    // green fails live requests once live: in a config written with green live, or by the
+    // rollback flag of the preview config (the deploy's switch raises it)
     let broken = format!(
-        "{}{{% if live and live.color == \"green\" %}}        return 500 \"broken on purpose\\n\";\n{{% endif %}}{}",
+        "{}{{% if live and live.color == \"green\" %}}        return 500 \"broken on purpose\\n\";\n{{% elif flip %}}        if ($bgd_{{{{ ident }}}}_live_color = green) {{ return 500 \"broken on purpose\\n\"; }}\n{{% endif %}}{}",
         &builtin[..at],
         &builtin[at..]
     );

@@ -29,7 +29,8 @@ pub struct Observed {
     pub containers: Vec<ContainerInfo>,
     /// Who holds the deploy lock, if anyone
     pub lock: LockState,
-    /// The rollback flags in bgd's directory (`flip-GENERATION`)
+    /// The rollback flags in bgd's directory (`flip-GENERATION`), and their markers
+    /// (`promoted-GENERATION`: that config's candidate has been live)
     pub flags: Vec<String>,
 }
 
@@ -71,7 +72,16 @@ impl Observed {
             .as_deref()
             .and_then(render::read_header)?;
         let raised = header.flip.as_ref().is_some_and(|f| self.flags.contains(f));
-        Some(header.flipped(raised))
+        // a candidate whose config's flag was ever raised has been live: it is parked now
+        let marked = header
+            .flip
+            .as_ref()
+            .is_some_and(|f| raised || self.flags.contains(&f.replacen("flip-", "promoted-", 1)));
+        let mut header = header.flipped(raised);
+        if marked && header.preview_role.as_deref() == Some("candidate") {
+            header.preview_role = Some("parked".into());
+        }
+        Some(header)
     }
 
     /// Whether the active config's rollback flag is raised (live traffic flipped to the
@@ -254,7 +264,9 @@ pub async fn observe(host: &Host<'_>) -> Result<Observed> {
             state::ACTIVE_FILE => {
                 observed.active_config = Some(String::from_utf8_lossy(&data).into_owned())
             }
-            flag if flag.starts_with("flip-") => observed.flags.push(flag.to_string()),
+            flag if flag.starts_with("flip-") || flag.starts_with("promoted-") => {
+                observed.flags.push(flag.to_string())
+            }
             _ => {}
         }
     }

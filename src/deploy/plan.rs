@@ -179,12 +179,18 @@ pub fn deploy_steps(
         return steps;
     }
     // an automatic canary, with a live release to share traffic with
+    let mut canary_steps = false;
     if live_serves {
         for &share in config.canary.steps.iter().filter(|&&s| s < 100) {
             steps.push(Step::canary(config, target, share, true));
+            canary_steps = true;
         }
     }
-    steps.push(Step::switch(config, target, "to"));
+    steps.push(candidate_switch(
+        config,
+        target,
+        live_serves && !canary_steps,
+    ));
     steps.extend(drop_parked);
     let on_failure = after_failed_verify(config, live_pool.as_ref()).describe();
     steps.push(Step::verify(config, target, &on_failure));
@@ -416,7 +422,8 @@ pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Ve
     ];
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
-    steps.push(Step::switch(config, target, "to"));
+    let live_serves = obs.live_pool(config).is_some_and(|p| !p.servers.is_empty());
+    steps.push(candidate_switch(config, target, live_serves));
     if let Some(aside) = obs.state.set_aside.as_ref() {
         steps.push(Step::drop_set_aside(aside, target));
     }
@@ -600,6 +607,18 @@ pub fn rollback(
 /// The rollback's switch and what follows it: one readiness pass over the parked replicas,
 /// the switch (`by_flag`: by the active config's rollback flag), parking the old color,
 /// verification on request. The fast path is only these.
+/// The switch to a candidate the preview listener routes to: by the rollback flag when the
+/// preview config routes live traffic by one (the built-in template does while a live
+/// release serves beside the candidate, nothing else routed), else a validated reload. The
+/// switch itself asks nginx (`/__bgd`) and reloads when the flag is not there.
+fn candidate_switch(config: &Config, target: Color, live_serves: bool) -> Step {
+    if live_serves && config.lb.template.is_none() {
+        Step::switch_by_flag(config, target, "to")
+    } else {
+        Step::switch(config, target, "to")
+    }
+}
+
 pub fn rollback_switch(
     config: &Config,
     parked: &Release,

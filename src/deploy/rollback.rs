@@ -306,6 +306,42 @@ async fn view_of(
     })
 }
 
+/// A deploy's switch by the rollback flag, as a rollback's: the preview config this run
+/// installed (generation `generation`) routes by one, with `pool` (the candidate) as its
+/// idle release and the flag down; when its upstream routes by names, probes through it
+/// must reach the candidate's replicas alone (nginx has resolved them: live traffic never
+/// meets an upstream with nothing to route to). `None`: the switch reloads.
+pub(super) async fn candidate_flip(
+    host: &Host<'_>,
+    pool: &Pool,
+    generation: u64,
+) -> Option<RollbackFlag> {
+    let url = format!("{}/__bgd", host.config.lb.preview_url);
+    let verdict = host
+        .prober
+        .probe(&Request::get(url, Duration::from_millis(1000)))
+        .await;
+    let answer = verdict.answer.ok()?;
+    if answer.status != 204
+        || answer.header("x-bgd-idle-role") != Some("candidate")
+        || answer.header("x-bgd-flip") != Some("off")
+    {
+        return None;
+    }
+    let (color, said, _) = nginx_says(&answer)?;
+    if color != pool.color || said != generation {
+        return None;
+    }
+    let (flag, by_name) = flip_of(&answer, host.config, generation, pool)?;
+    if by_name {
+        let verdicts = upstream_probes(host, pool.servers.len()).await;
+        if !reaches_only(&verdicts, pool) {
+            return None;
+        }
+    }
+    Some(flag)
+}
+
 /// The flip `/__bgd` offers: the active config routes by its rollback flag, and the parked
 /// color's upstream routes to exactly the parked replicas, each by its address now or by
 /// its name (then `true`: where nginx resolved the names is checked apart).

@@ -32,6 +32,7 @@ pub struct Routing {
 pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     let target = run.target()?.color;
     let pool = run.pool()?.clone();
+    let pool_for_flip = pool.clone();
     let old = run.live_pool.clone();
     run.journal.entry.message = format!("{target} live");
     // a promoted canary takes all of live traffic
@@ -46,6 +47,15 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
         preview: Some((pool, idle_role)),
         canary: run.state.canary.as_ref().map(|c| c.share),
     };
+    // a deploy's candidate, routed on the preview listener by a config that also routes
+    // live traffic by its rollback flag: raising the flag is the switch, no reload
+    if run.flip.is_none()
+        && matches!(run.command, Command::Deploy(_) | Command::Switch)
+        && run.state.canary.is_none()
+    {
+        run.flip =
+            super::rollback::candidate_flip(run.host, &pool_for_flip, run.state.generation).await;
+    }
     let entry = run.journal.entry_now();
     let (installed, window) = match run.flip.take() {
         Some(flip) => flip_live(run, &flip, to, entry).await?,

@@ -350,8 +350,14 @@ if [ -n "$flip" ]; then
     echo "the flag is already $is"
     finish flip-stale
   fi
+  # the flag's marker: once raised, the release the config calls its candidate has been live,
+  # so it is the parked one (`/__bgd` says so) even after a rollback lowers the flag again
+  marker="$dir/promoted-${flip#"$dir/flip-"}"
+  marked=0
+  [ ! -e "$marker" ] || marked=1
   if [ "$flip_to" = on ]; then
     : > "$flip" || { echo "cannot create $flip"; finish write-failed; }
+    : > "$marker" || echo "cannot create $marker"
   else
     rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
   fi
@@ -394,6 +400,7 @@ if [ -n "$flip" ]; then
         # a flag that cannot be put back stays as it is, and the caller is told so
         if [ "$flip_to" = on ]; then
           rm -f "$flip" || { echo "the flag stays: cannot remove $flip"; finish flipped "recorded=$recorded"; }
+          [ "$marked" = 1 ] || rm -f "$marker"
         else
           : > "$flip" || { echo "the flag stays: cannot create $flip"; finish flipped "recorded=$recorded"; }
         fi
@@ -541,10 +548,13 @@ if [ -n "$alive" ]; then
     case $title in "nginx: worker process"*) kill -KILL "$pid" 2>/dev/null ;; esac
   done
 fi
-# Rollback flags of replaced configs: the old workers that read them are gone now.
-for f in "$dir"/flip-*; do
+# Rollback flags of replaced configs, and their markers: the old workers that read them are
+# gone now.
+for f in "$dir"/flip-* "$dir"/promoted-*; do
   [ -e "$f" ] || continue
-  case ${f##*/flip-} in '' | *[!0-9]*) continue ;; esac
-  grep -qE "${f}([^0-9]|\$)" "$active" || rm -f "$f"
+  g=${f##*/flip-}
+  g=${g##*/promoted-}
+  case $g in '' | *[!0-9]*) continue ;; esac
+  grep -qE "${dir}/flip-${g}([^0-9]|\$)" "$active" || rm -f "$f"
 done
 finish applied "stopped=$stopped" "recorded=$recorded"

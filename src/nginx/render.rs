@@ -217,6 +217,8 @@ struct CanaryContext {
 #[derive(Serialize)]
 struct FlipContext {
     flag: String,
+    /// Created with the flag, never removed by a rollback: the idle release has been live
+    marker: String,
     live: Color,
     idle: Color,
     live_servers: String,
@@ -381,12 +383,11 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
     };
     let traffic_log =
         (mirror.is_some() || canary.is_some()).then(|| traffic_log(&input.app, input.generation));
-    // a parked color beside a live one, both running, nothing else routed: `bgd rollback`
-    // flips between them with a file instead of a reload
-    let parked = input
-        .preview
-        .as_ref()
-        .filter(|p| !p.servers.is_empty() && input.idle_role.as_deref() == Some("parked"));
+    // a parked color (or a candidate) beside a live one, both running, nothing else routed:
+    // `bgd rollback` (and a deploy's switch) flips between them with a file, no reload
+    let parked = input.preview.as_ref().filter(|p| {
+        !p.servers.is_empty() && matches!(input.idle_role.as_deref(), Some("parked" | "candidate"))
+    });
     let flip = match (&input.live, parked) {
         (Some(live), Some(parked)) if live_runs && mirror.is_none() && canary.is_none() => {
             // what each upstream routes to: names nginx resolves, else addresses
@@ -401,6 +402,12 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
             };
             Some(FlipContext {
                 flag: flip_flag(&input.app, input.generation),
+                marker: format!(
+                    "{}/{}/promoted-{}",
+                    super::BGD_DIR,
+                    input.app,
+                    input.generation
+                ),
                 live: parked.color,
                 idle: live.color,
                 live_servers: addrs(parked),
