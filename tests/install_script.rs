@@ -636,6 +636,9 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     assert_eq!(b.serves(), "on");
     assert_eq!(b.workers(), workers, "no reload");
     assert_eq!(history(), AMENDED);
+    // raising made the flag's marker: the idle release has been live
+    let files = || b.sh(&format!("ls {DIR}"));
+    assert!(files().lines().any(|f| f == "promoted-70"), "{}", files());
     assert!(b
         .sh(&format!("cat {DIR}/state.json"))
         .contains("\"generation\":70"));
@@ -651,6 +654,8 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
     assert_eq!(r.outcome, "flipped", "{r:?}");
     assert_eq!(b.serves(), "off");
     assert_eq!(history(), "{\"run\":\"r1\",\"n\":\"given\"}\n");
+    // lowering leaves the marker
+    assert!(files().lines().any(|f| f == "promoted-70"), "{}", files());
 
     // the record cannot be written: the flag moved all the same, and the caller is still asked
     // (it must learn that the flag moved), but its line is not taken
@@ -679,6 +684,8 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
         ("--undo-history", r#"{"run":"r1","n":"failed"}"#),
     ];
     let with_undo = [&record[..], &[("--await-history", "1")], &undo[..]].concat();
+    // (a flag never raised before: its marker goes back with it)
+    b.sh(&format!("rm {DIR}/promoted-70"));
     let r = b.flip(&flag, "on", &with_undo, Some("BGD_UNDO\n"));
     assert_eq!(
         (r.outcome.as_str(), r.field("recorded")),
@@ -692,12 +699,34 @@ fn flip_mode_moves_only_the_active_configs_own_flag() {
         .sh(&format!("cat {DIR}/state.json"))
         .contains("\"undone\":1"));
     assert!(b.sh(&format!("ls -d {DIR}/lock 2>/dev/null")).is_empty());
+    assert!(files().lines().all(|f| f != "promoted-70"), "{}", files());
 
-    // raised again, then a config that does not route by it: the flag goes with the old workers
+    // raised, then put back by a second exec (--unmark): the marker goes too
+    let r = b.flip(&flag, "on", &record, None);
+    assert_eq!(r.outcome, "flipped", "{r:?}");
+    assert!(files().lines().any(|f| f == "promoted-70"), "{}", files());
+    let r = b.flip(
+        &flag,
+        "off",
+        &[&record[..], &[("--unmark", "1")]].concat(),
+        None,
+    );
+    assert_eq!(r.outcome, "flipped", "{r:?}");
+    assert_eq!(b.serves(), "off");
+    assert!(files().lines().all(|f| f != "promoted-70"), "{}", files());
+
+    // raised again, then a config that does not route by it: the flag and its marker go with
+    // the old workers
     let r = b.flip(&flag, "on", &record, None);
     assert_eq!(r.outcome, "flipped", "{r:?}");
     let r = b.install("v2", &[]);
     assert_eq!(r.outcome, "applied", "{r:?}");
     assert_eq!(b.serves(), "v2");
-    assert!(b.sh(&format!("ls {DIR}")).lines().all(|f| f != "flip-70"));
+    assert!(
+        files()
+            .lines()
+            .all(|f| f != "flip-70" && f != "promoted-70"),
+        "{}",
+        files()
+    );
 }

@@ -361,29 +361,43 @@ fn a_rejected_or_interrupted_deploy_keeps_the_parked_release() {
 
 /// A switch that cannot be confirmed, and whose undo cannot be confirmed either (here lb.url
 /// points where nginx is not): bgd cannot tell what serves, so it removes nothing nginx may
-/// route to, says so (exit 7), and the record names what it installed last.
+/// route to, says so (exit 7), and the record names what it installed last. With the
+/// built-in template the switch raises the preview config's rollback flag and its own exec
+/// puts it back, with the marker it made; with an `lb.template` it reloads and the undo is a
+/// reload.
 #[test]
 fn an_unconfirmable_switch_removes_nothing_that_may_serve() {
-    let t = TestApp::new("noconf");
-    t.write(&t.config());
+    unconfirmable_switch("noconf", None);
+    unconfirmable_switch("noconft", Some("mine.conf.tera"));
+}
+
+fn unconfirmable_switch(name: &str, template: Option<&str>) {
+    let t = TestApp::new(name);
+    let mut config = t.config();
+    if let Some(file) = template {
+        let builtin = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/nginx.conf.tera"),
+        )
+        .unwrap();
+        std::fs::write(t.dir.join(file), builtin).unwrap();
+        config = config.set("lb.template", file);
+    }
+    t.write(&config);
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let closed = claim_port();
     t.write(
-        &t.config()
+        &config
+            .clone()
             .set("lb.url", format!("http://127.0.0.1:{}", closed.port)),
     );
     let d = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 7, "{d:?}");
-    // put back by a reload, or (the preview config routes by the rollback flag) by the
-    // flip's own exec
-    assert!(
-        d.stderr
-            .contains("restoring the previous routing also failed")
-            || d.stderr.contains(
-                "the previous routing was put back, but it could not be confirmed either"
-            ),
-        "{d:?}"
-    );
+    let says = if template.is_some() {
+        "restoring the previous routing also failed"
+    } else {
+        "the previous routing was put back, but it could not be confirmed either"
+    };
+    assert!(d.stderr.contains(says), "{d:?}");
     assert_eq!(
         t.containers("green").len(),
         2,
@@ -392,12 +406,32 @@ fn an_unconfirmable_switch_removes_nothing_that_may_serve() {
     // the undo did apply (only its confirmation could not be had): blue serves, and the
     // record says so, with green waiting as the candidate
     assert_eq!(t.live_version(), "v1");
-    t.write(&t.config());
+    t.write(&config);
     let s = t.bgd(&["status", "--json"]);
     assert_eq!(s.code, 0, "{s:?}");
     let s = s.result();
     assert_eq!(s["live"]["image"], "bgd-demo:v1", "{s}");
     assert_eq!(s["idle"]["role"], "candidate", "{s}");
+    // nginx says so too: the flag put back took its marker (the candidate was never live),
+    // so a rollback cannot take it for a parked release
+    let files = docker(&[
+        "exec",
+        &t.lb(),
+        "sh",
+        "-c",
+        &format!("ls /etc/nginx/bgd/{}", t.app),
+    ]);
+    assert!(
+        !files.contains("promoted-") && !files.contains("flip-"),
+        "{files}"
+    );
+    let bgd = http_get(t.preview_port, "/__bgd").expect("/__bgd answers");
+    assert_eq!(bgd.header("x-bgd-idle-role"), Some("candidate"));
+    assert_eq!(
+        t.bgd(&["rollback"]).code,
+        2,
+        "nothing parked to roll back to"
+    );
     assert_eq!(t.bgd(&["switch"]).code, 0);
     assert_eq!(t.live_version(), "v2");
 }

@@ -152,7 +152,7 @@ impl<'a> Host<'a> {
     pub async fn flip_routing(
         &self,
         flag: &str,
-        on: bool,
+        to: crate::nginx::FlagTo,
         record: &RecordWrite,
         lock: &LockUse,
         live_after: &str,
@@ -160,7 +160,7 @@ impl<'a> Host<'a> {
     ) -> Result<Installed> {
         let what = "the switch (by the rollback flag)";
         let started = std::time::Instant::now();
-        match self.nginx().flip(flag, on, record, lock, amend).await {
+        match self.nginx().flip(flag, to, record, lock, amend).await {
             Err(e) if e.outcome_unknown() => Err(lost_track(what, &e, live_after)),
             Err(e) => Err(self.nginx_failure(e, what)),
             Ok(flipped) => Ok(Installed {

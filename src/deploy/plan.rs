@@ -422,8 +422,13 @@ pub fn switch(config: &Config, obs: &Observed, candidate: &Release) -> Result<Ve
     ];
     steps.extend(Step::smoke(config));
     steps.push(Step::drift(target));
+    // a canary's promotion reloads: its config has no flag
     let live_serves = obs.live_pool(config).is_some_and(|p| !p.servers.is_empty());
-    steps.push(candidate_switch(config, target, live_serves));
+    steps.push(candidate_switch(
+        config,
+        target,
+        live_serves && obs.state.canary.is_none(),
+    ));
     if let Some(aside) = obs.state.set_aside.as_ref() {
         steps.push(Step::drop_set_aside(aside, target));
     }
@@ -604,9 +609,6 @@ pub fn rollback(
     Ok(steps)
 }
 
-/// The rollback's switch and what follows it: one readiness pass over the parked replicas,
-/// the switch (`by_flag`: by the active config's rollback flag), parking the old color,
-/// verification on request. The fast path is only these.
 /// The switch to a candidate the preview listener routes to: by the rollback flag when the
 /// preview config routes live traffic by one (the built-in template does while a live
 /// release serves beside the candidate, nothing else routed), else a validated reload. The
@@ -619,6 +621,9 @@ fn candidate_switch(config: &Config, target: Color, live_serves: bool) -> Step {
     }
 }
 
+/// The rollback's switch and what follows it: one readiness pass over the parked replicas,
+/// the switch (`by_flag`: by the active config's rollback flag), parking the old color,
+/// verification on request. The fast path is only these.
 pub fn rollback_switch(
     config: &Config,
     parked: &Release,

@@ -308,9 +308,10 @@ async fn view_of(
 
 /// A deploy's switch by the rollback flag, as a rollback's: the preview config this run
 /// installed (generation `generation`) routes by one, with `pool` (the candidate) as its
-/// idle release and the flag down; when its upstream routes by names, probes through it
-/// must reach the candidate's replicas alone (nginx has resolved them: live traffic never
-/// meets an upstream with nothing to route to). `None`: the switch reloads.
+/// idle release and the flag down; when its upstream routes by names, one probe per
+/// replica through it must reach every candidate replica and nothing else (nginx has
+/// resolved them all: live traffic never meets an upstream with nothing, or part of the
+/// candidate, to route to). `None`: the switch reloads.
 pub(super) async fn candidate_flip(
     host: &Host<'_>,
     pool: &Pool,
@@ -334,8 +335,16 @@ pub(super) async fn candidate_flip(
     }
     let (flag, by_name) = flip_of(&answer, host.config, generation, pool)?;
     if by_name {
+        // one probe per replica, which the upstream's round robin spreads: every replica
+        // reached, and nothing else (a name not resolved yet: the switch reloads)
         let verdicts = upstream_probes(host, pool.servers.len()).await;
-        if !reaches_only(&verdicts, pool) {
+        let reached: std::collections::BTreeSet<&str> = verdicts
+            .iter()
+            .filter_map(|v| v.answer.as_ref().ok().and_then(Answer::upstream))
+            .collect();
+        let replicas: std::collections::BTreeSet<&str> =
+            pool.servers.iter().map(|s| s.addr.as_str()).collect();
+        if !reaches_only(&verdicts, pool) || reached != replicas {
             return None;
         }
     }

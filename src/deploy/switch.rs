@@ -10,7 +10,7 @@ use super::specs::render_input;
 use crate::config::ParkMode;
 use crate::error::{self, Failure};
 use crate::model::{Pool, Role};
-use crate::nginx::{Installed, LockUse, RecordWrite};
+use crate::nginx::{FlagTo, Installed, LockUse, RecordWrite};
 use crate::output::fmt_duration;
 use crate::probe::window::{Window, WindowReport};
 use crate::probe::Expect;
@@ -49,9 +49,12 @@ pub async fn switch(run: &mut Run<'_>) -> Result<String> {
     };
     // a deploy's candidate, routed on the preview listener by a config that also routes
     // live traffic by its rollback flag: raising the flag is the switch, no reload
+    // (the built-in template's: an `lb.template` copied from an older one may say the idle
+    // release is a candidate whatever the flag, and its rollbacks would all reload)
     if run.flip.is_none()
         && matches!(run.command, Command::Deploy(_) | Command::Switch)
         && run.state.canary.is_none()
+        && run.host.config.lb.template.is_none()
     {
         run.flip =
             super::rollback::candidate_flip(run.host, &pool_for_flip, run.state.generation).await;
@@ -134,7 +137,7 @@ async fn flip_live(
     let (line_tx, line) = tokio::sync::oneshot::channel();
     let flipped = host.flip_routing(
         &flip.flag,
-        flip.on,
+        FlagTo::raised(flip.on),
         &record,
         &run.lock,
         &live_after,
@@ -217,9 +220,15 @@ async fn flip_live(
     // the exec did not take the word to put the flag back (it lost the lock meanwhile, or
     // had stopped waiting): a second exec does it
     let restored = async {
+        // a flag this run raised goes down with the marker it made: the idle release was
+        // never confirmed live
         host.flip_routing(
             &flip.flag,
-            !flip.on,
+            if flip.on {
+                FlagTo::LoweredUnmarked
+            } else {
+                FlagTo::Raised
+            },
             &undo,
             &run.lock,
             &format!(

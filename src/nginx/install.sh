@@ -32,6 +32,9 @@
 #                        remove) the rollback flag PATH, which the active config routes by,
 #                        then record; no reload                                  [none]
 #   --flip-to on|off     what the flag becomes; it must be the other way now
+#   --unmark 1           flip mode, --flip-to off: also remove the flag's marker (ROOT/APP/
+#                        promoted-GENERATION, which raising the flag creates): the caller
+#                        puts back a raise it could not confirm                 [none]
 #   --await-history 1    flip mode: once the flag moved and the record is written, print
 #                        `BGD_AWAIT` and read one line from stdin (15 s at most): a history
 #                        line that replaces --history's, while the lock is still this exec's
@@ -85,6 +88,7 @@ app="" conf_dir="" root="" config="" have_config=0
 handover_ms=5000 drain_ms=30000 guard_ms=60000
 state="" history="" history_run="" history_keep=1000 lock_token="" lock_once=""
 record_schema="" flip="" flip_to="" await_history="" release_lock="" undo_state="" undo_history=""
+unmark=""
 while [ $# -gt 0 ]; do
   if [ $# -lt 2 ]; then echo "$1 needs a value"; finish bad-input; fi
   case $1 in
@@ -107,6 +111,7 @@ while [ $# -gt 0 ]; do
     --lock-once) lock_once=$2 ;;
     --flip) flip=$2 ;;
     --flip-to) flip_to=$2 ;;
+    --unmark) unmark=$2 ;;
     --await-history) await_history=$2 ;;
     *) echo "unknown option $1"; finish bad-input ;;
   esac
@@ -355,11 +360,13 @@ if [ -n "$flip" ]; then
   marker="$dir/promoted-${flip#"$dir/flip-"}"
   marked=0
   [ ! -e "$marker" ] || marked=1
+  # (`true >`, not `: >`: a failed redirection of a special built-in ends the shell)
   if [ "$flip_to" = on ]; then
-    : > "$flip" || { echo "cannot create $flip"; finish write-failed; }
-    : > "$marker" || echo "cannot create $marker"
+    true > "$marker" || { echo "cannot create $marker"; finish write-failed; }
+    true > "$flip" || { [ "$marked" = 1 ] || rm -f "$marker"; echo "cannot create $flip"; finish write-failed; }
   else
     rm -f "$flip" || { echo "cannot remove $flip"; finish write-failed; }
+    [ "$unmark" != 1 ] || rm -f "$marker"
   fi
   # nginx checks the flag at every request: live traffic follows it now, and the record says
   # so at once
@@ -402,7 +409,7 @@ if [ -n "$flip" ]; then
           rm -f "$flip" || { echo "the flag stays: cannot remove $flip"; finish flipped "recorded=$recorded"; }
           [ "$marked" = 1 ] || rm -f "$marker"
         else
-          : > "$flip" || { echo "the flag stays: cannot create $flip"; finish flipped "recorded=$recorded"; }
+          true > "$flip" || { echo "the flag stays: cannot create $flip"; finish flipped "recorded=$recorded"; }
         fi
         state=$undo_state history=$undo_history
         recorded=1

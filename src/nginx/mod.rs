@@ -154,6 +154,27 @@ impl NginxError {
     }
 }
 
+/// Where a flip moves the rollback flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagTo {
+    /// Created, with its marker (the idle release has been live)
+    Raised,
+    /// Removed; the marker stays
+    Lowered,
+    /// Removed with its marker: a raise this run could not confirm, put back
+    LoweredUnmarked,
+}
+
+impl FlagTo {
+    pub fn raised(on: bool) -> FlagTo {
+        if on {
+            FlagTo::Raised
+        } else {
+            FlagTo::Lowered
+        }
+    }
+}
+
 impl<'a> Nginx<'a> {
     pub fn new(docker: &'a Docker, container: &str, app: &str) -> Self {
         Nginx {
@@ -437,7 +458,7 @@ impl<'a> Nginx<'a> {
         }
     }
 
-    /// Raises (`on`) or lowers the active config's rollback flag `flag` under the deploy lock
+    /// Raises or lowers (`to`) the active config's rollback flag `flag` under the deploy lock
     /// as `lock` says, and writes `record` in the same exec: live traffic follows the flag at
     /// the next request, with no reload. With `amend`, the exec waits once the flag moved for
     /// the caller's word (see `Amend`), still holding the lock. `Stale` when the active config
@@ -445,7 +466,7 @@ impl<'a> Nginx<'a> {
     pub async fn flip(
         &self,
         flag: &str,
-        on: bool,
+        to: FlagTo,
         record: &RecordWrite,
         lock: &LockUse,
         amend: Option<Amend>,
@@ -457,8 +478,11 @@ impl<'a> Nginx<'a> {
             ("--root", BGD_DIR),
             ("--history-keep", &keep),
             ("--flip", flag),
-            ("--flip-to", if on { "on" } else { "off" }),
+            ("--flip-to", if to == FlagTo::Raised { "on" } else { "off" }),
         ];
+        if to == FlagTo::LoweredUnmarked {
+            args.push(("--unmark", "1"));
+        }
         push_record(&mut args, Some(record));
         let once = lock_args(lock)?;
         args.extend(once.iter().map(|(k, v)| (*k, v.as_str())));

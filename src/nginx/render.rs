@@ -307,7 +307,8 @@ pub struct Header {
 
 impl Header {
     /// What the config routes when its flag is `raised`: live and preview swapped (the
-    /// preview's role stays: a flip only happens between a live and a parked release).
+    /// preview's role stays as written; `Observed::header` makes a candidate whose flag was
+    /// ever raised parked).
     pub fn flipped(self, raised: bool) -> Header {
         if !raised || self.flip.is_none() {
             return self;
