@@ -206,13 +206,10 @@ fn container_settings_applied_and_secrets_never_shown() {
         assert_eq!(r.code, 0, "{args:?}: {r:?}");
         outputs.push(format!("{r:?}"));
     }
-    outputs.push(docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("cat /etc/nginx/bgd/{}/* /etc/nginx/conf.d/*", t.app),
-    ]));
+    outputs.push(t.lb_sh(&format!(
+        "cat /etc/nginx/bgd/{}/* /etc/nginx/conf.d/*",
+        t.app
+    )));
     for o in &outputs {
         assert!(!o.contains(SECRET), "secret leaked in:\n{o}");
         assert!(!o.contains(ENV_SECRET), "env secret leaked in:\n{o}");
@@ -271,13 +268,7 @@ fn an_official_layout_nginx_of_the_users_is_used_and_left_alone() {
 
     // the user's stock server goes; a virtual host of theirs on the same port stays beside bgd
     docker(&["exec", &t.lb(), "rm", "/etc/nginx/conf.d/default.conf"]);
-    docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        "printf 'server { listen 80; server_name shop.example.com; return 200 \"shop\\\\n\"; }\\n' > /etc/nginx/conf.d/shop.conf",
-    ]);
+    t.lb_sh("printf 'server { listen 80; server_name shop.example.com; return 200 \"shop\\\\n\"; }\\n' > /etc/nginx/conf.d/shop.conf");
     let r = t.bgd(&["deploy", "bgd-demo:v1"]);
     assert_eq!(r.code, 0, "{r:?}");
     let shop = http_get_host(t.live_port, "/", "shop.example.com").unwrap();

@@ -271,13 +271,7 @@ fn host_snapshot(t: &TestApp) -> String {
     let files = if lb.trim().is_empty() {
         String::new()
     } else {
-        docker(&[
-            "exec",
-            &t.lb(),
-            "sh",
-            "-c",
-            "cd /etc/nginx && ls -R conf.d bgd && for f in conf.d/* bgd/*/*; do [ -f \"$f\" ] && echo \"== $f\" && cat \"$f\"; done",
-        ])
+        t.lb_sh("cd /etc/nginx && ls -R conf.d bgd && for f in conf.d/* bgd/*/*; do [ -f \"$f\" ] && echo \"== $f\" && cat \"$f\"; done")
     };
     let mut lines: Vec<&str> = containers.lines().collect();
     lines.sort();

@@ -64,13 +64,7 @@ fn in_flight_request_on_the_old_color_completes() {
     let r = t.bgd(&["rollback"]);
     assert_eq!(r.code, 0, "{r:?}");
     // bgd returned: the old workers are gone, so nothing can route to green any more
-    let ps = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done",
-    ]);
+    let ps = t.lb_sh("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done");
     assert!(
         !ps.contains("shutting down"),
         "an old worker remains after the switch was reported:\n{ps}"

@@ -30,16 +30,10 @@ fn canary_cookie(set_cookie: &str) -> String {
 }
 
 fn traffic_logs(t: &TestApp) -> String {
-    docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!(
-            "ls /etc/nginx/bgd/logs/ | grep '^{}-traffic' || true",
-            t.app
-        ),
-    ])
+    t.lb_sh(&format!(
+        "ls /etc/nginx/bgd/logs/ | grep '^{}-traffic' || true",
+        t.app
+    ))
 }
 
 #[test]

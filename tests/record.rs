@@ -10,12 +10,8 @@ fn file(t: &TestApp, name: &str) -> String {
     format!("/etc/nginx/bgd/{}/{name}", t.app)
 }
 
-fn sh(t: &TestApp, script: &str) -> String {
-    docker(&["exec", &t.lb(), "sh", "-c", script])
-}
-
 fn state(t: &TestApp) -> Value {
-    let text = sh(t, &format!("cat {}", file(t, "state.json")));
+    let text = t.lb_sh(&format!("cat {}", file(t, "state.json")));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("state.json {text:?}: {e}"))
 }
 
@@ -34,7 +30,7 @@ fn refused_then_repaired(t: &TestApp, spoil: &str, says: &str) {
 
 /// The same, refused by `refused` (a command bgd runs).
 fn refused_then_repaired_by(t: &TestApp, spoil: &str, says: &str, refused: &[&str]) {
-    sh(t, spoil);
+    t.lb_sh(spoil);
     let ours = || {
         docker(&[
             "ps",
@@ -46,11 +42,11 @@ fn refused_then_repaired_by(t: &TestApp, spoil: &str, says: &str, refused: &[&st
         ])
     };
     let before = ours();
-    let record_before = sh(t, &format!("cat {} || true", file(t, "state.json")));
+    let record_before = t.lb_sh(&format!("cat {} || true", file(t, "state.json")));
     let d = t.bgd(refused);
     assert_eq!(d.code, 7, "{spoil}: {d:?}");
     assert_eq!(
-        sh(t, &format!("cat {} || true", file(t, "state.json"))),
+        t.lb_sh(&format!("cat {} || true", file(t, "state.json"))),
         record_before,
         "the record was not replaced: {d:?}"
     );
@@ -145,12 +141,9 @@ fn the_history_keeps_what_it_cannot_read_and_a_switch_back_is_recorded_with_it()
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     let history = file(&t, "history.jsonl");
     // and a torn one with a NUL byte (GNU grep would read the file as binary)
-    sh(
-        &t,
-        &format!(
-            "echo 'a line of another bgd' >> {history} && printf 'torn\\000line\\n' >> {history}"
-        ),
-    );
+    t.lb_sh(&format!(
+        "echo 'a line of another bgd' >> {history} && printf 'torn\\000line\\n' >> {history}"
+    ));
     // v2 passes every gate, then fails during verification: the switch back is recorded
     t.write(
         &t.config()
@@ -166,7 +159,7 @@ fn the_history_keeps_what_it_cannot_read_and_a_switch_back_is_recorded_with_it()
     assert_eq!(s["live"]["color"], "blue", "{s}");
     assert_eq!(s["idle"]["color"], "green", "{s}");
     assert_eq!(s["idle"]["role"], "candidate", "{s}");
-    let lines = sh(&t, &format!("cat {history}"));
+    let lines = t.lb_sh(&format!("cat {history}"));
     assert!(lines.contains("a line of another bgd"), "{lines}");
     assert!(lines.contains("torn\0line"), "{lines:?}");
     let entries: Vec<Value> = lines
@@ -184,7 +177,9 @@ fn the_history_keeps_what_it_cannot_read_and_a_switch_back_is_recorded_with_it()
     // the next deploy reads that record as it is
     t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v3"]).code, 0);
-    assert!(sh(&t, &format!("cat {history}")).contains("a line of another bgd"));
+    assert!(t
+        .lb_sh(&format!("cat {history}"))
+        .contains("a line of another bgd"));
 }
 
 /// A switch nginx applied but whose record could not be written is a failure (exit 7), never
@@ -196,7 +191,7 @@ fn a_switch_it_could_not_record_is_a_failure() {
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     // the temporary file the state is written through cannot be made
     let tmp = format!("{}.bgd-tmp", file(&t, "state.json"));
-    sh(&t, &format!("mkdir {tmp}"));
+    t.lb_sh(&format!("mkdir {tmp}"));
     let d = t.bgd(&["deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 7, "{d:?}");
     assert!(
@@ -204,7 +199,7 @@ fn a_switch_it_could_not_record_is_a_failure() {
         "{d:?}"
     );
     assert_eq!(t.live_version(), "v2", "the switch itself happened");
-    sh(&t, &format!("rmdir {tmp}"));
+    t.lb_sh(&format!("rmdir {tmp}"));
     assert_eq!(t.bgd(&["repair"]).code, 0);
     assert_eq!(state(&t)["live"]["image"], "bgd-demo:v2");
     assert_eq!(t.bgd(&["status"]).code, 0);
@@ -225,7 +220,7 @@ fn repair_keeps_a_release_parked_stopped() {
         "{}",
         t.active_config()
     );
-    sh(&t, &format!("echo garbage > {}", file(&t, "state.json")));
+    t.lb_sh(&format!("echo garbage > {}", file(&t, "state.json")));
     let r = t.bgd(&["--json", "repair"]);
     assert_eq!(r.code, 0, "{r:?}");
     let rr = r.result();

@@ -9,13 +9,7 @@ use std::time::Duration;
 
 /// The nginx worker processes' pids in the container, sorted.
 fn workers(t: &TestApp) -> Vec<String> {
-    let out = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        r#"for p in /proc/[0-9]*; do c=""; read -r c < "$p/cmdline" 2>/dev/null; case $c in "nginx: worker process"*) echo "${p#/proc/}";; esac; done"#,
-    ]);
+    let out = t.lb_sh(r#"for p in /proc/[0-9]*; do c=""; read -r c < "$p/cmdline" 2>/dev/null; case $c in "nginx: worker process"*) echo "${p#/proc/}";; esac; done"#);
     let mut v: Vec<String> = out.lines().map(str::to_string).collect();
     v.sort();
     v
@@ -23,17 +17,11 @@ fn workers(t: &TestApp) -> Vec<String> {
 
 /// The rollback flags in bgd's directory for the app.
 fn flags(t: &TestApp) -> Vec<String> {
-    docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("cd /etc/nginx/bgd/{} && ls", t.app),
-    ])
-    .lines()
-    .filter(|l| l.starts_with("flip-"))
-    .map(str::to_string)
-    .collect()
+    t.lb_sh(&format!("cd /etc/nginx/bgd/{} && ls", t.app))
+        .lines()
+        .filter(|l| l.starts_with("flip-"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// bgd's record on the host.
@@ -64,13 +52,7 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     t.write(&t.config());
     assert_eq!(t.bgd(&["deploy", "bgd-demo:v1"]).code, 0);
     // the user's nginx caches file lookups for a minute: bgd's servers must not
-    docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        "printf 'open_file_cache max=1000 inactive=60s;\\nopen_file_cache_valid 60s;\\nopen_file_cache_errors on;\\n' > /etc/nginx/conf.d/zz-user-cache.conf",
-    ]);
+    t.lb_sh("printf 'open_file_cache max=1000 inactive=60s;\\nopen_file_cache_valid 60s;\\nopen_file_cache_errors on;\\n' > /etc/nginx/conf.d/zz-user-cache.conf");
     let d = t.bgd(&["--json", "deploy", "bgd-demo:v2"]);
     assert_eq!(d.code, 0, "{d:?}");
     // the preview config routes by the flag: the deploy's switch raised it, no second reload
@@ -178,13 +160,9 @@ fn rollback_moves_the_flag_without_a_reload_under_load() {
     assert!(!r.stderr.contains("internal"), "{r:?}");
     assert_eq!(t.live_version(), "v3");
     assert_eq!(workers(&t), serving, "nginx reloaded");
-    let gone = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("ls -la {blocker} 2>&1; rmdir {blocker} 2>&1 && echo gone"),
-    ]);
+    let gone = t.lb_sh(&format!(
+        "ls -la {blocker} 2>&1; rmdir {blocker} 2>&1 && echo gone"
+    ));
     assert!(gone.ends_with("gone\n"), "{gone}");
     let r = t.bgd(&["repair"]);
     assert_eq!(r.code, 0, "{r:?}");

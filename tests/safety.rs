@@ -414,13 +414,7 @@ fn unconfirmable_switch(name: &str, template: Option<&str>) {
     assert_eq!(s["idle"]["role"], "candidate", "{s}");
     // nginx says so too: the flag put back took its marker (the candidate was never live),
     // so a rollback cannot take it for a parked release
-    let files = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("ls /etc/nginx/bgd/{}", t.app),
-    ]);
+    let files = t.lb_sh(&format!("ls /etc/nginx/bgd/{}", t.app));
     assert!(
         !files.contains("promoted-") && !files.contains("flip-"),
         "{files}"

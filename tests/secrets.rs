@@ -98,13 +98,7 @@ fn secrets_by_token_and_shape_never_show_and_plain_values_do() {
         "{drift:?}"
     );
     outputs.push(format!("{drift:?}"));
-    outputs.push(docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("cat /etc/nginx/bgd/{}/*", t.app),
-    ]));
+    outputs.push(t.lb_sh(&format!("cat /etc/nginx/bgd/{}/*", t.app)));
     for o in &outputs {
         for secret in [PWD, SK, DSN_PW, URL_PW, FLAG, MIGRATE_TOKEN, ROTATED] {
             assert!(!o.contains(secret), "{secret} leaked in:\n{o}");

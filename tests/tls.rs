@@ -250,13 +250,10 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
     );
     assert_eq!(plain.header("Strict-Transport-Security"), None);
     // the key in the container: root's, 0600, under bgd's directory
-    let modes = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("stat -c '%a %U %n' /etc/nginx/bgd/{}/tls/*", t.app),
-    ]);
+    let modes = t.lb_sh(&format!(
+        "stat -c '%a %U %n' /etc/nginx/bgd/{}/tls/*",
+        t.app
+    ));
     let key_line = modes.lines().find(|l| l.ends_with(".key")).unwrap_or("");
     assert!(key_line.starts_with("600 root "), "{modes}");
     assert_eq!(modes.lines().count(), 2, "{modes}");
@@ -439,13 +436,7 @@ fn https_through_a_deploy_a_rollback_and_a_renewal_with_zero_failures() {
     // http2: false: HTTP/1.1 alone
     assert_eq!(curl(&t.dir, "shop.test", port, &[], 1), ["200 1.1 v1"]);
     // bgd's uploaded files went with the switch to the container's own
-    let files = docker(&[
-        "exec",
-        &t.lb(),
-        "sh",
-        "-c",
-        &format!("ls /etc/nginx/bgd/{}/tls | wc -l", t.app),
-    ]);
+    let files = t.lb_sh(&format!("ls /etc/nginx/bgd/{}/tls | wc -l", t.app));
     assert_eq!(files.trim(), "0");
     // without redirect_http, plain HTTP serves the app too
     let plain = http_get_host(t.live_port, "/", "shop.test").unwrap();

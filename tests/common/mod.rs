@@ -255,6 +255,11 @@ impl TestApp {
     }
 
     /// The nginx config bgd activated (through the stub in conf.d), read from the container.
+    /// `sh -c SCRIPT` in the nginx container; its output.
+    pub fn lb_sh(&self, script: &str) -> String {
+        docker(&["exec", &self.lb(), "sh", "-c", script])
+    }
+
     pub fn active_config(&self) -> String {
         let stub = docker(&[
             "exec",
