@@ -73,10 +73,8 @@ impl Observed {
             .and_then(render::read_header)?;
         let raised = header.flip.as_ref().is_some_and(|f| self.flags.contains(f));
         // a candidate whose config's flag was ever raised has been live: it is parked now
-        let marked = header
-            .flip
-            .as_ref()
-            .is_some_and(|f| raised || self.flags.contains(&f.replacen("flip-", "promoted-", 1)));
+        let marked = header.flip.is_some()
+            && (raised || self.flags.contains(&render::marker_name(header.generation)));
         let mut header = header.flipped(raised);
         if marked && header.preview_role.as_deref() == Some("candidate") {
             header.preview_role = Some("parked".into());

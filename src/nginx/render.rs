@@ -238,6 +238,12 @@ pub fn flip_name(generation: u64) -> String {
     format!("flip-{generation}")
 }
 
+/// The name of the flag's marker, which raising the flag creates and lowering it leaves:
+/// the idle release of that config has been live.
+pub fn marker_name(generation: u64) -> String {
+    format!("promoted-{generation}")
+}
+
 /// What a pool's upstream routes to (`name:port` nginx resolves, else `ip:port`), as the
 /// config's `X-Bgd-Idle-Servers` lists it: sorted, comma-separated.
 pub fn server_list<'a>(addrs: impl Iterator<Item = &'a str>) -> String {
@@ -404,10 +410,10 @@ pub fn render(template: &str, input: &RenderInput) -> Result<String> {
             Some(FlipContext {
                 flag: flip_flag(&input.app, input.generation),
                 marker: format!(
-                    "{}/{}/promoted-{}",
+                    "{}/{}/{}",
                     super::BGD_DIR,
                     input.app,
-                    input.generation
+                    marker_name(input.generation)
                 ),
                 live: parked.color,
                 idle: live.color,
